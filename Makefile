@@ -1,0 +1,57 @@
+# Panjereh — every command a developer or CI needs. Only python3 (3.11+) must be present:
+# the first target that needs tools creates .tools/ (uv) and .venv/ (the locked workspace).
+
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration test-e2e lint format bench lock clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject.toml)
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.synced ## create .venv with the whole workspace (locked)
+
+run: install ## run the whole platform locally (embedded PostgreSQL + broker), Ctrl-C stops it
+	$(PY) -m panjereh.devstack run
+
+test: install ## run the whole suite: unit, integration, e2e
+	$(PY) -m pytest
+
+test-unit: install ## unit tests only (no servers)
+	$(PY) -m pytest -m "not integration and not e2e"
+
+test-integration: install ## integration tests (embedded PostgreSQL and broker)
+	$(PY) -m pytest -m integration
+
+test-e2e: install ## end-to-end tests (the whole platform as processes)
+	$(PY) -m pytest -m e2e
+
+lint: install ## ruff (lint + format check) and mypy strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+lock: $(UV) ## refresh uv.lock after changing dependencies
+	$(UV) lock --python $(PYTHON)
+
+clean: ## remove local state and environments
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

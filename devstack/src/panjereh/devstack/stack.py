@@ -1,0 +1,336 @@
+"""Start and stop the whole platform as separate processes.
+
+Order: embedded PostgreSQL (unless every service has an external database URL), the embedded
+broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), one database per service, topics,
+migrations, seed data, then every service and the gateway under uvicorn, then wait for the
+gateway's ``/readyz``. Ctrl-C or SIGTERM stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from panjereh.contracts.topics import PLATFORM_TOPICS
+from panjereh.devstack.embedded import (
+    EmbeddedKafka,
+    EmbeddedPostgres,
+    die_with_parent,
+    ensure_databases,
+    ensure_port_free,
+)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One FastAPI process of the platform."""
+
+    name: str
+    package: str
+    env_prefix: str
+    port_offset: int
+    database: str | None
+
+    @property
+    def app(self) -> str:
+        return f"{self.package}.main:create_app"
+
+
+SERVICES: tuple[Component, ...] = (
+    Component("catalog", "panjereh.catalog", "PANJEREH_CATALOG_", 1, "catalog"),
+    Component("identity", "panjereh.identity", "PANJEREH_IDENTITY_", 2, "identity"),
+    Component("requests", "panjereh.requests", "PANJEREH_REQUESTS_", 3, "requests"),
+    Component(
+        "inquiry-broker", "panjereh.inquiry_broker", "PANJEREH_INQUIRY_BROKER_", 4, "inquiry_broker"
+    ),
+)
+GATEWAY = Component("gateway", "panjereh.gateway", "PANJEREH_GATEWAY_", 0, None)
+
+
+@dataclass
+class StackConfig:
+    var_dir: Path
+    port_base: int = 8000
+    kafka_port: int = 9092
+    environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    ready_timeout: float = 90.0
+
+    def port(self, component: Component) -> int:
+        return self.port_base + component.port_offset
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def say(message: str) -> None:
+    print(message, flush=True)  # noqa: T201 - this is the stack's console
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.env = dict(config.environment)
+        self.postgres: EmbeddedPostgres | None = None
+        self.kafka: EmbeddedKafka | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_dir = config.var_dir / "log"
+        self.state_file = config.var_dir / "run" / "stack.json"
+
+    # ----------------------------------------------------------------- start
+    async def start(self) -> None:
+        started = time.monotonic()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        for component in (GATEWAY, *SERVICES):
+            ensure_port_free(self.config.port(component), component.name)
+
+        await self._start_database()
+        await self._start_broker()
+        await self._run_everywhere("migrate", "migrations")
+        await self._run_everywhere("seed", "seed data")
+        self._start_processes()
+        await self._wait_ready()
+        say(f"Panjereh is ready in {time.monotonic() - started:.1f} s")
+        gateway = f"http://127.0.0.1:{self.config.port(GATEWAY)}"
+        say(f"  gateway      {gateway}")
+        say(f"  health       {gateway}/readyz")
+        for component in SERVICES:
+            say(f"  {component.name:<12} http://127.0.0.1:{self.config.port(component)}/docs")
+        say(f"  logs         {self.log_dir}")
+        say("Press Ctrl-C to stop.")
+
+    async def _start_database(self) -> None:
+        external_server = self.env.get("DATABASE_URL")
+        missing = [
+            c for c in SERVICES if f"{c.env_prefix}DATABASE_URL" not in self.env and c.database
+        ]
+        if not missing:
+            say("PostgreSQL: every service has its own DATABASE_URL; not starting one")
+            return
+        if external_server:
+            say("PostgreSQL: using DATABASE_URL")
+            admin_url = _libpq_url(external_server)
+            base = _without_database(external_server)
+            urls = {c.name: f"{base}/{c.database}" for c in missing}
+        else:
+            say("PostgreSQL: starting the embedded server ...")
+            begun = time.monotonic()
+            self.postgres = EmbeddedPostgres(self.config.var_dir / "postgres")
+            await asyncio.to_thread(self.postgres.start)
+            say(f"PostgreSQL: ready in {time.monotonic() - begun:.1f} s")
+            admin_url = self.postgres.url("postgres", driver="postgresql")
+            urls = {c.name: self.postgres.url(c.database or c.name) for c in missing}
+        await ensure_databases(admin_url, [c.database for c in missing if c.database])
+        for component in missing:
+            self.env[f"{component.env_prefix}DATABASE_URL"] = urls[component.name]
+
+    async def _start_broker(self) -> None:
+        if self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            say("Kafka: using KAFKA_BOOTSTRAP_SERVERS; not starting the embedded broker")
+            bootstrap = self.env["KAFKA_BOOTSTRAP_SERVERS"]
+        else:
+            say("Kafka: starting the embedded broker (Tansu, memory storage) ...")
+            self.kafka = EmbeddedKafka(self.config.kafka_port, log_path=self.log_dir / "kafka.log")
+            await asyncio.to_thread(self.kafka.start)
+            bootstrap = self.kafka.bootstrap_servers
+            self.env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+            # Tansu rejects InitProducerId: idempotence must be off against it
+            self.env.setdefault("PANJEREH_KAFKA_IDEMPOTENCE", "false")
+        from panjereh.devstack.embedded import create_topics  # noqa: PLC0415
+
+        await create_topics(bootstrap, PLATFORM_TOPICS)
+        say(f"Kafka: ready at {bootstrap}")
+
+    async def _run_everywhere(self, module: str, what: str) -> None:
+        """Run ``python -m <package>.<module>`` for every service that has one, in parallel."""
+        targets = [c for c in SERVICES if importlib.util.find_spec(f"{c.package}.{module}")]
+        if not targets:
+            return
+        say(f"Running {what} for {', '.join(c.name for c in targets)} ...")
+        results = await asyncio.gather(
+            *(self._run_module(f"{c.package}.{module}", c.name, module) for c in targets)
+        )
+        failed = [name for name, code in results if code != 0]
+        if failed:
+            msg = f"{what} failed for {', '.join(failed)}; see {self.log_dir}"
+            raise StackError(msg)
+
+    async def _run_module(self, module: str, name: str, step: str) -> tuple[str, int]:
+        log = self.log_dir / f"{name}.{step}.log"
+        with log.open("wb") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                module,
+                env=self.env,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+            code = await process.wait()
+        return name, code
+
+    def _start_processes(self) -> None:
+        upstreams = {
+            f"PANJEREH_GATEWAY_{c.name.replace('-', '_').upper()}_URL": (
+                f"http://127.0.0.1:{self.config.port(c)}"
+            )
+            for c in SERVICES
+        }
+        self.env.update(upstreams)
+        for component in (*SERVICES, GATEWAY):
+            self._spawn(component)
+        self._write_state()
+
+    def _spawn(self, component: Component) -> None:
+        log = (self.log_dir / f"{component.name}.log").open("ab")
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            component.app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.config.port(component)),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "10",
+        ]
+        self.processes[component.name] = subprocess.Popen(  # noqa: S603 - our own command
+            command,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only sets the death signal
+        )
+        log.close()
+
+    def _write_state(self) -> None:
+        state = {
+            "supervisor": os.getpid(),
+            "processes": {name: p.pid for name, p in self.processes.items()},
+            "broker": self.kafka.process.pid if self.kafka and self.kafka.process else None,
+            "postgres_data": str(self.postgres.data_dir) if self.postgres else None,
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    async def _wait_ready(self) -> None:
+        url = f"http://127.0.0.1:{self.config.port(GATEWAY)}/readyz"
+        say("Waiting for every service to report ready ...")
+        deadline = time.monotonic() + self.config.ready_timeout
+        last: object = None
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                self.check_processes()
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.get(url)
+                    if response.status_code == 200:
+                        return
+                    last = response.json().get("components")
+                await asyncio.sleep(0.2)
+        msg = f"not ready after {self.config.ready_timeout:.0f} s (last report: {last})"
+        raise StackError(msg)
+
+    def check_processes(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                msg = (
+                    f"{name} exited with code {process.returncode}; "
+                    f"see {self.log_dir / (name + '.log')}"
+                )
+                raise StackError(msg)
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> None:
+        say("Stopping ...")
+        # the gateway first, so no new traffic reaches services that are draining
+        order = ["gateway", *[c.name for c in reversed(SERVICES)]]
+        running = [self.processes[n] for n in order if n in self.processes]
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.kafka:
+            self.kafka.stop()
+        if self.postgres:
+            self.postgres.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self.state_file.unlink()
+        say("Stopped.")
+
+
+def _libpq_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _without_database(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.query:
+        msg = "DATABASE_URL with query parameters: give each service its own URL instead"
+        raise StackError(msg)
+    scheme = "postgresql+asyncpg" if parts.scheme in {"postgresql", "postgres"} else parts.scheme
+    return f"{scheme}://{parts.netloc}"
+
+
+async def run(config: StackConfig) -> int:
+    """Run the stack until SIGINT/SIGTERM or until a process dies; the exit code to use."""
+    stack = Stack(config)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+    code = 0
+    try:
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop_requested.wait())
+        done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting in done:
+            starting.result()
+            while not stop_requested.is_set():
+                stack.check_processes()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop_requested.wait(), timeout=1.0)
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StackError):
+                await starting
+        stopping.cancel()
+    except StackError as exc:
+        say(f"error: {exc}")
+        code = 1
+    finally:
+        await asyncio.to_thread(stack.stop)
+    return code
+
+
+def main_run(args: Sequence[str] | None = None) -> int:
+    from panjereh.devstack.cli import parse  # noqa: PLC0415
+
+    config = parse(args)
+    return asyncio.run(run(config))

@@ -1,0 +1,1 @@
+"""API gateway: the one public entry point; routes ``/api/v1/...`` to the services."""

@@ -1,0 +1,230 @@
+"""RFC 9457 problem details: one error type, rendered once, in Persian or English.
+
+Services raise :class:`AppError` subclasses; they never import ``HTTPException``. The handlers
+installed by :func:`install_error_handlers` turn every failure (application errors, request
+validation, unknown routes, unexpected exceptions) into ``application/problem+json`` with a
+stable machine ``code`` and never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://panjereh.ir/problems/"
+
+
+class Text:
+    """A human-facing message in both languages the platform speaks (``fa`` required)."""
+
+    __slots__ = ("en", "fa")
+
+    def __init__(self, fa: str, en: str) -> None:
+        self.fa = fa
+        self.en = en
+
+    def pick(self, language: str) -> str:
+        return self.en if language == "en" else self.fa
+
+
+class AppError(Exception):
+    """Base of every expected failure. Subclasses set ``status``, ``code`` and ``title``."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[Text] = Text("درخواست نامعتبر است", "Bad request")
+
+    def __init__(
+        self,
+        detail: Text | None = None,
+        *,
+        errors: Sequence[Mapping[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail.en if detail else self.title.en)
+        self.detail = detail
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = Text("یافت نشد", "Not found")
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    code = "method_not_allowed"
+    title = Text("این روش برای این نشانی مجاز نیست", "Method not allowed")
+
+
+class ValidationFailed(AppError):
+    status = 422
+    code = "validation_failed"
+    title = Text("اطلاعات ارسالی معتبر نیست", "Validation failed")
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+    title = Text("احراز هویت لازم است", "Authentication required")
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    title = Text("اجازه این کار را ندارید", "Forbidden")
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    title = Text("با وضعیت فعلی ناسازگار است", "Conflict")
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+    title = Text("حجم درخواست بیش از حد مجاز است", "Payload too large")
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "rate_limited"
+    title = Text("تعداد درخواست‌ها بیش از حد مجاز است", "Too many requests")
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "service_unavailable"
+    title = Text("سرویس موقتاً در دسترس نیست", "Service unavailable")
+
+
+class InternalError(AppError):
+    status = 500
+    code = "internal_error"
+    title = Text("خطای داخلی رخ داد", "Internal error")
+
+
+_STATUS_ERRORS: dict[int, type[AppError]] = {
+    400: AppError,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    429: TooManyRequests,
+    503: ServiceUnavailable,
+}
+
+
+def preferred_language(request: Request) -> str:
+    """``en`` when the client prefers English over Persian, else ``fa`` (the default)."""
+    header = request.headers.get("accept-language", "")
+    best, best_q = "fa", -1.0
+    for part in header.split(","):
+        tag, _, params = part.strip().partition(";")
+        language = tag.strip().lower()[:2]
+        if language not in {"fa", "en"}:
+            continue
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        if quality > best_q:
+            best, best_q = language, quality
+    return best
+
+
+def problem_response(request: Request, error: AppError) -> JSONResponse:
+    language = preferred_language(request)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": error.title.pick(language),
+        "status": error.status,
+        "detail": (error.detail or error.title).pick(language),
+        "code": error.code,
+        "instance": request.url.path,
+    }
+    if error.errors:
+        body["errors"] = error.errors
+    body.update(error.extra)
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(
+        body,
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers={**error.headers, "Content-Language": language},
+    )
+
+
+def _field_path(location: Sequence[Any]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] if parts[0] == "body" else parts
+    return ".".join(parts) or "body"
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": _field_path(item.get("loc", ())), "message": str(item.get("msg", ""))}
+        for item in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every failure of ``app`` as problem+json."""
+
+    async def on_app_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        return problem_response(request, exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        error = ValidationFailed(
+            Text("برخی فیلدها معتبر نیستند", "Some fields are not valid"),
+            errors=validation_errors(exc),
+        )
+        return problem_response(request, error)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        error_type = _STATUS_ERRORS.get(exc.status_code, AppError)
+        error = error_type(headers=exc.headers)
+        if error_type is AppError and exc.status_code != 400:
+            # an unusual status raised by the framework: keep its number, generic wording
+            error = _with_status(exc.status_code)
+        return problem_response(request, error)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+        return problem_response(request, InternalError())
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _with_status(status: int) -> AppError:
+    error_class: type[AppError] = type(
+        f"HttpError{status}", (AppError,), {"status": status, "code": f"http_{status}"}
+    )
+    return error_class()

@@ -1,0 +1,1 @@
+"""Messaging plumbing: the transactional outbox, the idempotent consumer's inbox, Kafka."""

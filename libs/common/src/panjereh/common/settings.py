@@ -1,0 +1,69 @@
+"""Typed settings shared by every process.
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix``
+(``PANJEREH_CATALOG_`` ...). Platform-wide values (run mode, Kafka bootstrap servers) are read
+without a prefix so one environment variable configures every process.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "secret", "dev-only")
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PROD = "prod"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclasses set ``model_config`` with their env prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    #: Name used in logs, traces and event ``source``; subclasses override the default.
+    service_name: ClassVar[str] = "panjereh"
+
+    environment: Environment = Field(
+        default=Environment.DEV,
+        validation_alias=AliasChoices("PANJEREH_ENV", "environment"),
+    )
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("PANJEREH_LOG_LEVEL", "log_level")
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment is Environment.DEV
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
+        """Outside dev, a secret that still holds a placeholder value stops the process."""
+        if self.environment is Environment.PROD:
+            for name, value in self._secret_values().items():
+                lowered = value.lower()
+                if not value or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+                    msg = f"{name} holds a placeholder value; set a real secret in production"
+                    raise ValueError(msg)
+        return self
+
+    def _secret_values(self) -> dict[str, str]:
+        values: dict[str, Any] = {name: getattr(self, name) for name in type(self).model_fields}
+        return {
+            name: value.get_secret_value()
+            for name, value in values.items()
+            if isinstance(value, SecretStr)
+        }

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from panjereh.common.app import create_service_app
+from panjereh.common.errors import AppError, Text
+from panjereh.common.settings import ServiceSettings
+from panjereh.common.testing.plugin import running_app
+from pydantic import BaseModel, Field
+
+
+class ChallengeExpired(AppError):
+    status = 410
+    code = "otp_expired"
+    title = Text("کد یکبار مصرف منقضی شده است", "The one-time code has expired")
+
+
+class Person(BaseModel):
+    birth_year: int = Field(ge=1900)
+    name: str
+
+
+def build_app() -> FastAPI:
+    router = APIRouter()
+
+    @router.post("/people")
+    async def create_person(person: Person) -> Person:
+        return person
+
+    @router.get("/expired")
+    async def expired() -> None:
+        raise ChallengeExpired
+
+    @router.get("/boom")
+    async def boom() -> None:
+        msg = "secret internals"
+        raise RuntimeError(msg)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    return create_service_app(
+        title="test",
+        settings=ServiceSettings(max_body_bytes=2048),
+        lifespan=lifespan,
+        routers=[router],
+    )
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(build_app()) as client:
+        yield client
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert str(body["type"]).endswith(code)
+    return body
+
+
+class TestProblemDetails:
+    async def test_unknown_route_is_a_persian_404_by_default(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        body = assert_problem(await client.get("/nowhere"), 404, "not_found")
+        assert body["title"] == "یافت نشد"
+
+    async def test_accept_language_en_picks_english(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/nowhere", headers={"Accept-Language": "en-US,fa;q=0.5"})
+        assert assert_problem(response, 404, "not_found")["title"] == "Not found"
+
+    async def test_quality_values_decide_the_language(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/nowhere", headers={"Accept-Language": "en;q=0.3, fa"})
+        assert assert_problem(response, 404, "not_found")["title"] == "یافت نشد"
+
+    async def test_validation_failure_names_each_field(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/people", json={"birth_year": 1800})
+        body = assert_problem(response, 422, "validation_failed")
+        fields = {error["field"] for error in body["errors"]}  # type: ignore[attr-defined]
+        assert fields == {"birth_year", "name"}
+
+    async def test_app_error_keeps_its_status_and_code(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/expired", headers={"Accept-Language": "en"})
+        body = assert_problem(response, 410, "otp_expired")
+        assert body["title"] == "The one-time code has expired"
+
+    async def test_unexpected_exception_is_a_500_without_internals(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/boom")
+        body = assert_problem(response, 500, "internal_error")
+        assert "secret internals" not in response.text
+        assert "Traceback" not in response.text
+        assert body["title"] == "خطای داخلی رخ داد"
+
+    async def test_wrong_method_is_a_405_problem(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.delete("/expired"), 405, "method_not_allowed")
+
+
+class TestRequestIds:
+    async def test_a_well_formed_request_id_is_echoed(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/livez", headers={"X-Request-ID": "abc-123"})
+        assert response.headers["x-request-id"] == "abc-123"
+
+    async def test_a_malformed_request_id_is_replaced(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/livez", headers={"X-Request-ID": "<script>"})
+        assert response.headers["x-request-id"] != "<script>"
+        assert len(response.headers["x-request-id"]) == 32
+
+    async def test_problem_bodies_carry_the_request_id(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/nowhere", headers={"X-Request-ID": "trace-me"})
+        assert response.json()["request_id"] == "trace-me"
+
+
+class TestBodyLimit:
+    async def test_declared_oversized_body_is_413(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/people", content=b"x" * 4096)
+        assert_problem(response, 413, "payload_too_large")
+
+    async def test_streamed_oversized_body_is_413(self, client: httpx.AsyncClient) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(8):
+                yield b"x" * 512
+
+        response = await client.post("/people", content=chunks())
+        assert_problem(response, 413, "payload_too_large")

@@ -1,0 +1,1 @@
+"""Panjereh's public event contracts: payloads, topics and the AsyncAPI document."""

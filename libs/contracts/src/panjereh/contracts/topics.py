@@ -1,0 +1,31 @@
+"""Kafka topic names from CONTRACT.md (agency-facing and internal)."""
+
+from __future__ import annotations
+
+INQUIRY_REPLIES = "inquiry.replies"
+CATALOG_SERVICE_PUBLISHED = "catalog.service.published"
+CATALOG_SERVICE_RETIRED = "catalog.service.retired"
+REQUESTS_STATUS_CHANGED = "requests.request.status-changed"
+IDENTITY_CITIZEN_REGISTERED = "identity.citizen.registered"
+
+PLATFORM_TOPICS: tuple[str, ...] = (
+    INQUIRY_REPLIES,
+    CATALOG_SERVICE_PUBLISHED,
+    CATALOG_SERVICE_RETIRED,
+    REQUESTS_STATUS_CHANGED,
+    IDENTITY_CITIZEN_REGISTERED,
+)
+
+
+def agency_inquiries(agency: str) -> str:
+    """Where the broker sends inquiries for ``agency`` to answer."""
+    return f"agency.{agency}.inquiries"
+
+
+def agency_requests(agency: str) -> str:
+    """Where the requests service sends work items of ``agency``'s agency-mode cards."""
+    return f"agency.{agency}.requests"
+
+
+def dead_letter(topic: str) -> str:
+    return f"{topic}.dlq"

@@ -1,0 +1,1 @@
+"""Catalog service: agencies and approved, versioned service identity cards."""

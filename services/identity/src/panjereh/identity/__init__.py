@@ -1,0 +1,1 @@
+"""Identity service: citizens, staff, machine clients, OTP login and tokens."""

@@ -1,0 +1,1 @@
+"""Inquiry broker: purpose-bound data exchange between agencies, with audit."""

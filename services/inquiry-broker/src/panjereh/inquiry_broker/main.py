@@ -1,0 +1,29 @@
+"""Inquiry broker application: ``create_app()`` and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from panjereh.common.app import create_service_app
+from panjereh.common.db import Database
+from panjereh.common.logging import configure_logging
+from panjereh.inquiry_broker.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.database_url, pool_size=settings.database_pool_size)
+        app.state.database = database
+        app.state.readiness.add("database", database.ping)
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    configure_logging(settings.service_name, settings.log_level)
+    return create_service_app(title="Panjereh inquiry broker", settings=settings, lifespan=lifespan)

@@ -1,0 +1,1 @@
+"""Requests service: citizens' requests, decisions and issued documents."""

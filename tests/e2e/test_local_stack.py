@@ -1,0 +1,104 @@
+"""The local stack as a new user runs it: ready through the gateway, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from panjereh.devstack.testing import RunningStack, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = {"catalog", "identity", "requests", "inquiry-broker"}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is gone for our purposes once reaped or defunct
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def postmaster_pid(var_dir: Path) -> int | None:
+    pid_file = var_dir / "postgres" / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    return int(pid_file.read_text().splitlines()[0])
+
+
+class TestReadiness:
+    def test_gateway_reports_every_service_ready(self, gateway: httpx.Client) -> None:
+        response = gateway.get("/readyz")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ready"
+        assert set(body["components"]) == SERVICES
+        assert set(body["components"].values()) == {"ready"}
+
+    def test_gateway_is_live(self, gateway: httpx.Client) -> None:
+        assert gateway.get("/livez").json() == {"status": "live"}
+
+
+class TestRouting:
+    def test_a_contract_path_reaches_its_service(self, gateway: httpx.Client) -> None:
+        response = gateway.get(
+            "/api/v1/catalog/no-such-thing", headers={"X-Request-ID": "e2e-route-1"}
+        )
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        # the catalog's own problem (code not_found), not the gateway's route_not_found
+        assert response.json()["code"] == "not_found"
+        assert response.headers["x-request-id"] == "e2e-route-1"
+        assert response.json()["request_id"] == "e2e-route-1"
+
+    def test_a_path_outside_the_contract_is_the_gateways_404(self, gateway: httpx.Client) -> None:
+        response = gateway.get("/api/v1/nowhere", headers={"Accept-Language": "en"})
+        assert response.status_code == 404
+        assert response.json()["code"] == "route_not_found"
+        assert response.json()["title"] == "Not found"
+
+
+class TestStop:
+    def test_ctrl_c_leaves_no_process_behind_and_restart_is_ready(self, tmp_path: Path) -> None:
+        var_dir = tmp_path / "var"
+        stack = start_stack(var_dir, tmp_path / "first.out")
+        pids = self._pids(stack)
+        assert stop_stack(stack) == 0
+        leftovers = [pid for pid in pids if alive(pid)]
+        assert leftovers == [], f"still running after Ctrl-C: {leftovers}"
+
+        # a second run reuses the data directory and comes up again
+        again = start_stack(var_dir, tmp_path / "second.out")
+        try:
+            assert httpx.get(again.gateway + "/readyz", timeout=10).status_code == 200
+        finally:
+            stop_stack(again)
+        assert "Panjereh is ready in" in (tmp_path / "second.out").read_text()
+
+    def test_sigterm_stops_everything_too(self, tmp_path: Path) -> None:
+        stack = start_stack(tmp_path / "var", tmp_path / "stack.out")
+        pids = self._pids(stack)
+        stack.process.send_signal(signal.SIGTERM)
+        assert stack.process.wait(60) == 0
+        assert [pid for pid in pids if alive(pid)] == []
+
+    @staticmethod
+    def _pids(stack: RunningStack) -> list[int]:
+        state = stack.state()
+        processes = state["processes"]
+        assert isinstance(processes, dict)
+        assert set(processes) == {*SERVICES, "gateway"}
+        pids = [int(pid) for pid in processes.values()]
+        broker = state["broker"]
+        assert isinstance(broker, int)
+        pids.append(broker)
+        postmaster = postmaster_pid(stack.var_dir)
+        assert postmaster is not None
+        pids.append(postmaster)
+        return pids

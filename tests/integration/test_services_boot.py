@@ -1,0 +1,85 @@
+"""Every service migrates its own database and reports ready against it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import asyncpg
+import pytest
+from panjereh.common.migrations import downgrade, upgrade
+from panjereh.common.testing.plugin import MigratedDatabase, running_app
+
+pytestmark = pytest.mark.integration
+
+SERVICES = {
+    "panjereh.catalog": "catalog",
+    "panjereh.identity": "identity",
+    "panjereh.requests": "requests",
+    "panjereh.inquiry_broker": "inquiry_broker",
+}
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@pytest.mark.parametrize(("package", "schema"), SERVICES.items())
+class TestServiceBoot:
+    async def test_migrations_create_the_kernel_tables_in_the_service_schema(
+        self, migrated_database: MigratedDatabase, package: str, schema: str
+    ) -> None:
+        url = await migrated_database(package)
+        connection = await asyncpg.connect(libpq(url))
+        try:
+            tables = {
+                row["table_name"]
+                for row in await connection.fetch(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+                    schema,
+                )
+            }
+        finally:
+            await connection.close()
+        assert {"outbox_message", "inbox_message", "alembic_version"} <= tables
+
+    async def test_migrations_downgrade_to_base_and_back(
+        self, migrated_database: MigratedDatabase, package: str, schema: str
+    ) -> None:
+        url = await migrated_database(package)
+        await asyncio.to_thread(downgrade, package, url, "base")
+        await asyncio.to_thread(upgrade, package, url)
+        connection = await asyncpg.connect(libpq(url))
+        try:
+            version = await connection.fetchval(
+                f'SELECT version_num FROM "{schema}".alembic_version'
+            )
+        finally:
+            await connection.close()
+        assert version is not None
+
+    async def test_readyz_reports_the_database_ready(
+        self, migrated_database: MigratedDatabase, package: str, schema: str
+    ) -> None:
+        url = await migrated_database(package)
+        config = importlib.import_module(f"{package}.config")
+        main = importlib.import_module(f"{package}.main")
+        app = main.create_app(config.Settings(database_url=url))
+        async with running_app(app) as client:
+            live = await client.get("/livez")
+            ready = await client.get("/readyz")
+        assert live.status_code == 200
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "components": {"database": "ready"}}
+
+    async def test_readyz_is_503_when_the_database_is_unreachable(
+        self, package: str, schema: str
+    ) -> None:
+        config = importlib.import_module(f"{package}.config")
+        main = importlib.import_module(f"{package}.main")
+        unreachable = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+        app = main.create_app(config.Settings(database_url=unreachable))
+        async with running_app(app) as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["components"] == {"database": "unavailable"}
