@@ -56,6 +56,9 @@ class PortInUseError(RuntimeError):
 
 def ensure_port_free(port: int, owner: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the servers themselves do: connections of a previous run lingering in TIME_WAIT
+        # must not count as "in use", only a live listener does
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:

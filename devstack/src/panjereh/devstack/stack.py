@@ -27,6 +27,7 @@ from panjereh.contracts.topics import PLATFORM_TOPICS
 from panjereh.devstack.embedded import (
     EmbeddedKafka,
     EmbeddedPostgres,
+    PortInUseError,
     die_with_parent,
     ensure_databases,
     ensure_port_free,
@@ -321,7 +322,7 @@ async def run(config: StackConfig) -> int:
             with contextlib.suppress(asyncio.CancelledError, StackError):
                 await starting
         stopping.cancel()
-    except StackError as exc:
+    except (StackError, PortInUseError) as exc:
         say(f"error: {exc}")
         code = 1
     finally:
