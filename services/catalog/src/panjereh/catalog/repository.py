@@ -1,0 +1,333 @@
+"""Named queries of the catalog, in the domain's words."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from panjereh.catalog.models import (
+    Agency,
+    CardTransition,
+    IdempotencyRecord,
+    ServiceCard,
+    ServiceCardDraft,
+    ServiceCardVersion,
+    ServiceListing,
+)
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import TSQUERY, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+FACETS = ("agency", "category", "life_event", "channel", "maturity", "audience")
+#: How close (0..1, pg_trgm word similarity) a misspelt query must be to a title or keyword
+FUZZY_THRESHOLD = 0.45
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    agency: str | None = None
+    category: str | None = None
+    life_event: str | None = None
+    channel: str | None = None
+    maturity: int | None = None
+    audience: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    summaries: list[dict[str, Any]]
+    total: int
+    facets: dict[str, list[tuple[str, int]]]
+
+
+class AgencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, code: str) -> Agency | None:
+        return await self.session.get(Agency, code)
+
+    async def page(self, *, offset: int, limit: int) -> tuple[Sequence[Agency], int]:
+        total = await self.session.scalar(select(func.count()).select_from(Agency))
+        rows = await self.session.scalars(
+            select(Agency).order_by(Agency.code).offset(offset).limit(limit)
+        )
+        return rows.all(), int(total or 0)
+
+    async def add(self, agency: Agency) -> None:
+        self.session.add(agency)
+        await self.session.flush()
+
+    async def record_activity(self, code: str, seen_at: datetime) -> bool:
+        """Move ``last_seen_at`` forward (never back: reports may arrive out of order)."""
+        result = await self.session.execute(
+            update(Agency)
+            .where(Agency.code == code)
+            .values(
+                last_seen_at=func.greatest(func.coalesce(Agency.last_seen_at, seen_at), seen_at)
+            )
+            .returning(Agency.code)
+        )
+        return result.first() is not None
+
+
+class CardRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_code(self, code: str, *, for_update: bool = False) -> ServiceCard | None:
+        statement = select(ServiceCard).where(ServiceCard.code == code)
+        if for_update:
+            statement = statement.with_for_update()
+        return (await self.session.scalars(statement)).first()
+
+    async def draft(self, card_id: uuid.UUID, *, for_update: bool = False) -> ServiceCardDraft:
+        statement = select(ServiceCardDraft).where(ServiceCardDraft.card_id == card_id)
+        if for_update:
+            statement = statement.with_for_update()
+        return (await self.session.scalars(statement)).one()
+
+    async def add(self, *objects: object) -> None:
+        self.session.add_all(objects)
+        await self.session.flush()
+
+    async def version(self, card_id: uuid.UUID, version: int) -> ServiceCardVersion | None:
+        return (
+            await self.session.scalars(
+                select(ServiceCardVersion).where(
+                    ServiceCardVersion.card_id == card_id, ServiceCardVersion.version == version
+                )
+            )
+        ).first()
+
+    async def versions(
+        self, card_id: uuid.UUID, *, offset: int, limit: int
+    ) -> Sequence[ServiceCardVersion]:
+        rows = await self.session.scalars(
+            select(ServiceCardVersion)
+            .where(ServiceCardVersion.card_id == card_id)
+            .order_by(ServiceCardVersion.version.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return rows.all()
+
+    async def transitions(self, card_id: uuid.UUID) -> Sequence[CardTransition]:
+        rows = await self.session.scalars(
+            select(CardTransition)
+            .where(CardTransition.card_id == card_id)
+            .order_by(CardTransition.at, CardTransition.id)
+        )
+        return rows.all()
+
+    async def publish_listing(self, values: dict[str, Any]) -> None:
+        """Make ``values`` the searchable listing of its card (insert or replace)."""
+        statement = insert(ServiceListing).values(**values)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[ServiceListing.card_id],
+                set_={k: statement.excluded[k] for k in values if k != "card_id"},
+            )
+        )
+
+    async def withdraw_listing(self, card_id: uuid.UUID) -> None:
+        await self.session.execute(delete(ServiceListing).where(ServiceListing.card_id == card_id))
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, actor: str, key: str) -> None:
+        """Serialise concurrent requests with one key until this transaction ends."""
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"{actor}\n{key}", 0)))
+        )
+
+    async def get(self, actor: str, key: str) -> IdempotencyRecord | None:
+        return await self.session.get(IdempotencyRecord, (actor, key))
+
+    async def add(self, record: IdempotencyRecord) -> None:
+        self.session.add(record)
+        await self.session.flush()
+
+
+class SearchRepository:
+    """Search and browse over ``service_listing``, entirely in PostgreSQL."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def fulltext(
+        self, terms: list[list[str]], filters: SearchFilters, *, offset: int, limit: int
+    ) -> SearchPage:
+        query = cast(literal(_tsquery(terms)), TSQUERY)
+        match = ServiceListing.search_vector.op("@@", is_comparison=True)(query)
+        rank = func.ts_rank(ServiceListing.search_vector, query)
+        return await self._page([match, *_conditions(filters)], rank, offset=offset, limit=limit)
+
+    async def fuzzy(
+        self, text: str, filters: SearchFilters, *, offset: int, limit: int
+    ) -> SearchPage:
+        """Typo-tolerant fallback: trigram word similarity against titles and keywords."""
+        await self.session.execute(
+            select(func.set_config("pg_trgm.word_similarity_threshold", str(FUZZY_THRESHOLD), True))
+        )
+        needle = literal(text, Text)
+        match = needle.op("<%", is_comparison=True)(ServiceListing.search_title) | needle.op(
+            "<%", is_comparison=True
+        )(ServiceListing.search_keywords)
+        rank = func.greatest(
+            func.word_similarity(needle, ServiceListing.search_title),
+            func.word_similarity(needle, ServiceListing.search_keywords) * 0.8,
+        )
+        return await self._page([match, *_conditions(filters)], rank, offset=offset, limit=limit)
+
+    async def browse(self, filters: SearchFilters, *, offset: int, limit: int) -> SearchPage:
+        order = literal(0)
+        return await self._page(_conditions(filters), order, offset=offset, limit=limit)
+
+    async def _page(
+        self,
+        conditions: list[ColumnElement[bool]],
+        rank: ColumnElement[Any],
+        *,
+        offset: int,
+        limit: int,
+    ) -> SearchPage:
+        facets = await self._facets(conditions)
+        # every card has exactly one maturity, so its facet counts add up to the total
+        total = sum(count for _, count in facets["maturity"])
+        rows = await self.session.execute(
+            select(ServiceListing.summary)
+            .where(*conditions)
+            .order_by(rank.desc(), ServiceListing.code)
+            .offset(offset)
+            .limit(limit)
+        )
+        return SearchPage([row.summary for row in rows], total, facets)
+
+    async def _facets(
+        self, conditions: list[ColumnElement[bool]]
+    ) -> dict[str, list[tuple[str, int]]]:
+        listing = ServiceListing
+        matched = (
+            select(
+                listing.agency_code,
+                listing.category,
+                listing.life_events,
+                listing.channels,
+                listing.audience,
+                listing.maturity,
+            )
+            .where(*conditions)
+            .cte("matched")
+        )
+        columns: dict[str, Any] = {
+            "agency": matched.c.agency_code,
+            "category": matched.c.category,
+            "life_event": func.unnest(matched.c.life_events),
+            "channel": func.unnest(matched.c.channels),
+            "maturity": cast(matched.c.maturity, Text),
+            "audience": func.unnest(matched.c.audience),
+        }
+        parts: list[Select[Any]] = []
+        for name, column in columns.items():
+            values = select(column.label("value")).select_from(matched).subquery(f"f_{name}")
+            parts.append(
+                select(
+                    literal(name).label("facet"),
+                    values.c.value,
+                    func.count().label("hits"),
+                ).group_by(values.c.value)
+            )
+        result: dict[str, list[tuple[str, int]]] = {name: [] for name in FACETS}
+        for row in await self.session.execute(union_all(*parts)):
+            result[row.facet].append((row.value, row.hits))
+        for counts in result.values():
+            counts.sort(key=lambda item: (-item[1], item[0]))
+        return result
+
+
+def _conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
+    listing = ServiceListing
+    conditions: list[ColumnElement[bool]] = []
+    if filters.agency is not None:
+        conditions.append(listing.agency_code == filters.agency)
+    if filters.category is not None:
+        conditions.append(listing.category == filters.category)
+    if filters.maturity is not None:
+        conditions.append(listing.maturity == filters.maturity)
+    if filters.life_event is not None:
+        conditions.append(listing.life_events.contains([filters.life_event]))
+    if filters.channel is not None:
+        conditions.append(listing.channels.contains([filters.channel]))
+    if filters.audience is not None:
+        conditions.append(listing.audience.contains([filters.audience]))
+    return conditions
+
+
+def _tsquery(terms: list[list[str]]) -> str:
+    """``[["می خواهم", "میخواهم"], ["ثبت"]]`` → ``(('می':* & 'خواهم':*) | 'میخواهم':*) & 'ثبت':*``.
+
+    Words come from the normaliser (letters and digits only), so quoting them is safe; every
+    word matches as a prefix, which also covers Persian suffixes (ها، های، ام).
+    """
+    groups = []
+    for alternatives in terms:
+        options = [
+            "(" + " & ".join(f"'{word}':*" for word in alternative.split()) + ")"
+            for alternative in alternatives
+        ]
+        groups.append("(" + " | ".join(options) + ")")
+    return " & ".join(groups)
+
+
+class StatsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def services(self) -> dict[str, int]:
+        listing = ServiceListing
+        row = (
+            await self.session.execute(
+                select(
+                    func.count().label("total"),
+                    func.count().filter(listing.maturity >= 4).label("electronic"),
+                    func.count().filter(listing.maturity == 5).label("smart"),
+                    func.count().filter(listing.documents_required == 0).label("once_only"),
+                ).select_from(listing)
+            )
+        ).one()
+        return dict(row._mapping)
+
+    async def by_maturity(self) -> dict[int, int]:
+        rows = await self.session.execute(
+            select(ServiceListing.maturity, func.count()).group_by(ServiceListing.maturity)
+        )
+        return {int(maturity): int(count) for maturity, count in rows}
+
+    async def agencies(self, *, connected_within: timedelta) -> tuple[int, int]:
+        row = (
+            await self.session.execute(
+                select(
+                    func.count(),
+                    func.count().filter(Agency.last_seen_at >= func.now() - connected_within),
+                ).select_from(Agency)
+            )
+        ).one()
+        return int(row[0]), int(row[1])
