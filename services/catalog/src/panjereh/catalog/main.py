@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from panjereh.catalog.config import Settings
+from panjereh.catalog.router import router
 from panjereh.common.app import create_service_app
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
@@ -26,4 +27,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await database.dispose()
 
     configure_logging(settings.service_name, settings.log_level)
-    return create_service_app(title="Panjereh catalog", settings=settings, lifespan=lifespan)
+    return create_service_app(
+        title="Panjereh catalog", settings=settings, lifespan=lifespan, routers=[router]
+    )

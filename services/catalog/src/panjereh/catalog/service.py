@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from panjereh.catalog import persian
+from panjereh.catalog import cpsv, persian
 from panjereh.catalog.errors import (
     AgencyCodeTaken,
     AgencyNotFound,
@@ -402,6 +402,19 @@ async def get_published(session: AsyncSession, *, code: str) -> CardRead:
     if version is None:
         raise ServiceNotFound
     return _card_read(card, version)
+
+
+async def get_published_jsonld(session: AsyncSession, *, code: str) -> dict[str, Any]:
+    """The latest published version as CPSV-AP 3.2 JSON-LD."""
+    card = await get_published(session, code=code)
+    wanted = {card.agency, *(i.provider_agency for i in card.inquiries if i.provider_agency)}
+    repository = AgencyRepository(session)
+    labels = {}
+    for agency_code in sorted(wanted):
+        agency = await repository.get(agency_code)
+        if agency is not None:
+            labels[agency.code] = cpsv.AgencyLabel(agency.code, agency.name_fa, agency.name_en)
+    return cpsv.to_jsonld(card, labels)
 
 
 async def get_version(session: AsyncSession, *, code: str, version: int) -> CardRead:
