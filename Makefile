@@ -50,6 +50,9 @@ format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+bench: install ## run every benchmark in bench/ (each prints its own numbers)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
 lock: $(UV) ## refresh uv.lock after changing dependencies
 	$(UV) lock --python $(PYTHON)
 

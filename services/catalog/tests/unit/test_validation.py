@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 from panjereh.catalog.schemas import CardContent
+from panjereh.catalog.seed import synthetic_cards
 from panjereh.catalog.seed_data import cards
 from panjereh.catalog.validation import check_card
 
@@ -121,3 +122,10 @@ class TestMaturity:
     def test_a_web_channel_needs_its_url(self) -> None:
         card = smart_card(channels=[{"type": "web"}, {"type": "mobile"}])
         assert fields(card) == ["channels.0.url"]
+
+
+def test_synthetic_cards_for_benchmarks_are_valid_and_varied() -> None:
+    generated = list(synthetic_cards(300))
+    assert [c.code for c in generated if check_card(c)] == []
+    assert len({c.code for c in generated}) == 300
+    assert {int(c.maturity) for c in generated} == {0, 1, 2, 3, 4, 5}

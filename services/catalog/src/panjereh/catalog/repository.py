@@ -25,11 +25,12 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    null,
     select,
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY, insert
+from sqlalchemy.dialects.postgresql import JSONB, TSQUERY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 FACETS = ("agency", "category", "life_event", "channel", "maturity", "audience")
@@ -209,35 +210,24 @@ class SearchRepository:
         offset: int,
         limit: int,
     ) -> SearchPage:
-        facets = await self._facets(conditions)
-        # every card has exactly one maturity, so its facet counts add up to the total
-        total = sum(count for _, count in facets["maturity"])
-        rows = await self.session.execute(
-            select(ServiceListing.summary)
-            .where(*conditions)
-            .order_by(rank.desc(), ServiceListing.code)
-            .offset(offset)
-            .limit(limit)
-        )
-        return SearchPage([row.summary for row in rows], total, facets)
-
-    async def _facets(
-        self, conditions: list[ColumnElement[bool]]
-    ) -> dict[str, list[tuple[str, int]]]:
+        """One page of matches and the facet counts of all matches, in one round trip."""
         listing = ServiceListing
         matched = (
             select(
+                listing.code,
+                listing.summary,
                 listing.agency_code,
                 listing.category,
                 listing.life_events,
                 listing.channels,
                 listing.audience,
                 listing.maturity,
+                rank.label("rank"),
             )
             .where(*conditions)
             .cte("matched")
         )
-        columns: dict[str, Any] = {
+        facet_columns: dict[str, Any] = {
             "agency": matched.c.agency_code,
             "category": matched.c.category,
             "life_event": func.unnest(matched.c.life_events),
@@ -246,21 +236,44 @@ class SearchRepository:
             "audience": func.unnest(matched.c.audience),
         }
         parts: list[Select[Any]] = []
-        for name, column in columns.items():
+        for name, column in facet_columns.items():
             values = select(column.label("value")).select_from(matched).subquery(f"f_{name}")
             parts.append(
                 select(
-                    literal(name).label("facet"),
+                    literal(name).label("kind"),
                     values.c.value,
                     func.count().label("hits"),
+                    cast(null(), JSONB).label("summary"),
                 ).group_by(values.c.value)
             )
-        result: dict[str, list[tuple[str, int]]] = {name: [] for name in FACETS}
+        page = (
+            select(matched.c.code, matched.c.summary, matched.c.rank)
+            .order_by(matched.c.rank.desc(), matched.c.code)
+            .offset(offset)
+            .limit(limit)
+            .subquery("page")
+        )
+        parts.append(
+            select(
+                literal("item").label("kind"),
+                page.c.code,
+                func.row_number().over(order_by=(page.c.rank.desc(), page.c.code)),
+                page.c.summary,
+            )
+        )
+        facets: dict[str, list[tuple[str, int]]] = {name: [] for name in FACETS}
+        items: list[tuple[int, dict[str, Any]]] = []
         for row in await self.session.execute(union_all(*parts)):
-            result[row.facet].append((row.value, row.hits))
-        for counts in result.values():
+            if row.kind == "item":
+                items.append((row.hits, row.summary))
+            else:
+                facets[row.kind].append((row.value, row.hits))
+        for counts in facets.values():
             counts.sort(key=lambda item: (-item[1], item[0]))
-        return result
+        items.sort(key=lambda item: item[0])
+        # every card has exactly one maturity, so its facet counts add up to the total
+        total = sum(count for _, count in facets["maturity"])
+        return SearchPage([summary for _, summary in items], total, facets)
 
 
 def _conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:

@@ -177,7 +177,7 @@ def synthetic_cards(count: int, *, seed: int = 1405) -> Iterator[CardCreate]:
                 (
                     {
                         "id": "exists",
-                        "when": f'has(inquiries["{inquiry}"])',
+                        "when": f'"{inquiry}" in inquiries',
                         "outcome": "approve",
                         "reason": {"fa": "استعلام پاسخ داد"},
                     },
