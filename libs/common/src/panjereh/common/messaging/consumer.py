@@ -116,7 +116,7 @@ class IdempotentConsumer:
             self._task = asyncio.create_task(self.run(), name=f"consumer-{self.name}")
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Finish the record in hand, commit it, leave the group. Cancels after ``grace`` seconds."""
+        """Finish the record in hand, commit it, leave the group. Cancelled after ``grace`` s."""
         self._stopping.set()
         task, self._task = self._task, None
         if task is None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import random
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ from opentelemetry import trace
 from panjereh.common.db import Database
 from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
 from panjereh.contracts.events import Event
-from sqlalchemy import Table, and_, exists, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,11 @@ class OutboxRelay:
     """Publishes unsent outbox rows, in id order, and marks them sent after the broker's ack.
 
     Several replicas may run at once: each claims rows with ``FOR UPDATE SKIP LOCKED`` (no
-    row is published by two relays concurrently) and never claims a row whose key still has
-    an earlier unsent row, so per-key order holds across replicas too. While the broker is
+    row is published by two relays concurrently) and only rows whose key it can take a
+    transaction-scoped advisory lock on, so while one replica publishes a key's rows no other
+    can overtake them with later ones: per-key order holds across replicas too. A replica
+    that loses the race for a row re-checks it after the winner commits (READ COMMITTED
+    re-evaluates locked rows) and sees it sent. While the broker is
     down the relay backs off exponentially (capped, with jitter) and resumes on its own.
     """
 
@@ -132,6 +136,9 @@ class OutboxRelay:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._after_ack = after_ack
+        # advisory locks are database-wide: one lock space per outbox table keeps services
+        # sharing a database (tests, small deployments) from blocking each other's keys
+        self._lock_space = zlib.crc32(f"{table.schema}.{table.name}".encode()) & 0x7FFFFFFF
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -185,20 +192,16 @@ class OutboxRelay:
         producer = await self._ensure_producer()
         outbox = self._table
         async with self._database.transaction() as session:
-            earlier = outbox.alias("earlier")
             claim = (
                 select(
                     outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers
                 )
                 .where(outbox.c.sent_at.is_(None))
+                # A key belongs to one relay transaction at a time (the lock is re-entrant
+                # within it and released at commit): another replica can never publish a
+                # later row of a key while this one still holds an earlier one.
                 .where(
-                    ~exists().where(
-                        and_(
-                            earlier.c.key == outbox.c.key,
-                            earlier.c.sent_at.is_(None),
-                            earlier.c.id < outbox.c.id,
-                        )
-                    )
+                    func.pg_try_advisory_xact_lock(self._lock_space, func.hashtext(outbox.c.key))
                 )
                 .order_by(outbox.c.id)
                 .limit(self._batch_size)
