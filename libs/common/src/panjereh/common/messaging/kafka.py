@@ -17,8 +17,8 @@ from panjereh.common.health import ReadinessCheck
 from panjereh.common.settings import ServiceSettings
 
 
-def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer (not started) for ``settings``; ``overrides`` go to ``AIOKafkaProducer``."""
+def producer_options(settings: ServiceSettings, **overrides: Any) -> dict[str, Any]:
+    """``AIOKafkaProducer`` keyword arguments for ``settings``."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "client_id": settings.service_name,
@@ -28,13 +28,18 @@ def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProd
         "request_timeout_ms": 15_000,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    return options
 
 
-def create_consumer(
-    settings: ServiceSettings, *topics: str, group_id: str, **overrides: Any
-) -> AIOKafkaConsumer:
-    """A consumer (not started) in ``group_id`` with manual commits, reading from the start.
+def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer (not started) for ``settings``; ``overrides`` go to ``AIOKafkaProducer``."""
+    return AIOKafkaProducer(**producer_options(settings, **overrides))
+
+
+def consumer_options(
+    settings: ServiceSettings, *, group_id: str, **overrides: Any
+) -> dict[str, Any]:
+    """``AIOKafkaConsumer`` keyword arguments: group ``group_id``, manual commits, from the start.
 
     ``auto_offset_reset="earliest"``: a new group must see events published before it first
     joined, or facts would be silently skipped.
@@ -47,7 +52,14 @@ def create_consumer(
         "auto_offset_reset": "earliest",
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    return options
+
+
+def create_consumer(
+    settings: ServiceSettings, *topics: str, group_id: str, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer (not started) of ``topics``; see :func:`consumer_options`."""
+    return AIOKafkaConsumer(*topics, **consumer_options(settings, group_id=group_id, **overrides))
 
 
 async def check_broker(bootstrap_servers: str, *, within: float = 1.5) -> None:
