@@ -109,15 +109,23 @@ def relay_for(
 
 
 def consumer_for(
-    database: Database, tables: MessagingTables, bootstrap: str, topic: str, **options: Any
+    database: Database,
+    tables: MessagingTables,
+    bootstrap: str,
+    topic: str,
+    *,
+    name: str | None = None,
+    **options: Any,
 ) -> IdempotentConsumer:
     settings = settings_for(bootstrap)
 
     def consumer_factory(topics: Sequence[str], group: str) -> AIOKafkaConsumer:
-        return create_consumer(settings, *topics, group_id=group)
+        return create_consumer(
+            settings, *topics, group_id=group, session_timeout_ms=6000, heartbeat_interval_ms=300
+        )
 
     return IdempotentConsumer(
-        name=f"kerneltest-{secrets.token_hex(3)}",
+        name=name or f"kerneltest-{secrets.token_hex(3)}",
         topics=[topic],
         database=database,
         inbox=tables.inbox,
@@ -187,8 +195,9 @@ def make_outbox_app(
     async def count_thing(thing: str, n: int, request: Request) -> dict[str, str]:
         """Count a thing."""
         async with request.app.state.database.transaction() as session:
+            # no table=: the relay bound the service's outbox table to its database
             event_id = await outbox.add(
-                session, ThingCounted(thing=thing, n=n), key=thing, topic=topic, table=tables.outbox
+                session, ThingCounted(thing=thing, n=n), key=thing, topic=topic
             )
         return {"event_id": str(event_id)}
 
@@ -346,6 +355,49 @@ class TestIdempotentConsumer:
         async with database.transaction() as session:
             inbox = await session.execute(select(tables.inbox.c.event_id))
             assert set(inbox.scalars()) == {good.id, unknown.id}  # unknown type: recorded, skipped
+
+    async def test_stop_finishes_the_record_in_hand_and_commits_it(
+        self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
+    ) -> None:
+        await create_topics(kafka_bootstrap_servers, [topic])
+        first, second = (CloudEvent.from_event(ThingCounted(thing="a", n=n)) for n in (1, 2))
+        for event in (first, second):
+            await produce(kafka_bootstrap_servers, topic, event.to_bytes(), key=b"a")
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def slow(session: AsyncSession, event: CloudEvent) -> None:
+            entered.set()
+            await release.wait()
+            await count_effect(session, event)
+
+        consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic)
+        consumer.register(ThingCounted.event_type, slow)
+        await consumer.start()
+        await asyncio.wait_for(entered.wait(), timeout=30)
+        stopping = asyncio.create_task(consumer.stop())
+        await asyncio.sleep(0.2)
+        assert not stopping.done()  # waits for the record in hand
+        release.set()
+        await asyncio.wait_for(stopping, timeout=30)
+        assert await counters(database) == {first.id: 1}
+
+        seen: list[str] = []
+
+        async def record(session: AsyncSession, event: CloudEvent) -> None:
+            seen.append(event.id)
+
+        # same group: resumes from the committed offset
+        successor = consumer_for(
+            database, tables, kafka_bootstrap_servers, topic, name=consumer.name
+        )
+        successor.register(ThingCounted.event_type, record)
+        await successor.start()
+        try:
+            await wait_until(lambda: _processed(successor, 1))
+            await asyncio.sleep(0.3)
+        finally:
+            await successor.stop()
+        assert seen == [second.id]
 
     async def test_a_relay_killed_after_the_ack_republishes_and_the_inbox_absorbs_it(
         self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str

@@ -222,6 +222,10 @@ class IdempotentConsumer:
                         },
                     )
                     if attempt == self._max_attempts:
+                        # A database outage is not the event's fault: raise (the record stays
+                        # uncommitted and comes back after reconnecting) instead of parking
+                        # every event that arrives while PostgreSQL is down.
+                        await self._database.ping()
                         await self._dead_letter(record, exc, attempts=attempt)
                         return
                     await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))

@@ -53,7 +53,8 @@ async def add(
     ``key`` is the aggregate id (the Kafka record key: events of one aggregate stay in order).
     ``topic`` overrides the contract's topic and is required for templated ones
     (``agency.{agency}.inquiries``). The outbox table is found on the session's mapped
-    metadata unless given. The session is flushed, never committed: the boundary commits.
+    session unless given (see :func:`bind`). The session is never committed: the boundary
+    commits.
     """
     resolved_topic = topic or type(event).topic
     if "{" in resolved_topic:
@@ -78,30 +79,28 @@ async def add(
     return event_id
 
 
-#: ``session.info`` key a boundary may set so ``add`` finds the service's outbox table.
+#: ``session.info`` key under which ``add`` finds the service's outbox table.
 SESSION_INFO_KEY = "panjereh.outbox_table"
 
-_registered: list[Table] = []
 
+def bind(database: Database, table: Table) -> None:
+    """Make ``table`` the outbox of every session ``database`` opens from now on.
 
-def register_table(table: Table) -> None:
-    """Make ``table`` the outbox ``add`` uses when neither ``table=`` nor session info names one.
-
-    Meant for a service's startup (one service per process); with several registered (tests
-    hosting several services) ``add`` refuses to guess.
+    Call once in the lifespan (``OutboxRelay`` does it for its own database and table); then
+    ``add(session, event, key=...)`` needs no ``table=``. Scoped to the ``Database``, not the
+    process, so several services can share a test process without guessing.
     """
-    if table not in _registered:
-        _registered.append(table)
+    info = dict(database.sessions.kw.get("info") or {})
+    info[SESSION_INFO_KEY] = table
+    database.sessions.configure(info=info)
 
 
 def _outbox_table(session: AsyncSession) -> Table:
     table = session.info.get(SESSION_INFO_KEY)
-    if isinstance(table, Table):
-        return table
-    if len(_registered) == 1:
-        return _registered[0]
-    msg = "which outbox table? pass table=..., set session.info, or register_table(...) once"
-    raise LookupError(msg)
+    if not isinstance(table, Table):
+        msg = "which outbox table? call outbox.bind(database, table) or pass table=..."
+        raise LookupError(msg)
+    return table
 
 
 class OutboxRelay:
@@ -142,20 +141,32 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.published = 0
+        bind(database, table)
 
     async def start(self) -> None:
         """Start publishing in the background (call from a lifespan)."""
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
-    async def stop(self) -> None:
-        """Stop after the current batch's round trip is abandoned; unmarked rows stay unsent."""
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the batch in flight finish (up to ``grace`` s), then stop.
+
+        A batch cut short stays unsent and is published again later: at least once, never
+        lost.
+        """
+        self._stopping.set()
+        self._wakeup.set()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._close_producer()
 
     def wake(self) -> None:
@@ -163,10 +174,10 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """The relay loop; runs until cancelled."""
+        """The relay loop; runs until :meth:`stop` (or cancellation)."""
         backoff = self._backoff_initial
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     published = await self.publish_once()
                 except asyncio.CancelledError:
@@ -178,7 +189,8 @@ class OutboxRelay:
                         "outbox relay: publishing failed; retrying",
                         extra={"error": repr(exc), "retry_in_seconds": round(delay, 2)},
                     )
-                    await asyncio.sleep(delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                     backoff = min(backoff * 2, self._backoff_max)
                     continue
                 backoff = self._backoff_initial
