@@ -279,6 +279,35 @@ class TestOutboxRelay:
         assert len({CloudEvent.from_bytes(r.value).id for r in records}) == 300
         assert_in_order_per_key(records, things=10, per_thing=30)
 
+    async def test_a_failed_publish_leaves_rows_unsent_and_records_the_error(
+        self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
+    ) -> None:
+        await create_topics(kafka_bootstrap_servers, [topic])
+        await write_events(database, tables, topic, things=1, per_thing=2)
+        settings = settings_for(kafka_bootstrap_servers)
+        relay = outbox.OutboxRelay(
+            database=database,
+            table=tables.outbox,
+            # every record is over the limit: the broker path fails on each try
+            producer_factory=lambda: create_producer(settings, max_request_size=64),
+            backoff_max=0.2,
+        )
+
+        async def failed_twice() -> bool:
+            async with database.transaction() as session:
+                rows = (await session.execute(select(tables.outbox))).all()
+            return all(row.attempts >= 2 and row.sent_at is None for row in rows)
+
+        await relay.start()
+        try:
+            await wait_until(failed_twice)
+        finally:
+            await relay.stop()
+        async with database.transaction() as session:
+            errors = (await session.execute(select(tables.outbox.c.last_error))).scalars().all()
+        assert all("MessageSizeTooLarge" in (error or "") for error in errors)
+        assert relay.published == 0
+
     async def test_add_refuses_a_templated_topic_and_never_commits(
         self, database: Database, tables: MessagingTables
     ) -> None:

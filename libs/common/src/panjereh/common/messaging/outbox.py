@@ -223,27 +223,51 @@ class OutboxRelay:
             if not rows:
                 return 0
             ids = [row.id for row in rows]
-            with tracer.start_as_current_span(
-                "outbox publish", kind=trace.SpanKind.PRODUCER, attributes={"batch.size": len(ids)}
-            ):
-                pending = [
-                    await producer.send(
-                        row.topic,
-                        value=_encode(row.payload),
-                        key=row.key.encode(),
-                        headers=kafka_headers(row.headers or {}),
-                    )
-                    for row in rows
-                ]
-                # Only acknowledged records may be marked sent: wait for every one.
-                await asyncio.gather(*pending)
-            if self._after_ack is not None:
-                await self._after_ack(ids)
-            await session.execute(
-                update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=func.now())
-            )
+            try:
+                await self._publish(producer, rows)
+            except Exception as exc:
+                failure: Exception | None = exc
+            else:
+                failure = None
+                if self._after_ack is not None:
+                    await self._after_ack(ids)
+                await session.execute(
+                    update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=func.now())
+                )
+        if failure is not None:
+            await self._record_failure(ids, failure)
+            raise failure
         self.published += len(ids)
         return len(ids)
+
+    async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
+        with tracer.start_as_current_span(
+            "outbox publish", kind=trace.SpanKind.PRODUCER, attributes={"batch.size": len(rows)}
+        ):
+            pending = [
+                await producer.send(
+                    row.topic,
+                    value=_encode(row.payload),
+                    key=row.key.encode(),
+                    headers=kafka_headers(row.headers or {}),
+                )
+                for row in rows
+            ]
+            # Only acknowledged records may be marked sent: wait for every one.
+            await asyncio.gather(*pending)
+
+    async def _record_failure(self, ids: Sequence[int], error: Exception) -> None:
+        """Count the failed try on the rows (operators see stuck events), best effort."""
+        outbox = self._table
+        try:
+            async with self._database.transaction() as session:
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids), outbox.c.sent_at.is_(None))
+                    .values(attempts=outbox.c.attempts + 1, last_error=repr(error)[:2000])
+                )
+        except Exception:
+            logger.exception("outbox relay: could not record a failed publish")
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
