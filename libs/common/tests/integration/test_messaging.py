@@ -263,8 +263,14 @@ class TestOutboxRelay:
     ) -> None:
         await create_topics(kafka_bootstrap_servers, [topic])
         await write_events(database, tables, topic, things=10, per_thing=30)
+
+        async def slow_ack(ids: Sequence[int]) -> None:
+            await asyncio.sleep(0.02)  # hold the claim a moment so the relays overlap
+
+        # batches of 5 rows span 5 of the 10 keys: the other relay can claim the other 5
         relays = [
-            relay_for(database, tables, kafka_bootstrap_servers, batch_size=25) for _ in range(2)
+            relay_for(database, tables, kafka_bootstrap_servers, batch_size=5, after_ack=slow_ack)
+            for _ in range(2)
         ]
         for relay in relays:
             await relay.start()
@@ -274,6 +280,7 @@ class TestOutboxRelay:
             for relay in relays:
                 await relay.stop()
         assert sum(relay.published for relay in relays) == 300
+        assert all(relay.published > 0 for relay in relays)  # both really worked at once
         records = await read_topic(kafka_bootstrap_servers, topic, count=300)
         assert len(records) == 300
         assert len({CloudEvent.from_bytes(r.value).id for r in records}) == 300
@@ -316,6 +323,8 @@ class TestOutboxRelay:
             topic: ClassVar[str] = "agency.{agency}.inquiries"
 
         async with database.sessions() as session:
+            with pytest.raises(LookupError, match="outbox table"):
+                await outbox.add(session, ThingCounted(thing="a", n=1), key="a")
             with pytest.raises(ValueError, match="templated topic"):
                 await outbox.add(session, ToAgency(), key="k", table=tables.outbox)
             await outbox.add(
