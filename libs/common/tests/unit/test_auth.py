@@ -93,6 +93,18 @@ def build_app(jwks_url: str, **overrides: Any) -> FastAPI:
     ) -> dict[str, Any]:
         return {"agency": agency_code}
 
+    @router.get("/tax-queue")
+    async def tax_queue(
+        principal: Annotated[Principal, Depends(require_agency_role("officer", "tax"))],
+    ) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/any-queue")
+    async def any_queue(
+        principal: Annotated[Principal, Depends(require_agency_role("officer"))],
+    ) -> dict[str, Any]:
+        return describe(principal)
+
     @router.get("/inquiries")
     async def inquiries(
         principal: Annotated[Principal, Depends(require_scope("inquiry:write"))],
@@ -315,6 +327,17 @@ class TestRoles:
         assert own.status_code == 200
         assert other.status_code == 403
 
+    async def test_a_fixed_agency_role_needs_that_agency(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        tax = bearer(token_factory(roles=["officer:tax"]))
+        post = bearer(token_factory(roles=["officer:post"]))
+        assert (await client.get("/tax-queue", headers=tax)).status_code == 200
+        assert (await client.get("/tax-queue", headers=post)).status_code == 403
+        assert (await client.get("/any-queue", headers=post)).status_code == 200
+        admin = bearer(token_factory(roles=["agency-admin:tax"]))
+        assert (await client.get("/any-queue", headers=admin)).status_code == 403
+
     async def test_a_missing_scope_is_403_insufficient_scope(
         self, client: httpx.AsyncClient, token_factory: TokenFactory
     ) -> None:
@@ -353,6 +376,17 @@ class TestJwksCache:
                 assert await cache.get(secrets.token_hex(8)) is None
             assert jwks_server.requests - before == 2
             assert cache.fetches == 2
+
+    async def test_a_flood_of_unknown_kids_at_an_endpoint_costs_identity_one_fetch(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        before = jwks_server.requests
+        async with running_app(build_app(jwks_server.url)) as client:
+            assert (await client.get("/whoami", headers=bearer(token_factory()))).status_code == 200
+            for _ in range(30):
+                token = token_factory(kid=secrets.token_hex(8))
+                assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+        assert jwks_server.requests - before == 1
 
     async def test_keys_are_refetched_after_the_ttl(
         self, jwks_server: JwksServer, token_signing_key: SigningKey

@@ -431,21 +431,26 @@ def require_any_role(*roles: str) -> PrincipalDependency:
     return dependency
 
 
-def require_agency_role(role: str, *, path_param: str | None = None) -> PrincipalDependency:
+def require_agency_role(
+    role: str, agency: str | None = None, *, path_param: str | None = None
+) -> PrincipalDependency:
     """The caller holds ``<role>:<agency>``.
 
-    With ``path_param`` the agency is the value of that path parameter
-    (``require_agency_role("agency-admin", path_param="agency_code")``); without it any agency
-    will do and the endpoint checks ownership with ``principal.has_agency_role`` /
-    ``principal.agencies_for``.
+    The agency is ``agency`` when given, else the value of the path parameter ``path_param``
+    (``require_agency_role("agency-admin", path_param="agency_code")``); with neither, any
+    agency will do and the endpoint checks ownership of the object it loads with
+    ``principal.has_agency_role`` / ``principal.agencies_for``.
     """
+    if agency is not None and path_param is not None:
+        msg = "give either agency or path_param, not both"
+        raise ValueError(msg)
 
     async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
-        if path_param is None:
+        wanted = agency if path_param is None else request.path_params.get(path_param)
+        if agency is None and path_param is None:
             allowed = bool(principal.agencies_for(role))
         else:
-            agency = request.path_params.get(path_param)
-            allowed = isinstance(agency, str) and principal.has_agency_role(role, agency)
+            allowed = isinstance(wanted, str) and principal.has_agency_role(role, wanted)
         if not allowed:
             raise Forbidden
         return principal

@@ -18,8 +18,8 @@ import secrets
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
+from fastapi import FastAPI
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -57,7 +57,7 @@ def tracer_provider(service_name: str = "panjereh") -> TracerProvider:
         return _provider
 
 
-def instrument_app(app: Any, service_name: str) -> None:
+def instrument_app(app: FastAPI, service_name: str) -> None:
     """Server spans for every request of ``app`` and client spans for every httpx call."""
     global _httpx_instrumented  # noqa: PLW0603
     provider = tracer_provider(service_name)
