@@ -6,8 +6,14 @@ import io
 import json
 import logging
 import re
+import subprocess
+import sys
+import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -128,3 +134,80 @@ class TestJsonLogs:
         assert entry["message"] == "idle"
         assert "request_id" not in entry
         assert "trace_id" not in entry
+
+
+EXPORTING_PROCESS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from contextlib import asynccontextmanager
+    from panjereh.common.app import create_service_app
+    from panjereh.common.settings import ServiceSettings
+    from panjereh.common.testing.plugin import running_app
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+
+    async def main():
+        settings = ServiceSettings(otlp_endpoint=sys.argv[1])
+        app = create_service_app(title="otlp", settings=settings, lifespan=lifespan)
+        async with running_app(app) as client:
+            await client.get("/traced-path")
+
+    asyncio.run(main())
+    """
+)
+
+
+class Collector:
+    """A loopback stand-in for an OTLP/HTTP collector: records what is POSTed to it."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, bytes]] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                collector.received.append((self.path, self.headers["Content-Type"], body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    collector = Collector()
+    collector.thread.start()
+    try:
+        yield collector
+    finally:
+        collector.httpd.shutdown()
+        collector.httpd.server_close()
+
+
+class TestOtlpExport:
+    def test_spans_reach_the_configured_collector_by_shutdown(self, collector: Collector) -> None:
+        # its own process: an exporter, once added, stays for the life of the process
+        subprocess.run(
+            [sys.executable, "-c", EXPORTING_PROCESS, collector.url], check=True, timeout=60
+        )
+        assert collector.received, "nothing was exported"
+        path, content_type, body = collector.received[0]
+        assert path == "/v1/traces"
+        assert content_type == "application/x-protobuf"
+        assert b"/traced-path" in body
+
+    def test_export_is_off_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+        assert ServiceSettings().otlp_endpoint is None
