@@ -279,6 +279,12 @@ class TestRejectedTokens:
         token = token_factory(kid=None)
         assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
 
+    async def test_a_critical_header_extension_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(headers={"crit": ["exp"]})
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
     async def test_problem_titles_follow_accept_language(
         self, client: httpx.AsyncClient, token_factory: TokenFactory
     ) -> None:

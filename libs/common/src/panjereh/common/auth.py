@@ -312,6 +312,9 @@ class TokenVerifier:
             raise TokenInvalid(
                 Text("الگوریتم امضای توکن پذیرفته نیست", "The token signing algorithm is refused")
             )
+        if "crit" in header:
+            # RFC 7515 §4.1.11: extensions we do not understand make the token unacceptable
+            raise TokenInvalid
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenInvalid(Text("شناسه کلید توکن ندارد", "The token names no signing key"))
