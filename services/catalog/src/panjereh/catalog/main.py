@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from panjereh.catalog.config import Settings
 from panjereh.catalog.router import router
 from panjereh.common.app import create_service_app
+from panjereh.common.auth import install_auth
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
 
@@ -22,7 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = database
         app.state.readiness.add("database", database.ping)
         try:
-            yield
+            async with install_auth(app, settings):
+                yield
         finally:
             await database.dispose()
 

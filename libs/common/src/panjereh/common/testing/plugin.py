@@ -94,3 +94,25 @@ async def running_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+# Token fixtures live with their helpers; importing them here registers them with pytest.
+from panjereh.common.testing.tokens import (  # noqa: E402
+    jwks_server,
+    jwks_url,
+    token_factory,
+    token_signing_key,
+)
+
+__all__ = [
+    "MigratedDatabase",
+    "PostgresServer",
+    "jwks_server",
+    "jwks_url",
+    "kafka_bootstrap_servers",
+    "migrated_database",
+    "postgres_server",
+    "running_app",
+    "token_factory",
+    "token_signing_key",
+]
