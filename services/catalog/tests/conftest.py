@@ -10,7 +10,9 @@ from panjereh.catalog.config import Settings
 from panjereh.catalog.main import create_app
 from panjereh.catalog.seed import seed
 from panjereh.common.db import Database
+from panjereh.common.testing.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
+from panjereh.contracts.topics import PLATFORM_TOPICS
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -55,8 +57,42 @@ async def session(catalog_database: Database) -> AsyncIterator[AsyncSession]:
 
 
 @pytest.fixture(scope="session")
-async def public_api(seeded_catalog_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The catalog app (read-only use) over the shared seeded database."""
-    app = create_app(Settings(database_url=seeded_catalog_url))
+async def platform_topics(kafka_bootstrap_servers: str) -> str:
+    """The real (embedded) broker with the platform's topics; its bootstrap servers."""
+    await create_topics(kafka_bootstrap_servers, PLATFORM_TOPICS)
+    return kafka_bootstrap_servers
+
+
+def app_settings(database_url: str, *, jwks_url: str, kafka: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        jwks_url=jwks_url,
+        kafka_bootstrap_servers=kafka,
+        kafka_idempotence=False,  # the embedded broker refuses idempotent producers
+    )
+
+
+@pytest.fixture(scope="session")
+async def public_api(
+    seeded_catalog_url: str, jwks_url: str, platform_topics: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The catalog app, for reads only, over the shared seeded database."""
+    app = create_app(app_settings(seeded_catalog_url, jwks_url=jwks_url, kafka=platform_topics))
+    async with running_app(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def api_catalog_url(migrated_database: MigratedDatabase) -> str:
+    """A seeded catalog database of its own for tests that change it through the API."""
+    return await _seeded(migrated_database)
+
+
+@pytest.fixture(scope="session")
+async def api(
+    api_catalog_url: str, jwks_url: str, platform_topics: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The catalog app (auth against the test JWKS, outbox relay to the real broker)."""
+    app = create_app(app_settings(api_catalog_url, jwks_url=jwks_url, kafka=platform_topics))
     async with running_app(app) as client:
         yield client

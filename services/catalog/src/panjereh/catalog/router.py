@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from panjereh.catalog import cpsv, service
 from panjereh.catalog.dependencies import (
     CatalogSettings,
@@ -16,16 +16,24 @@ from panjereh.catalog.dependencies import (
 from panjereh.catalog.repository import SearchFilters
 from panjereh.catalog.schemas import (
     CODE_PATTERN,
+    AgencyActivity,
+    AgencyCreate,
     AgencyRead,
     Audience,
+    CardCreate,
     CardRead,
+    CardUpdate,
     ChannelType,
+    DraftRead,
     LifeEvent,
     Page,
+    Reason,
     SearchResults,
     Stats,
+    TransitionRead,
     VersionSummary,
 )
+from panjereh.common.auth import CurrentPrincipal
 from starlette.responses import JSONResponse, Response
 
 router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"])
@@ -116,3 +124,107 @@ async def get_agency(session: Session, settings: CatalogSettings, code: AgencyCo
 async def get_stats(session: Session, settings: CatalogSettings) -> Stats:
     """Headline KPIs computed live from the published cards."""
     return await service.compute_stats(session, connected_within=connected_within(settings))
+
+
+# --------------------------------------------------------------------------- workflow
+@router.post("/services", status_code=201, response_model=DraftRead)
+async def create_card(
+    session: Session,
+    principal: CurrentPrincipal,
+    card: CardCreate,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Start a new service card as a draft of your agency (agency admins)."""
+    created = await service.create_card_once(
+        session, actor=principal, card=card, idempotency_key=idempotency_key
+    )
+    headers = {"Location": f"/api/v1/catalog/services/{card.code}/draft"}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(created.body, status_code=created.status_code, headers=headers)
+
+
+@router.get("/services/{code}/draft", response_model=DraftRead)
+async def get_draft(session: Session, principal: CurrentPrincipal, code: ServiceCode) -> DraftRead:
+    """The card's editable draft (its agency's admins and the catalog authority)."""
+    return await service.get_draft(session, actor=principal, code=code)
+
+
+@router.put("/services/{code}/draft", response_model=DraftRead)
+async def update_draft(
+    session: Session, principal: CurrentPrincipal, code: ServiceCode, content: CardUpdate
+) -> DraftRead:
+    """Replace the draft's content (admins of the card's agency)."""
+    return await service.update_draft(session, actor=principal, code=code, content=content)
+
+
+@router.post("/services/{code}/submit", response_model=DraftRead)
+async def submit_draft(
+    session: Session, principal: CurrentPrincipal, code: ServiceCode
+) -> DraftRead:
+    """Send the draft to the catalog authority (admins of the card's agency)."""
+    return await service.submit_draft(session, actor=principal, code=code)
+
+
+@router.post("/services/{code}/approve", response_model=CardRead)
+async def approve_draft(
+    session: Session, principal: CurrentPrincipal, settings: CatalogSettings, code: ServiceCode
+) -> CardRead:
+    """Publish the submitted draft as the next immutable version (catalog authority)."""
+    return await service.approve_draft(
+        session,
+        actor=principal,
+        code=code,
+        approving_organisation=settings.approving_organisation,
+    )
+
+
+@router.post("/services/{code}/reject", response_model=DraftRead)
+async def reject_draft(
+    session: Session, principal: CurrentPrincipal, code: ServiceCode, body: Reason
+) -> DraftRead:
+    """Send the submitted draft back with a reason (catalog authority)."""
+    return await service.reject_draft(session, actor=principal, code=code, reason=body.reason)
+
+
+@router.post("/services/{code}/retire", response_model=DraftRead)
+async def retire_card(
+    session: Session, principal: CurrentPrincipal, code: ServiceCode, body: Reason | None = None
+) -> DraftRead:
+    """Withdraw a published card (its agency's admins or the catalog authority)."""
+    return await service.retire_card(
+        session, actor=principal, code=code, reason=body.reason if body else None
+    )
+
+
+@router.get("/services/{code}/transitions", response_model=list[TransitionRead])
+async def list_transitions(
+    session: Session, principal: CurrentPrincipal, code: ServiceCode
+) -> list[TransitionRead]:
+    """Every workflow step of the card with actor and time (its admins, the authority)."""
+    return await service.list_transitions(session, actor=principal, code=code)
+
+
+# --------------------------------------------------------------------------- agencies
+@router.post("/agencies", status_code=201, response_model=AgencyRead)
+async def create_agency(
+    session: Session, principal: CurrentPrincipal, settings: CatalogSettings, agency: AgencyCreate
+) -> AgencyRead:
+    """Register an agency (platform admins)."""
+    return await service.create_agency(
+        session, actor=principal, agency=agency, connected_within=connected_within(settings)
+    )
+
+
+@router.post("/agencies/{code}/activity", status_code=204)
+async def record_agency_activity(
+    session: Session,
+    principal: CurrentPrincipal,
+    code: AgencyCode,
+    body: AgencyActivity | None = None,
+) -> Response:
+    """Note that the agency was active (the inquiry broker reports its traffic)."""
+    await service.record_agency_activity(
+        session, actor=principal, code=code, seen_at=body.seen_at if body else None
+    )
+    return Response(status_code=204)

@@ -21,7 +21,6 @@ from panjereh.catalog.config import Settings
 from panjereh.catalog.repository import AgencyRepository, CardRepository
 from panjereh.catalog.schemas import AgencyCreate, CardCreate
 from panjereh.catalog.seed_data import AGENCIES, INQUIRY_PROVIDERS, card, cards
-from panjereh.catalog.service import SILENT, CardEvents
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,7 +65,6 @@ async def publish_cards(
     new_cards: Sequence[CardCreate],
     *,
     approving_organisation: str,
-    events: CardEvents,
     report: SeedReport,
 ) -> None:
     actor = seed_actor(sorted({c.agency for c in new_cards}))
@@ -81,7 +79,6 @@ async def publish_cards(
             actor=actor,
             code=new.code,
             approving_organisation=approving_organisation,
-            events=events,
         )
         report.cards_added += 1
 
@@ -90,7 +87,6 @@ async def seed(
     database: Database,
     *,
     approving_organisation: str,
-    events: CardEvents = SILENT,
     synthetic: int = 0,
     batch_size: int = 250,
 ) -> SeedReport:
@@ -101,7 +97,6 @@ async def seed(
             session,
             cards(),
             approving_organisation=approving_organisation,
-            events=events,
             report=report,
         )
     generated = list(synthetic_cards(synthetic))
@@ -111,7 +106,6 @@ async def seed(
                 session,
                 generated[start : start + batch_size],
                 approving_organisation=approving_organisation,
-                events=events,
                 report=report,
             )
     return report

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from panjereh.catalog.errors import (
     AgencyNotFound,
     CardInvalid,
     IdempotencyKeyReused,
+    InvalidIdempotencyKey,
     InvalidTransition,
     NotYourAgency,
     RoleRequired,
@@ -34,6 +35,7 @@ from panjereh.catalog.models import (
     ServiceCard,
     ServiceCardDraft,
     ServiceCardVersion,
+    messaging,
 )
 from panjereh.catalog.repository import (
     AgencyRepository,
@@ -63,6 +65,8 @@ from panjereh.catalog.schemas import (
 )
 from panjereh.catalog.validation import check_card
 from panjereh.common.errors import Text
+from panjereh.common.messaging import outbox
+from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from pydantic import BaseModel
 from sqlalchemy import cast, literal
 from sqlalchemy.dialects.postgresql import TSVECTOR
@@ -81,25 +85,6 @@ class Actor(Protocol):
 
     @property
     def roles(self) -> Collection[str]: ...
-
-
-@dataclass(frozen=True)
-class CardEvents:
-    """Where the workflow announces what happened (the transactional outbox in production)."""
-
-    published: Callable[[AsyncSession, CardRead], Awaitable[None]]
-    retired: Callable[[AsyncSession, str, int, datetime], Awaitable[None]]
-
-
-async def _nothing_published(session: AsyncSession, card: CardRead) -> None:
-    return None
-
-
-async def _nothing_retired(session: AsyncSession, code: str, version: int, at: datetime) -> None:
-    return None
-
-
-SILENT = CardEvents(published=_nothing_published, retired=_nothing_retired)
 
 
 def _now() -> datetime:
@@ -244,7 +229,6 @@ async def approve_draft(
     actor: Actor,
     code: str,
     approving_organisation: str,
-    events: CardEvents = SILENT,
 ) -> CardRead:
     """Publish the submitted draft as the next version, immutable from now on."""
     _require_authority(actor)
@@ -294,7 +278,14 @@ async def approve_draft(
     published = _card_read(card, version)
     agency = await AgencyRepository(session).get(card.agency_code)
     await cards.publish_listing(listing_values(card, published, agency))
-    await events.published(session, published)
+    await outbox.add(
+        session,
+        ServicePublished(
+            code=card.code, version=version.version, card=published.model_dump(mode="json")
+        ),
+        key=card.code,
+        table=messaging.outbox,
+    )
     return published
 
 
@@ -326,7 +317,6 @@ async def retire_card(
     actor: Actor,
     code: str,
     reason: str | None = None,
-    events: CardEvents = SILENT,
 ) -> DraftRead:
     """Withdraw a published card from the catalog; its versions stay readable."""
     cards = CardRepository(session)
@@ -356,7 +346,12 @@ async def retire_card(
             reason=reason,
         )
     )
-    await events.retired(session, card.code, card.latest_version, now)
+    await outbox.add(
+        session,
+        ServiceRetired(code=card.code, version=card.latest_version),
+        key=card.code,
+        table=messaging.outbox,
+    )
     draft = await cards.draft(card.id)
     return _draft_read(card, draft)
 
@@ -754,6 +749,59 @@ async def record_agency_activity(
 
 
 # ------------------------------------------------------------------------- idempotency
+IDEMPOTENCY_KEY_MAX = 200
+
+
+@dataclass(frozen=True)
+class Created:
+    """The answer to a creating POST: fresh, or replayed for a repeated Idempotency-Key."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+async def create_card_once(
+    session: AsyncSession, *, actor: Actor, card: CardCreate, idempotency_key: str | None
+) -> Created:
+    """``create_card`` under an optional Idempotency-Key (same key and body: same answer)."""
+    if idempotency_key is None:
+        draft = await create_card(session, actor=actor, card=card)
+        return Created(201, draft.model_dump(mode="json"))
+    key = _checked_key(idempotency_key)
+    operation = "catalog.create_card"
+    fingerprint = request_fingerprint(operation, card)
+    replay = await replay_or_lock(
+        session, actor=actor, key=key, operation=operation, fingerprint=fingerprint
+    )
+    if replay is not None:
+        return Created(replay[0], replay[1], replayed=True)
+    draft = await create_card(session, actor=actor, card=card)
+    body = draft.model_dump(mode="json")
+    await remember_response(
+        session,
+        actor=actor,
+        key=key,
+        operation=operation,
+        fingerprint=fingerprint,
+        status_code=201,
+        response=body,
+    )
+    return Created(201, body)
+
+
+def _checked_key(key: str) -> str:
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isascii() or not key.isprintable():
+        raise InvalidIdempotencyKey(
+            Text(
+                f"کلید یکتایی باید ۱ تا {IDEMPOTENCY_KEY_MAX} نویسه اسکی قابل چاپ باشد",
+                f"An Idempotency-Key is 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+            ),
+            errors=[{"field": "Idempotency-Key", "message": "1-200 printable ASCII characters"}],
+        )
+    return key
+
+
 def request_fingerprint(operation: str, body: BaseModel) -> str:
     canonical = json.dumps(
         {"operation": operation, "body": body.model_dump(mode="json")},
