@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from panjereh.catalog.repository import FacetBits
 from panjereh.catalog.schemas import CardContent
 from panjereh.catalog.seed import synthetic_cards
 from panjereh.catalog.seed_data import cards
@@ -129,3 +130,17 @@ def test_synthetic_cards_for_benchmarks_are_valid_and_varied() -> None:
     assert [c.code for c in generated if check_card(c)] == []
     assert len({c.code for c in generated}) == 300
     assert {int(c.maturity) for c in generated} == {0, 1, 2, 3, 4, 5}
+
+
+def test_facet_bit_order_is_pinned() -> None:
+    """The listing stores these as bit positions: values may only ever be appended."""
+    assert FacetBits.LIFE_EVENT.values == (
+        "birth", "education", "health", "taxes", "business", "social-security",
+        "property-registration", "utilities", "insurance", "marriage", "retirement",
+        "documents-and-certificates", "death", "other",
+    )  # fmt: skip
+    assert FacetBits.CHANNEL.values == (
+        "web", "mobile", "sms", "phone", "kiosk", "counter", "agency-office", "in-person", "other",
+    )  # fmt: skip
+    assert FacetBits.AUDIENCE.values == ("citizen", "business", "government")
+    assert FacetBits.CHANNEL.mask(["web", "counter", "web"]) == 0b100001

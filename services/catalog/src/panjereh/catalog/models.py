@@ -31,7 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "catalog"
@@ -121,16 +121,10 @@ class ServiceListing(Base):
     __table_args__ = (
         Index("ix_service_listing_search_vector", "search_vector", postgresql_using="gin"),
         Index(
-            "ix_service_listing_search_title_trgm",
-            "search_title",
+            "ix_service_listing_search_fuzzy_trgm",
+            "search_fuzzy",
             postgresql_using="gin",
-            postgresql_ops={"search_title": "gin_trgm_ops"},
-        ),
-        Index(
-            "ix_service_listing_search_keywords_trgm",
-            "search_keywords",
-            postgresql_using="gin",
-            postgresql_ops={"search_keywords": "gin_trgm_ops"},
+            postgresql_ops={"search_fuzzy": "gin_trgm_ops"},
         ),
     )
 
@@ -139,15 +133,19 @@ class ServiceListing(Base):
     version: Mapped[int] = mapped_column(Integer)
     agency_code: Mapped[str] = mapped_column(Text, index=True)
     category: Mapped[str] = mapped_column(Text, index=True)
-    life_events: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    channels: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    audience: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    #: Multi-valued facets as bit sets over fixed vocabularies (see ``repository.FacetBits``):
+    #: counting and filtering them is integer arithmetic, not array unnesting.
+    life_events_mask: Mapped[int] = mapped_column(Integer)
+    channels_mask: Mapped[int] = mapped_column(Integer)
+    audience_mask: Mapped[int] = mapped_column(Integer)
     maturity: Mapped[int] = mapped_column(SmallInteger, index=True)
     documents_required: Mapped[int] = mapped_column(Integer)
     in_person_visits: Mapped[int] = mapped_column(Integer)
     summary: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: Normalised title words (ranks the typo-tolerant matches)
     search_title: Mapped[str] = mapped_column(Text)
-    search_keywords: Mapped[str] = mapped_column(Text)
+    #: Normalised title and keyword words, trigram-indexed for the typo-tolerant fallback
+    search_fuzzy: Mapped[str] = mapped_column(Text)
     #: Weighted words: title (A) > keywords (B) > description (C). Built by the application
     #: from words it already normalised, so it depends on no text-search parser or locale.
     search_vector: Mapped[str] = mapped_column(TSVECTOR)

@@ -17,7 +17,9 @@ from panjereh.catalog.models import (
     ServiceCardVersion,
     ServiceListing,
 )
+from panjereh.catalog.schemas import Audience, ChannelType, LifeEvent
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Select,
     Text,
@@ -167,6 +169,36 @@ class IdempotencyRepository:
         await self.session.flush()
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """A fixed vocabulary stored as a bit set: value ``values[i]`` is bit ``1 << i``.
+
+    The order is part of the stored data: only ever append (a test pins it).
+    """
+
+    values: tuple[str, ...]
+
+    def bit(self, value: str) -> int:
+        return 1 << self.values.index(value)
+
+    def mask(self, values: Sequence[str]) -> int:
+        return sum(self.bit(value) for value in set(values))
+
+
+class FacetBits:
+    LIFE_EVENT = Vocabulary(tuple(e.value for e in LifeEvent))
+    CHANNEL = Vocabulary(tuple(c.value for c in ChannelType))
+    AUDIENCE = Vocabulary(tuple(a.value for a in Audience))
+
+
+#: Multi-valued facets: (facet name, vocabulary, listing column)
+_BIT_FACETS = (
+    ("life_event", FacetBits.LIFE_EVENT, ServiceListing.life_events_mask),
+    ("channel", FacetBits.CHANNEL, ServiceListing.channels_mask),
+    ("audience", FacetBits.AUDIENCE, ServiceListing.audience_mask),
+)
+
+
 class SearchRepository:
     """Search and browse over ``service_listing``, entirely in PostgreSQL."""
 
@@ -189,18 +221,15 @@ class SearchRepository:
             select(func.set_config("pg_trgm.word_similarity_threshold", str(FUZZY_THRESHOLD), True))
         )
         needle = literal(text, Text)
-        match = needle.op("<%", is_comparison=True)(ServiceListing.search_title) | needle.op(
-            "<%", is_comparison=True
-        )(ServiceListing.search_keywords)
-        rank = func.greatest(
-            func.word_similarity(needle, ServiceListing.search_title),
-            func.word_similarity(needle, ServiceListing.search_keywords) * 0.8,
+        match = needle.op("<%", is_comparison=True)(ServiceListing.search_fuzzy)
+        # a near match in the title ranks above one in the keywords
+        rank = func.word_similarity(needle, ServiceListing.search_title) + func.word_similarity(
+            needle, ServiceListing.search_fuzzy
         )
         return await self._page([match, *_conditions(filters)], rank, offset=offset, limit=limit)
 
     async def browse(self, filters: SearchFilters, *, offset: int, limit: int) -> SearchPage:
-        order = literal(0)
-        return await self._page(_conditions(filters), order, offset=offset, limit=limit)
+        return await self._page(_conditions(filters), literal(0), offset=offset, limit=limit)
 
     async def _page(
         self,
@@ -210,44 +239,62 @@ class SearchRepository:
         offset: int,
         limit: int,
     ) -> SearchPage:
-        """One page of matches and the facet counts of all matches, in one round trip."""
+        """One page of matches and the facet counts of all matches, in one round trip.
+
+        Rows of the result: ``("item", code, position, summary)`` for the page,
+        ``(facet, value, count, NULL)`` for the single-valued facets, and one
+        ``("bits", NULL, NULL, {"life_event:birth": n, ...})`` for the multi-valued ones.
+        """
         listing = ServiceListing
         matched = (
             select(
+                listing.card_id,
                 listing.code,
-                listing.summary,
                 listing.agency_code,
                 listing.category,
-                listing.life_events,
-                listing.channels,
-                listing.audience,
                 listing.maturity,
+                listing.life_events_mask,
+                listing.channels_mask,
+                listing.audience_mask,
                 rank.label("rank"),
             )
             .where(*conditions)
             .cte("matched")
         )
-        facet_columns: dict[str, Any] = {
-            "agency": matched.c.agency_code,
-            "category": matched.c.category,
-            "life_event": func.unnest(matched.c.life_events),
-            "channel": func.unnest(matched.c.channels),
-            "maturity": cast(matched.c.maturity, Text),
-            "audience": func.unnest(matched.c.audience),
-        }
-        parts: list[Select[Any]] = []
-        for name, column in facet_columns.items():
-            values = select(column.label("value")).select_from(matched).subquery(f"f_{name}")
-            parts.append(
-                select(
-                    literal(name).label("kind"),
-                    values.c.value,
-                    func.count().label("hits"),
-                    cast(null(), JSONB).label("summary"),
-                ).group_by(values.c.value)
+        parts: list[Select[Any]] = [
+            select(
+                literal(name).label("kind"),
+                cast(column, Text).label("value"),
+                func.count().label("hits"),
+                cast(null(), JSONB).label("payload"),
+            ).group_by(column)
+            for name, column in (
+                ("agency", matched.c.agency_code),
+                ("category", matched.c.category),
+                ("maturity", matched.c.maturity),
             )
+        ]
+        bit_counts: list[Any] = []
+        for name, vocabulary, column in _BIT_FACETS:
+            for value in vocabulary.values:
+                bit_counts.extend(
+                    [
+                        literal(f"{name}:{value}"),
+                        func.count().filter(
+                            matched.c[column.key].op("&")(vocabulary.bit(value)) != 0
+                        ),
+                    ]
+                )
+        parts.append(
+            select(
+                literal("bits"),
+                cast(null(), Text),
+                cast(null(), BigInteger),
+                func.jsonb_build_object(*bit_counts),
+            ).select_from(matched)
+        )
         page = (
-            select(matched.c.code, matched.c.summary, matched.c.rank)
+            select(matched.c.card_id, matched.c.rank, matched.c.code)
             .order_by(matched.c.rank.desc(), matched.c.code)
             .offset(offset)
             .limit(limit)
@@ -255,17 +302,22 @@ class SearchRepository:
         )
         parts.append(
             select(
-                literal("item").label("kind"),
+                literal("item"),
                 page.c.code,
                 func.row_number().over(order_by=(page.c.rank.desc(), page.c.code)),
-                page.c.summary,
-            )
+                listing.summary,
+            ).join_from(page, listing, listing.card_id == page.c.card_id)
         )
         facets: dict[str, list[tuple[str, int]]] = {name: [] for name in FACETS}
         items: list[tuple[int, dict[str, Any]]] = []
         for row in await self.session.execute(union_all(*parts)):
             if row.kind == "item":
-                items.append((row.hits, row.summary))
+                items.append((row.hits, row.payload))
+            elif row.kind == "bits":
+                for key, count in row.payload.items():
+                    facet, _, value = key.partition(":")
+                    if count:
+                        facets[facet].append((value, count))
             else:
                 facets[row.kind].append((row.value, row.hits))
         for counts in facets.values():
@@ -285,12 +337,10 @@ def _conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
         conditions.append(listing.category == filters.category)
     if filters.maturity is not None:
         conditions.append(listing.maturity == filters.maturity)
-    if filters.life_event is not None:
-        conditions.append(listing.life_events.contains([filters.life_event]))
-    if filters.channel is not None:
-        conditions.append(listing.channels.contains([filters.channel]))
-    if filters.audience is not None:
-        conditions.append(listing.audience.contains([filters.audience]))
+    for name, vocabulary, column in _BIT_FACETS:
+        value = getattr(filters, name)
+        if value is not None:
+            conditions.append(column.op("&")(vocabulary.bit(value)) != 0)
     return conditions
 
 

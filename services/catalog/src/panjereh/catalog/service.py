@@ -40,6 +40,7 @@ from panjereh.catalog.models import (
 from panjereh.catalog.repository import (
     AgencyRepository,
     CardRepository,
+    FacetBits,
     IdempotencyRepository,
     SearchFilters,
     SearchPage,
@@ -566,15 +567,15 @@ def listing_values(card: ServiceCard, published: CardRead, agency: Agency | None
         "version": published.version,
         "agency_code": published.agency,
         "category": published.category,
-        "life_events": summary.life_events,
-        "channels": summary.channels,
-        "audience": summary.audience,
+        "life_events_mask": FacetBits.LIFE_EVENT.mask(summary.life_events),
+        "channels_mask": FacetBits.CHANNEL.mask(summary.channels),
+        "audience_mask": FacetBits.AUDIENCE.mask(summary.audience),
         "maturity": summary.maturity,
         "documents_required": len(published.documents_required),
         "in_person_visits": published.in_person_visits,
         "summary": summary.model_dump(mode="json"),
         "search_title": title_terms,
-        "search_keywords": keyword_terms,
+        "search_fuzzy": f"{title_terms} {keyword_terms}",
         "search_vector": cast(
             literal(
                 search_vector([(title_terms, "A"), (keyword_terms, "B"), (description_terms, "C")])

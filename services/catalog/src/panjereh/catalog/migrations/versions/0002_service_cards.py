@@ -173,15 +173,15 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("agency_code", sa.Text, nullable=False),
         sa.Column("category", sa.Text, nullable=False),
-        sa.Column("life_events", postgresql.ARRAY(sa.Text), nullable=False),
-        sa.Column("channels", postgresql.ARRAY(sa.Text), nullable=False),
-        sa.Column("audience", postgresql.ARRAY(sa.Text), nullable=False),
+        sa.Column("life_events_mask", sa.Integer, nullable=False),
+        sa.Column("channels_mask", sa.Integer, nullable=False),
+        sa.Column("audience_mask", sa.Integer, nullable=False),
         sa.Column("maturity", sa.SmallInteger, nullable=False),
         sa.Column("documents_required", sa.Integer, nullable=False),
         sa.Column("in_person_visits", sa.Integer, nullable=False),
         sa.Column("summary", postgresql.JSONB, nullable=False),
         sa.Column("search_title", sa.Text, nullable=False),
-        sa.Column("search_keywords", sa.Text, nullable=False),
+        sa.Column("search_fuzzy", sa.Text, nullable=False),
         sa.Column("search_vector", postgresql.TSVECTOR, nullable=False),
         _timestamp("published_at"),
         sa.PrimaryKeyConstraint("card_id", name="pk_service_listing"),
@@ -203,15 +203,14 @@ def upgrade() -> None:
         schema=SCHEMA,
         postgresql_using="gin",
     )
-    for column in ("search_title", "search_keywords"):
-        op.create_index(
-            f"ix_service_listing_{column}_trgm",
-            "service_listing",
-            [column],
-            schema=SCHEMA,
-            postgresql_using="gin",
-            postgresql_ops={column: "gin_trgm_ops"},
-        )
+    op.create_index(
+        "ix_service_listing_search_fuzzy_trgm",
+        "service_listing",
+        ["search_fuzzy"],
+        schema=SCHEMA,
+        postgresql_using="gin",
+        postgresql_ops={"search_fuzzy": "gin_trgm_ops"},
+    )
 
     op.create_table(
         "idempotency_record",
