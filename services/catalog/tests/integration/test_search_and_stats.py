@@ -186,3 +186,15 @@ class TestStats:
         await service.retire_card(session, actor=ADMIN, code="11050000001")  # smart
         stats = await service.compute_stats(session, connected_within=timedelta(days=1))
         assert (stats.services_total, stats.by_maturity["5"]) == (44, 11)
+
+
+@pytest.mark.parametrize(
+    ("misspelt", "expected"),
+    [("یارنه", "11120000001"), ("مفاصاحسب", "11050000001"), ("پاسپرت", "11020000002")],
+)
+async def test_typos_are_corrected_from_the_lexicon(
+    session: AsyncSession, misspelt: str, expected: str
+) -> None:
+    found = await search(session, misspelt)
+    assert found.match == "fuzzy"
+    assert expected in codes(found)

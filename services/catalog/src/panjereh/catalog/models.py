@@ -120,12 +120,6 @@ class ServiceListing(Base):
     __tablename__ = "service_listing"
     __table_args__ = (
         Index("ix_service_listing_search_vector", "search_vector", postgresql_using="gin"),
-        Index(
-            "ix_service_listing_search_fuzzy_trgm",
-            "search_fuzzy",
-            postgresql_using="gin",
-            postgresql_ops={"search_fuzzy": "gin_trgm_ops"},
-        ),
     )
 
     card_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("service_card.id"), primary_key=True)
@@ -142,14 +136,30 @@ class ServiceListing(Base):
     documents_required: Mapped[int] = mapped_column(Integer)
     in_person_visits: Mapped[int] = mapped_column(Integer)
     summary: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    #: Normalised title words (ranks the typo-tolerant matches)
-    search_title: Mapped[str] = mapped_column(Text)
-    #: Normalised title and keyword words, trigram-indexed for the typo-tolerant fallback
-    search_fuzzy: Mapped[str] = mapped_column(Text)
     #: Weighted words: title (A) > keywords (B) > description (C). Built by the application
     #: from words it already normalised, so it depends on no text-search parser or locale.
     search_vector: Mapped[str] = mapped_column(TSVECTOR)
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SearchWord(Base):
+    """Every normalised word the listing ever indexed: the lexicon for typo correction.
+
+    A misspelt query word is matched against these short words by trigram similarity, then
+    searched as the words it is close to; stale words only ever find nothing.
+    """
+
+    __tablename__ = "search_word"
+    __table_args__ = (
+        Index(
+            "ix_search_word_word_trgm",
+            "word",
+            postgresql_using="gin",
+            postgresql_ops={"word": "gin_trgm_ops"},
+        ),
+    )
+
+    word: Mapped[str] = mapped_column(Text, primary_key=True)
 
 
 class IdempotencyRecord(Base):

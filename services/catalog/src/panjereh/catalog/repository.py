@@ -12,6 +12,7 @@ from panjereh.catalog.models import (
     Agency,
     CardTransition,
     IdempotencyRecord,
+    SearchWord,
     ServiceCard,
     ServiceCardDraft,
     ServiceCardVersion,
@@ -29,15 +30,16 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    true,
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSQUERY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSQUERY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 FACETS = ("agency", "category", "life_event", "channel", "maturity", "audience")
-#: How close (0..1, pg_trgm word similarity) a misspelt query must be to a title or keyword
-FUZZY_THRESHOLD = 0.45
+#: How many indexed words a misspelt query word may stand for
+SIMILAR_WORDS = 4
 
 
 @dataclass(frozen=True)
@@ -213,20 +215,35 @@ class SearchRepository:
         rank = func.ts_rank(ServiceListing.search_vector, query)
         return await self._page([match, *_conditions(filters)], rank, offset=offset, limit=limit)
 
-    async def fuzzy(
-        self, text: str, filters: SearchFilters, *, offset: int, limit: int
-    ) -> SearchPage:
-        """Typo-tolerant fallback: trigram word similarity against titles and keywords."""
-        await self.session.execute(
-            select(func.set_config("pg_trgm.word_similarity_threshold", str(FUZZY_THRESHOLD), True))
+    async def similar_words(self, words: Sequence[str]) -> dict[str, list[str]]:
+        """For each query word, the closest indexed words (trigram similarity, best first)."""
+        if not words:
+            return {}
+        term = (
+            func.unnest(literal(list(words), ARRAY(Text)))
+            .table_valued("term")
+            .render_derived(name="t")
         )
-        needle = literal(text, Text)
-        match = needle.op("<%", is_comparison=True)(ServiceListing.search_fuzzy)
-        # a near match in the title ranks above one in the keywords
-        rank = func.word_similarity(needle, ServiceListing.search_title) + func.word_similarity(
-            needle, ServiceListing.search_fuzzy
+        close = (
+            select(SearchWord.word)
+            .where(SearchWord.word.op("%", is_comparison=True)(term.c.term))
+            .order_by(func.similarity(SearchWord.word, term.c.term).desc(), SearchWord.word)
+            .limit(SIMILAR_WORDS)
+            .lateral("close")
         )
-        return await self._page([match, *_conditions(filters)], rank, offset=offset, limit=limit)
+        rows = await self.session.execute(select(term.c.term, close.c.word).join(close, true()))
+        found: dict[str, list[str]] = {word: [] for word in words}
+        for row in rows:
+            found[row.term].append(row.word)
+        return found
+
+    async def remember_words(self, words: Sequence[str]) -> None:
+        if words:
+            await self.session.execute(
+                insert(SearchWord)
+                .values([{"word": word} for word in words])
+                .on_conflict_do_nothing(index_elements=[SearchWord.word])
+            )
 
     async def browse(self, filters: SearchFilters, *, offset: int, limit: int) -> SearchPage:
         return await self._page(_conditions(filters), literal(0), offset=offset, limit=limit)

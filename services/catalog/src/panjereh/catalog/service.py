@@ -278,7 +278,9 @@ async def approve_draft(
         )
     published = _card_read(card, version)
     agency = await AgencyRepository(session).get(card.agency_code)
-    await cards.publish_listing(listing_values(card, published, agency))
+    listing = listing_values(card, published, agency)
+    await cards.publish_listing(listing)
+    await SearchRepository(session).remember_words(lexicon(published, agency))
     await outbox.add(
         session,
         ServicePublished(
@@ -574,8 +576,6 @@ def listing_values(card: ServiceCard, published: CardRead, agency: Agency | None
         "documents_required": len(published.documents_required),
         "in_person_visits": published.in_person_visits,
         "summary": summary.model_dump(mode="json"),
-        "search_title": title_terms,
-        "search_fuzzy": f"{title_terms} {keyword_terms}",
         "search_vector": cast(
             literal(
                 search_vector([(title_terms, "A"), (keyword_terms, "B"), (description_terms, "C")])
@@ -587,6 +587,8 @@ def listing_values(card: ServiceCard, published: CardRead, agency: Agency | None
 
 
 # ------------------------------------------------------------------------- search
+#: Words shorter than this are too short to correct (and to learn) by trigram similarity.
+MIN_FUZZY_WORD = 3
 #: The largest word position PostgreSQL stores in a tsvector.
 _MAX_POSITION = 16383
 
@@ -625,10 +627,10 @@ async def search_services(
         found = await search.fulltext(terms, filters, offset=offset, limit=page_size)
         match = "fulltext"
         if found.total == 0:
-            found = await search.fuzzy(
-                persian.normalize(q or ""), filters, offset=offset, limit=page_size
-            )
-            match = "fuzzy"
+            corrected = await _corrected_terms(search, terms)
+            if corrected:
+                found = await search.fulltext(corrected, filters, offset=offset, limit=page_size)
+                match = "fuzzy"
     return SearchResults(
         items=[CardSummary.model_validate(summary) for summary in found.summaries],
         total=found.total,
@@ -642,6 +644,48 @@ async def search_services(
         ),
         match=match,
     )
+
+
+async def _corrected_terms(
+    search: SearchRepository, terms: list[list[str]]
+) -> list[list[str]] | None:
+    """The query with each word replaced by the indexed words closest to it (typo fallback).
+
+    Every word long enough to correct must have something close, or there is no correction:
+    a query about something the catalog does not hold should find nothing, not a neighbour.
+    """
+    words = sorted({word for alternatives in terms for a in alternatives for word in a.split()})
+    close = await search.similar_words([w for w in words if len(w) >= MIN_FUZZY_WORD])
+    corrected: list[list[str]] = []
+    for alternatives in terms:
+        options: set[str] = set()
+        for alternative in alternatives:
+            parts = alternative.split()
+            if any(len(word) >= MIN_FUZZY_WORD and not close.get(word) for word in parts):
+                continue
+            options.update(
+                candidate
+                for word in parts
+                for candidate in (close[word] if len(word) >= MIN_FUZZY_WORD else [word])
+            )
+        if not options:
+            return None
+        corrected.append(sorted(options))
+    return corrected
+
+
+def lexicon(published: CardRead, agency: Agency | None) -> list[str]:
+    """The words a published card adds to the typo-correction lexicon."""
+    texts = [
+        published.title.fa,
+        published.title.en or "",
+        published.description.fa,
+        published.description.en or "",
+        *published.keywords,
+        *(filter(None, [agency.name_fa, agency.name_en]) if agency else []),
+    ]
+    words = {w for text in texts for w in persian.index_terms(text).split()}
+    return sorted(w for w in words if len(w) >= MIN_FUZZY_WORD and not w.isdigit())
 
 
 # ------------------------------------------------------------------------- stats

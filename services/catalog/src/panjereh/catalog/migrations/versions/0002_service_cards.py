@@ -180,8 +180,6 @@ def upgrade() -> None:
         sa.Column("documents_required", sa.Integer, nullable=False),
         sa.Column("in_person_visits", sa.Integer, nullable=False),
         sa.Column("summary", postgresql.JSONB, nullable=False),
-        sa.Column("search_title", sa.Text, nullable=False),
-        sa.Column("search_fuzzy", sa.Text, nullable=False),
         sa.Column("search_vector", postgresql.TSVECTOR, nullable=False),
         _timestamp("published_at"),
         sa.PrimaryKeyConstraint("card_id", name="pk_service_listing"),
@@ -203,13 +201,19 @@ def upgrade() -> None:
         schema=SCHEMA,
         postgresql_using="gin",
     )
+    op.create_table(
+        "search_word",
+        sa.Column("word", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("word", name="pk_search_word"),
+        schema=SCHEMA,
+    )
     op.create_index(
-        "ix_service_listing_search_fuzzy_trgm",
-        "service_listing",
-        ["search_fuzzy"],
+        "ix_search_word_word_trgm",
+        "search_word",
+        ["word"],
         schema=SCHEMA,
         postgresql_using="gin",
-        postgresql_ops={"search_fuzzy": "gin_trgm_ops"},
+        postgresql_ops={"word": "gin_trgm_ops"},
     )
 
     op.create_table(
@@ -228,6 +232,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("idempotency_record", schema=SCHEMA)
+    op.drop_table("search_word", schema=SCHEMA)
     op.drop_table("service_listing", schema=SCHEMA)
     op.drop_table("card_transition", schema=SCHEMA)
     op.drop_table("service_card_version", schema=SCHEMA)
