@@ -54,7 +54,7 @@ async def search_services(
     channel: ChannelType | None = None,
     maturity: Annotated[int | None, Query(ge=0, le=5)] = None,
     audience: Audience | None = None,
-) -> SearchResults:
+) -> Response:
     """Search and browse published services (Persian-aware), with facets."""
     filters = SearchFilters(
         agency=agency,
@@ -64,9 +64,11 @@ async def search_services(
         maturity=maturity,
         audience=audience,
     )
-    return await service.search_services(
+    results = await service.search_services(
         session, q=q, filters=filters, page=paging.page, page_size=paging.page_size
     )
+    # the hot path: serialised once here rather than validated again against response_model
+    return Response(results.model_dump_json(), media_type="application/json")
 
 
 @router.get(
