@@ -123,3 +123,21 @@ class TestAgenciesAndStats:
             "services_total", "by_maturity", "electronic_share", "smart_share",
             "once_only_share", "agencies_total", "agencies_connected_share",
         }  # fmt: skip
+
+
+async def test_the_openapi_document_lists_the_catalog(public_api: httpx.AsyncClient) -> None:
+    document = (await public_api.get("/openapi.json")).json()
+    paths = document["paths"]
+    assert {"get", "post"} <= set(paths["/api/v1/catalog/services"])
+    assert {"get", "put"} <= set(paths["/api/v1/catalog/services/{code}/draft"])
+    assert (
+        "application/ld+json"
+        in (paths["/api/v1/catalog/services/{code}"]["get"]["responses"]["200"]["content"])
+    )
+
+
+async def test_a_code_typed_with_persian_digits_names_the_card(
+    public_api: httpx.AsyncClient,
+) -> None:
+    response = await public_api.get("/api/v1/catalog/services/۱۱۰۳۰۰۰۰۰۰۱")
+    assert (response.status_code, response.json()["code"]) == (200, "11030000001")

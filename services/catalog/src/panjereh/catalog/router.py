@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request
-from panjereh.catalog import cpsv, service
+from panjereh.catalog import cpsv, persian, service
 from panjereh.catalog.dependencies import (
     CatalogSettings,
     PageParams,
@@ -34,11 +34,13 @@ from panjereh.catalog.schemas import (
     VersionSummary,
 )
 from panjereh.common.auth import CurrentPrincipal
+from pydantic import BeforeValidator
 from starlette.responses import JSONResponse, Response
 
 router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"])
 
-ServiceCode = Annotated[str, Path(pattern=CODE_PATTERN)]
+# codes typed with Persian or Arabic-Indic digits (۱۱۰۳۰۰۰۰۰۰۱) name the same card
+ServiceCode = Annotated[str, BeforeValidator(persian.to_ascii_digits), Path(pattern=CODE_PATTERN)]
 AgencyCode = Annotated[str, Path(pattern=CODE_PATTERN)]
 
 
