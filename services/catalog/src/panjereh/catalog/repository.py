@@ -34,7 +34,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSQUERY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSQUERY, TSVECTOR, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 FACETS = ("agency", "category", "life_event", "channel", "maturity", "audience")
@@ -140,7 +140,11 @@ class CardRepository:
         return rows.all()
 
     async def publish_listing(self, values: dict[str, Any]) -> None:
-        """Make ``values`` the searchable listing of its card (insert or replace)."""
+        """Make ``values`` the searchable listing of its card (insert or replace).
+
+        ``search_vector`` arrives as a ``tsvector`` literal of already-normalised words.
+        """
+        values = values | {"search_vector": cast(literal(values["search_vector"]), TSVECTOR)}
         statement = insert(ServiceListing).values(**values)
         await self.session.execute(
             statement.on_conflict_do_update(

@@ -69,8 +69,6 @@ from panjereh.common.errors import Text
 from panjereh.common.messaging import outbox
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from pydantic import BaseModel
-from sqlalchemy import cast, literal
-from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.ext.asyncio import AsyncSession
 
 CATALOG_AUTHORITY = "catalog-authority"
@@ -576,11 +574,8 @@ def listing_values(card: ServiceCard, published: CardRead, agency: Agency | None
         "documents_required": len(published.documents_required),
         "in_person_visits": published.in_person_visits,
         "summary": summary.model_dump(mode="json"),
-        "search_vector": cast(
-            literal(
-                search_vector([(title_terms, "A"), (keyword_terms, "B"), (description_terms, "C")])
-            ),
-            TSVECTOR,
+        "search_vector": search_vector(
+            [(title_terms, "A"), (keyword_terms, "B"), (description_terms, "C")]
         ),
         "published_at": published.approved_at,
     }
