@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,6 @@ from panjereh.catalog.models import (
 )
 from panjereh.catalog.schemas import Audience, ChannelType, LifeEvent
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Select,
     Text,
@@ -190,6 +190,9 @@ class Vocabulary:
     def mask(self, values: Sequence[str]) -> int:
         return sum(self.bit(value) for value in set(values))
 
+    def decode(self, mask: int) -> list[str]:
+        return [value for index, value in enumerate(self.values) if mask & (1 << index)]
+
 
 class FacetBits:
     LIFE_EVENT = Vocabulary(tuple(e.value for e in LifeEvent))
@@ -203,6 +206,24 @@ _BIT_FACETS = (
     ("channel", FacetBits.CHANNEL, ServiceListing.channels_mask),
     ("audience", FacetBits.AUDIENCE, ServiceListing.audience_mask),
 )
+
+
+#: The listing columns that facets group by, in the order given to GROUPING SETS
+_FACET_COLUMNS = (
+    "agency_code",
+    "category",
+    "maturity",
+    "life_events_mask",
+    "channels_mask",
+    "audience_mask",
+)
+_FACET_NAMES = ("agency", "category", "maturity", "life_event", "channel", "audience")
+#: GROUPING(...) of a row names its set: every bit is 1 except the grouped column's
+_GROUPING_FACET = {
+    (1 << len(_FACET_COLUMNS)) - 1 - (1 << (len(_FACET_COLUMNS) - 1 - index)): name
+    for index, name in enumerate(_FACET_NAMES)
+}
+_VOCABULARIES = {name: vocabulary for name, vocabulary, _ in _BIT_FACETS}
 
 
 class SearchRepository:
@@ -262,9 +283,9 @@ class SearchRepository:
     ) -> SearchPage:
         """One page of matches and the facet counts of all matches, in one round trip.
 
-        Rows of the result: ``("item", code, position, summary)`` for the page,
-        ``(facet, value, count, NULL)`` for the single-valued facets, and one
-        ``("bits", NULL, NULL, {"life_event:birth": n, ...})`` for the multi-valued ones.
+        Rows of the result: ``("item", code, position, summary)`` for the page and
+        ``(GROUPING(...), value, count, NULL)`` for each facet value (for the multi-valued
+        facets the value is a bit set, expanded to the values it holds).
         """
         listing = ServiceListing
         matched = (
@@ -282,38 +303,17 @@ class SearchRepository:
             .where(*conditions)
             .cte("matched")
         )
+        # every facet in one pass over the matches: one hash table per grouping set; the
+        # multi-valued facets are grouped by their bit sets and expanded per value below
+        facet_columns = [matched.c[name] for name in _FACET_COLUMNS]
         parts: list[Select[Any]] = [
             select(
-                literal(name).label("kind"),
-                cast(column, Text).label("value"),
+                cast(func.grouping(*facet_columns), Text).label("kind"),
+                func.coalesce(*(cast(column, Text) for column in facet_columns)).label("value"),
                 func.count().label("hits"),
                 cast(null(), JSONB).label("payload"),
-            ).group_by(column)
-            for name, column in (
-                ("agency", matched.c.agency_code),
-                ("category", matched.c.category),
-                ("maturity", matched.c.maturity),
-            )
+            ).group_by(func.grouping_sets(*facet_columns))
         ]
-        bit_counts: list[Any] = []
-        for name, vocabulary, column in _BIT_FACETS:
-            for value in vocabulary.values:
-                bit_counts.extend(
-                    [
-                        literal(f"{name}:{value}"),
-                        func.count().filter(
-                            matched.c[column.key].op("&")(vocabulary.bit(value)) != 0
-                        ),
-                    ]
-                )
-        parts.append(
-            select(
-                literal("bits"),
-                cast(null(), Text),
-                cast(null(), BigInteger),
-                func.jsonb_build_object(*bit_counts),
-            ).select_from(matched)
-        )
         page = (
             select(matched.c.card_id, matched.c.rank, matched.c.code)
             .order_by(matched.c.rank.desc(), matched.c.code)
@@ -329,20 +329,23 @@ class SearchRepository:
                 listing.summary,
             ).join_from(page, listing, listing.card_id == page.c.card_id)
         )
-        facets: dict[str, list[tuple[str, int]]] = {name: [] for name in FACETS}
+        counts: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
         items: list[tuple[int, dict[str, Any]]] = []
         for row in await self.session.execute(union_all(*parts)):
             if row.kind == "item":
                 items.append((row.hits, row.payload))
-            elif row.kind == "bits":
-                for key, count in row.payload.items():
-                    facet, _, value = key.partition(":")
-                    if count:
-                        facets[facet].append((value, count))
+                continue
+            facet = _GROUPING_FACET[int(row.kind)]
+            vocabulary = _VOCABULARIES.get(facet)
+            if vocabulary is None:
+                counts[facet][row.value] += row.hits
             else:
-                facets[row.kind].append((row.value, row.hits))
-        for counts in facets.values():
-            counts.sort(key=lambda item: (-item[1], item[0]))
+                for value in vocabulary.decode(int(row.value)):
+                    counts[facet][value] += row.hits
+        facets = {
+            name: sorted(found.items(), key=lambda item: (-item[1], item[0]))
+            for name, found in counts.items()
+        }
         items.sort(key=lambda item: item[0])
         # every card has exactly one maturity, so its facet counts add up to the total
         total = sum(count for _, count in facets["maturity"])
