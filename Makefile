@@ -10,7 +10,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e lint format bench lock clean
+.PHONY: help install run test test-unit test-integration test-e2e lint format bench lock clean \
+	deploy-tools deploy-check deploy-tools-lock
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +30,7 @@ install: $(VENV)/.synced ## create .venv with the whole workspace (locked)
 run: install ## run the whole platform locally (embedded PostgreSQL + broker), Ctrl-C stops it
 	$(PY) -m panjereh.devstack run
 
-test: install ## run the whole suite: unit, integration, e2e
+test: install deploy-tools ## run the whole suite: unit, integration, e2e, deployment checks
 	$(PY) -m pytest
 
 test-unit: install ## unit tests only (no servers)
@@ -49,6 +50,25 @@ lint: install ## ruff (lint + format check) and mypy strict
 format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# checkov, hadolint and kubernetes-validate check deploy/; they live in their own environment
+# (hash-pinned in deploy/tools/requirements.txt) so they never touch the platform's lock.
+DEPLOY_TOOLS := $(TOOLS)/deploy
+
+$(DEPLOY_TOOLS)/.installed: $(UV) deploy/tools/requirements.txt
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(DEPLOY_TOOLS)
+	$(UV) pip install --quiet --python $(DEPLOY_TOOLS)/bin/python --require-hashes \
+		-r deploy/tools/requirements.txt
+	@touch $@
+
+deploy-tools: $(DEPLOY_TOOLS)/.installed ## install the deployment checkers into .tools/deploy
+
+deploy-check: install deploy-tools ## render the Kubernetes overlays and run every deployment check
+	$(PY) -m pytest tests/deploy
+
+deploy-tools-lock: $(UV) ## refresh deploy/tools/requirements.txt after editing requirements.in
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		deploy/tools/requirements.in -o deploy/tools/requirements.txt
 
 lock: $(UV) ## refresh uv.lock after changing dependencies
 	$(UV) lock --python $(PYTHON)
