@@ -33,7 +33,7 @@ run: install ## run the whole platform locally (embedded PostgreSQL + broker), C
 test: install deploy-tools ## run the whole suite: unit, integration, e2e, deployment checks
 	$(PY) -m pytest
 
-test-unit: install ## unit tests only (no servers)
+test-unit: install deploy-tools ## unit tests only (no servers), deployment checks included
 	$(PY) -m pytest -m "not integration and not e2e"
 
 test-integration: install ## integration tests (embedded PostgreSQL and broker)

@@ -174,6 +174,84 @@ class TestDockerfiles:
                         assert port["containerPort"] == 8080
 
 
+def dockerignore_patterns() -> list[str]:
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    translated = ""
+    index = 0
+    while index < len(pattern):
+        if pattern.startswith("**/", index):
+            translated, index = translated + "(?:.*/)?", index + 3
+        elif pattern.startswith("**", index):
+            translated, index = translated + ".*", index + 2
+        elif pattern[index] == "*":
+            translated, index = translated + "[^/]*", index + 1
+        elif pattern[index] == "?":
+            translated, index = translated + "[^/]", index + 1
+        else:
+            translated, index = translated + re.escape(pattern[index]), index + 1
+    return re.compile(translated)
+
+
+def in_build_context(path: str, patterns: list[str]) -> bool:
+    """Docker's reading of ``.dockerignore``: the last pattern matching the path (or one of
+    its parent folders) decides, ``!`` patterns let it back in."""
+    parents = [path] + ["/".join(path.split("/")[:end]) for end in range(1, path.count("/") + 1)]
+    included = True
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        regex = _pattern_regex(pattern.removeprefix("!").rstrip("/"))
+        if any(regex.fullmatch(candidate) for candidate in parents):
+            included = negated
+    return included
+
+
+@pytest.fixture(scope="module")
+def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files ``docker build`` would send, copied out of the checkout."""
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout: the build context cannot be listed")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    patterns = dockerignore_patterns()
+    context = tmp_path_factory.mktemp("context")
+    for name in filter(None, listed.split("\0")):
+        if in_build_context(name, patterns) and (REPO_ROOT / name).is_file():
+            target = context / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, target)
+    return context
+
+
+class TestBuildContext:
+    def test_it_holds_the_workspace_sources_and_the_lock_only(self, build_context):
+        assert (build_context / "uv.lock").is_file()
+        assert (build_context / "services" / "catalog" / "pyproject.toml").is_file()
+        names = [path.relative_to(build_context).parts for path in build_context.rglob("*")]
+        assert not any("tests" in parts for parts in names)
+        assert {parts[0] for parts in names} <= {
+            "uv.lock",
+            "pyproject.toml",
+            "README.md",
+            "LICENSE",
+            "libs",
+            "services",
+            "gateway",
+            "devstack",
+        }
+
+    def test_the_reading_of_dockerignore_follows_docker(self):
+        patterns = ["**", "!libs/", "**/tests/", "!uv.lock"]
+        assert in_build_context("libs/common/pyproject.toml", patterns)
+        assert not in_build_context("libs/common/tests/test_x.py", patterns)
+        assert not in_build_context(".venv/bin/python", patterns)
+        assert in_build_context("uv.lock", patterns)
+
+
 def uv_binary() -> str:
     local = REPO_ROOT / ".tools" / "bin" / "uv"
     found = str(local) if local.exists() else shutil.which("uv")
@@ -183,7 +261,7 @@ def uv_binary() -> str:
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=lambda image: image.component)
-def test_builder_stage_installs_a_working_component(image, tmp_path):
+def test_builder_stage_installs_a_working_component(image, build_context, tmp_path):
     """What ``uv sync`` in the builder produces imports the app and its migrations, nothing more."""
     if image.distribution not in locked_distributions():
         pytest.skip(f"{image.distribution} is not in the workspace yet: its image cannot build")
@@ -199,7 +277,7 @@ def test_builder_stage_installs_a_working_component(image, tmp_path):
     env.pop("VIRTUAL_ENV", None)
     subprocess.run(
         [uv_binary(), "sync", *sync, "--quiet", "--python", "python3"],
-        cwd=REPO_ROOT,
+        cwd=build_context,
         env=env,
         check=True,
         timeout=300,
