@@ -242,6 +242,7 @@ class TestBuildContext:
             "services",
             "gateway",
             "devstack",
+            "agencies",
         }
 
     def test_the_reading_of_dockerignore_follows_docker(self):

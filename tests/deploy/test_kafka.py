@@ -36,14 +36,15 @@ def acls(user: dict[str, Any]) -> set[Acl]:
 
 def agency_acl_violations(user: dict[str, Any], agencies: list[str]) -> list[str]:
     """Whatever ``user`` may do beyond reading ``agency.<code>.*`` and writing replies."""
-    own = tuple(f"agency.{code}." for code in agencies)
+    own_topics = {f"agency.{code}." for code in agencies}
+    own_groups = {f"agency-{code}" for code in agencies}
     problems = []
     for kind, name, pattern, operations in acls(user):
         if kind == "topic" and name == INQUIRY_REPLIES and pattern == "literal":
             allowed = {"Write", "Describe"}
-        elif kind == "topic" and pattern == "prefix" and name in own:
+        elif kind == "topic" and pattern == "prefix" and name in own_topics:
             allowed = {"Read", "Describe"}
-        elif kind == "group" and pattern == "prefix":
+        elif kind == "group" and pattern == "literal" and name in own_groups:
             allowed = {"Read"}
         else:
             problems.append(f"{kind} {name} ({pattern}) is not the agency's to touch")
@@ -157,7 +158,7 @@ class TestAcls:
             assert user["metadata"]["name"] == f"agency-{code}"
             assert acls(user) == {
                 ("topic", f"agency.{code}.", "prefix", frozenset({"Read", "Describe"})),
-                ("group", f"agency.{code}.", "prefix", frozenset({"Read"})),
+                ("group", f"agency-{code}", "literal", frozenset({"Read"})),
                 ("topic", INQUIRY_REPLIES, "literal", frozenset({"Write", "Describe"})),
             }
             assert agency_acl_violations(user, [code]) == []
@@ -187,11 +188,16 @@ class TestAcls:
         }
         problems = agency_acl_violations(broader, ["tax"])
         assert len(problems) == 2
+        # another agency's consumer group is not the agency's either
+        assert agency_acl_violations(user, ["police"]) != []
 
     def test_the_simulators_act_only_as_the_agencies_they_play(self, dev):
         user = dev.named("KafkaUser", "agency-simulators")
-        config = dev.named("ConfigMap", "agency-simulators-config")["data"]
-        played = config["PANJEREH_AGENCY_SIMULATORS_AGENCIES"].split(",")
+        deployment = dev.named("Deployment", "agency-simulators")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["python", "-m", "panjereh.agency_simulators"]
+        played = container["args"]
+        assert set(played) == set(agency_codes(dev))
         assert agency_acl_violations(user, played) == []
         read = {name for kind, name, _, ops in acls(user) if kind == "topic" and "Read" in ops}
         assert read == {f"agency.{code}." for code in played}

@@ -261,6 +261,10 @@ class TestConfiguration:
     def test_prod_runs_in_prod_mode(self, prod, dev):
         assert prod.named("ConfigMap", "panjereh-platform")["data"]["PANJEREH_ENV"] == "prod"
         assert dev.named("ConfigMap", "panjereh-platform")["data"]["PANJEREH_ENV"] == "dev"
+        # the console SMS gateway is refused in prod; dev keeps messages in the dev outbox
+        sms = "PANJEREH_IDENTITY_SMS_PROVIDER"
+        assert prod.named("ConfigMap", "identity-config")["data"][sms] == "verify-lookup"
+        assert dev.named("ConfigMap", "identity-config")["data"][sms] == "console"
 
     def test_kafka_producer_idempotence_is_on(self, overlay):
         data = overlay.named("ConfigMap", "panjereh-platform")["data"]
@@ -280,6 +284,11 @@ class TestConfiguration:
         assert parts.hostname == f"{component.name}-db-pooler"
         assert parts.path == f"/{component.database}"
         assert "$(DATABASE_PASSWORD)" in url  # from the secret, never a literal
+        job = overlay.named("Job", f"{component.name}-migrate")
+        migration_url = urlsplit(env_of(pod_spec(job)["containers"][0])[variable])
+        # migrations talk to the primary itself, not through PgBouncer
+        assert migration_url.hostname == f"{component.name}-db-rw"
+        assert migration_url.path == f"/{component.database}"
 
     def test_gateway_upstreams_name_the_services(self, overlay):
         settings = importlib.import_module(f"{GATEWAY.package}.config").Settings
@@ -291,11 +300,31 @@ class TestConfiguration:
             assert urlsplit(data[variable]).hostname == upstream
             assert upstream in services
 
-    def test_every_service_verifies_tokens_with_identity_jwks(self, overlay):
-        for name in API_NAMES:
-            data = overlay.named("ConfigMap", f"{name}-config")["data"]
-            prefix = f"PANJEREH_{name.upper().replace('-', '_')}_"
-            assert data[f"{prefix}JWKS_URL"] == "http://identity/.well-known/jwks.json"
+    def test_every_process_verifies_tokens_with_identity_jwks(self, overlay):
+        data = overlay.named("ConfigMap", "panjereh-platform")["data"]
+        url = urlsplit(data["PANJEREH_JWKS_URL"])
+        assert (url.hostname, url.path) == ("identity", "/.well-known/jwks.json")
+        assert "identity" in overlay.names("Service")
+
+    def test_traces_go_to_the_collector(self, overlay):
+        data = overlay.named("ConfigMap", "panjereh-platform")["data"]
+        endpoint = urlsplit(data["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        assert endpoint.hostname == "otel-collector"
+        service = overlay.named("Service", "otel-collector")
+        assert endpoint.port in {port["port"] for port in service["spec"]["ports"]}
+
+    @pytest.mark.parametrize("component", SERVICES, ids=lambda component: component.name)
+    def test_migrations_see_the_settings_the_service_sees(self, overlay, component):
+        # Settings() validates secrets in prod before migrating: same sources, same outcome
+        def sources(workload):
+            container = pod_spec(workload)["containers"][0]
+            return [
+                ref.get("configMapRef", ref.get("secretRef"))["name"]
+                for ref in container["envFrom"]
+            ]
+
+        job = overlay.named("Job", f"{component.name}-migrate")
+        assert sources(job) == sources(overlay.named("Deployment", component.name))
 
 
 class TestNetwork:
