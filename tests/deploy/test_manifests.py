@@ -215,8 +215,13 @@ class TestWorkloads:
 
     def test_prod_runs_at_least_two_replicas_of_every_api(self, prod):
         for name in API_NAMES:
-            assert prod.named("Deployment", name)["spec"]["replicas"] >= 2
             assert prod.named("HorizontalPodAutoscaler", name)["spec"]["minReplicas"] >= 2
+        assert prod.named("Deployment", "otel-collector")["spec"]["replicas"] >= 2
+
+    def test_the_autoscaler_alone_sets_the_replica_count(self, overlay):
+        # a `replicas` in the manifest would scale a busy Deployment down on every apply
+        for name in API_NAMES:
+            assert "replicas" not in overlay.named("Deployment", name)["spec"], name
 
     def test_prod_does_not_run_the_simulated_agencies(self, prod, dev):
         assert "agency-simulators" not in prod.names("Deployment")
