@@ -297,7 +297,8 @@ print(json.dumps({{"names": names, "app": app, "migrate": migrate}}))
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": os.environ["PATH"], "PANJEREH_ENV": "prod"},
+        # dev mode: prod settings rightly refuse to start without the secrets a pod gets
+        env={"PATH": os.environ["PATH"], "PANJEREH_ENV": "dev"},
         cwd=tmp_path,
         timeout=120,
     )
