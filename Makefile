@@ -10,8 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e lint format bench lock clean \
-	deploy-tools deploy-check deploy-tools-lock
+.PHONY: help install run test test-unit test-integration test-e2e lint format bench lock clean contracts
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,9 +50,21 @@ format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+contracts: install ## regenerate the event contracts' JSON-schema snapshot and AsyncAPI document
+	$(PY) -m panjereh.contracts.snapshot --write
+	$(PY) -m panjereh.contracts.asyncapi
+
+lock: $(UV) ## refresh uv.lock after changing dependencies
+	$(UV) lock --python $(PYTHON)
+
+clean: ## remove local state and environments
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
+
+# ---------------------------------------------------------------- deployment checks
 # checkov, hadolint and kubernetes-validate check deploy/; they live in their own environment
 # (hash-pinned in deploy/tools/requirements.txt) so they never touch the platform's lock.
 DEPLOY_TOOLS := $(TOOLS)/deploy
+.PHONY: deploy-tools deploy-check deploy-tools-lock
 
 $(DEPLOY_TOOLS)/.installed: $(UV) deploy/tools/requirements.txt
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(DEPLOY_TOOLS)
@@ -69,9 +80,3 @@ deploy-check: install deploy-tools ## render the Kubernetes overlays and run eve
 deploy-tools-lock: $(UV) ## refresh deploy/tools/requirements.txt after editing requirements.in
 	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 		deploy/tools/requirements.in -o deploy/tools/requirements.txt
-
-lock: $(UV) ## refresh uv.lock after changing dependencies
-	$(UV) lock --python $(PYTHON)
-
-clean: ## remove local state and environments
-	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
