@@ -54,6 +54,16 @@ def agency_acl_violations(user: dict[str, Any], agencies: list[str]) -> list[str
     return problems
 
 
+def consumed(rendered) -> set[str]:
+    """Topics some service or agency reads (literal grants)."""
+    return {
+        name
+        for user in rendered.of_kind("KafkaUser")
+        for kind, name, pattern, operations in acls(user)
+        if kind == "topic" and pattern == "literal" and "Read" in operations
+    }
+
+
 def agency_users(rendered) -> list[dict[str, Any]]:
     return [
         user
@@ -222,6 +232,18 @@ class TestAcls:
             assert ("topic", agency_inquiries(code), "literal", write) in broker
             assert ("topic", agency_requests(code), "literal", write) in requests
         assert ("topic", INQUIRY_REPLIES, "literal", frozenset({"Read", "Describe"})) in broker
+
+    def test_every_platform_topic_has_a_producer_and_a_dead_letter_writer(self, overlay):
+        # a topic added to the contracts without an ACL to write it would fail in production
+        writable = {
+            name
+            for user in overlay.of_kind("KafkaUser")
+            for kind, name, pattern, operations in acls(user)
+            if kind == "topic" and pattern == "literal" and "Write" in operations
+        }
+        for topic in PLATFORM_TOPICS:
+            assert topic in writable, topic
+            assert dead_letter(topic) in writable or topic not in consumed(overlay), topic
 
     def test_every_service_with_kafka_credentials_has_a_kafka_user(self, overlay):
         users = overlay.names("KafkaUser")
