@@ -33,8 +33,10 @@ RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin panjereh
 
-# bytecode is compiled at build time (UV_COMPILE_BYTECODE): the root filesystem stays read-only
+# bytecode is compiled at build time (UV_COMPILE_BYTECODE): the root filesystem stays read-only;
+# PYTHONSAFEPATH keeps the working directory off sys.path, so nothing beside it can shadow a module
 ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONSAFEPATH=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     PANJEREH_ENV=prod

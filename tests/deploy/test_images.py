@@ -136,6 +136,7 @@ class TestDockerfiles:
         _, runtime = stages(image.dockerfile)
         env = " ".join(runtime.all("ENV"))
         assert "PYTHONDONTWRITEBYTECODE=1" in env
+        assert "PYTHONSAFEPATH=1" in env
         assert "PANJEREH_ENV=prod" in env
         assert runtime.all("EXPOSE") == ["8080"]
         assert len(runtime.all("HEALTHCHECK")) == 1
@@ -298,7 +299,7 @@ print(json.dumps({{"names": names, "app": app, "migrate": migrate}}))
         text=True,
         check=True,
         # dev mode: prod settings rightly refuse to start without the secrets a pod gets
-        env={"PATH": os.environ["PATH"], "PANJEREH_ENV": "dev"},
+        env={"PATH": os.environ["PATH"], "PANJEREH_ENV": "dev", "PYTHONSAFEPATH": "1"},
         cwd=tmp_path,
         timeout=120,
     )
