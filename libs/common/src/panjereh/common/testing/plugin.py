@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from panjereh.common.db import Database
 from panjereh.common.migrations import upgrade
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -85,6 +88,25 @@ def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+@asynccontextmanager
+async def rolled_back(database_url: str) -> AsyncIterator[Database]:
+    """A :class:`Database` inside one transaction that is rolled back at the end.
+
+    Code under test opens units of work as usual (they become savepoints); nothing it writes
+    outlives the block, so tests sharing one migrated database never see each other's rows.
+    """
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            outer = await connection.begin()
+            try:
+                yield Database.joined_to(connection)
+            finally:
+                await outer.rollback()
+    finally:
+        await engine.dispose()
 
 
 @asynccontextmanager
