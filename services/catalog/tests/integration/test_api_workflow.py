@@ -353,3 +353,18 @@ class TestAgencies:
             "/api/v1/catalog/agencies", json=agency, headers=tokens["platform_admin"]
         )
         assert (created.status_code, created.json()["parent"]) == (201, "interior")
+
+
+async def test_concurrent_requests_with_one_key_create_one_card(
+    api: httpx.AsyncClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    body = card_body(next_code())
+    headers = tokens["tax_admin"] | {"Idempotency-Key": "create-concurrently"}
+    first, second = await asyncio.gather(
+        api.post(SERVICES, json=body, headers=headers),
+        api.post(SERVICES, json=body, headers=headers),
+    )
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json() == second.json()
+    replayed = sorted(str(r.headers.get("idempotent-replayed")) for r in (first, second))
+    assert replayed == ["None", "true"]  # one created it, the other got the same answer
