@@ -426,11 +426,6 @@ class AgencyActivity(Strict):
     seen_at: datetime | None = None
 
 
-class MaturityCount(BaseModel):
-    maturity: int
-    count: int
-
-
 class Stats(BaseModel):
     services_total: int
     by_maturity: dict[str, int]
