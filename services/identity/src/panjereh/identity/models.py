@@ -120,6 +120,8 @@ class RefreshToken(Base):
         UUID(as_uuid=True), ForeignKey("refresh_token_family.id", ondelete="CASCADE"), index=True
     )
     token_hash: Mapped[str] = mapped_column(Text, unique=True)
+    #: ``jti`` of the access token issued with it: logout finds the session from the bearer
+    access_token_id: Mapped[str] = mapped_column(Text, index=True)
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: set when exchanged for a new token; presenting it again is a replay

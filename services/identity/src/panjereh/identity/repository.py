@@ -95,6 +95,12 @@ class RefreshTokenRepository:
         )
         return token
 
+    async def issued_with(self, access_token_id: str) -> RefreshToken | None:
+        token: RefreshToken | None = await self.session.scalar(
+            select(RefreshToken).where(RefreshToken.access_token_id == access_token_id)
+        )
+        return token
+
     async def family_for_update(self, family_id: uuid.UUID) -> RefreshTokenFamily | None:
         family: RefreshTokenFamily | None = await self.session.scalar(
             select(RefreshTokenFamily).where(RefreshTokenFamily.id == family_id).with_for_update()
@@ -105,18 +111,6 @@ class RefreshTokenRepository:
         await self.session.execute(
             update(RefreshTokenFamily)
             .where(RefreshTokenFamily.id == family_id, RefreshTokenFamily.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason=reason)
-        )
-
-    async def revoke_families_of(
-        self, citizen_id: uuid.UUID, *, reason: str, now: datetime
-    ) -> None:
-        await self.session.execute(
-            update(RefreshTokenFamily)
-            .where(
-                RefreshTokenFamily.citizen_id == citizen_id,
-                RefreshTokenFamily.revoked_at.is_(None),
-            )
             .values(revoked_at=now, revoke_reason=reason)
         )
 

@@ -301,11 +301,13 @@ async def _issue_pair(
     now: datetime,
 ) -> TokenPairRead:
     refresh_token = new_opaque_token()
+    access_token_id = uuid.uuid4().hex
     session.add(
         RefreshToken(
             id=uuid.uuid4(),
             family_id=family.id,
             token_hash=keys.token_hash(refresh_token),
+            access_token_id=access_token_id,
             created_at=now,
             expires_at=min(
                 now + timedelta(seconds=settings.refresh_token_ttl_seconds), family.expires_at
@@ -320,6 +322,7 @@ async def _issue_pair(
         roles=await _roles_of(session, citizen.national_code),
         national_code=citizen.national_code,
         session_id=str(family.id),
+        token_id=access_token_id,
         now=now,
     )
     return TokenPairRead(
@@ -431,31 +434,30 @@ async def logout(
     session: AsyncSession,
     *,
     citizen_id: uuid.UUID,
-    session_id: uuid.UUID | None,
+    access_token_id: str | None,
     refresh_token: str | None,
     keys: Keys,
     now: datetime,
 ) -> None:
-    """End one login: the family named by the token's ``sid`` or by a refresh token.
+    """End one login: the family of the given refresh token, else of the bearer token.
 
-    With neither, every session of the caller ends (logout everywhere).
+    Idempotent: logging out of a session that already ended changes nothing.
     """
     tokens = RefreshTokenRepository(session)
-    family_id = session_id
     if refresh_token is not None:
         token = await tokens.by_hash_for_update(keys.token_hash(refresh_token))
-        if token is None:
-            return  # nothing to end; logging out is idempotent
-        family_id = token.family_id
-    if family_id is None:
-        await tokens.revoke_families_of(citizen_id, reason="logout everywhere", now=now)
+    elif access_token_id is not None:
+        token = await tokens.issued_with(access_token_id)
+    else:
+        token = None
+    if token is None:
         return
-    family = await tokens.family_for_update(family_id)
+    family = await tokens.family_for_update(token.family_id)
     if family is None:
         return
     if family.citizen_id != citizen_id:
         raise SessionNotFound
-    await tokens.revoke_family(family_id, reason="logout", now=now)
+    await tokens.revoke_family(family.id, reason="logout", now=now)
 
 
 # ------------------------------------------------------------------------ me
@@ -565,3 +567,60 @@ async def dev_sms_outbox(session: AsyncSession, *, mobile: str) -> DevSmsList:
             for row in rows
         ]
     )
+
+
+# ------------------------------------------------------------------------ notifications
+#: How a request status reads in an SMS (CONTRACT.md, "Requests" statuses)
+STATUS_TEXTS = {
+    "submitted": "ثبت شد",
+    "awaiting_inquiries": "در انتظار استعلام",
+    "deciding": "در حال تصمیم‌گیری",
+    "in_review": "در حال بررسی کارشناس",
+    "approved": "تأیید شد",
+    "rejected": "رد شد",
+    "cancelled": "لغو شد",
+    "failed": "ناموفق ماند",
+}
+#: a status SMS that could not be delivered in a day is no longer news
+STATUS_SMS_VALIDITY = timedelta(days=1)
+
+
+async def notify_status_change(
+    session: AsyncSession,
+    *,
+    citizen_id: str | None,
+    tracking_code: str,
+    to_status: str,
+    keys: Keys,
+    settings: Settings,
+    now: datetime,
+) -> bool:
+    """Queue the citizen's Persian SMS about a request's new status; whether one was queued.
+
+    Called inside the consumer's unit of work, whose inbox row makes it once per event.
+    """
+    if citizen_id is None:
+        logger.warning(
+            "status change names no citizen; no SMS", extra={"tracking_code": tracking_code}
+        )
+        return False
+    try:
+        citizen = await CitizenRepository(session).by_id(uuid.UUID(citizen_id))
+    except ValueError:
+        citizen = None
+    if citizen is None:
+        logger.warning(
+            "status change for an unknown citizen", extra={"tracking_code": tracking_code}
+        )
+        return False
+    enqueue(
+        session,
+        keys=keys,
+        mobile=citizen.mobile,
+        template=settings.sms_status_template,
+        tokens=[tracking_code, STATUS_TEXTS.get(to_status, to_status)],
+        now=now,
+        valid_for=STATUS_SMS_VALIDITY,
+    )
+    await session.flush()
+    return True

@@ -37,6 +37,7 @@ def issue_access_token(
     scopes: Sequence[str] = (),
     client_id: str | None = None,
     session_id: str | None = None,
+    token_id: str | None = None,
 ) -> str:
     issued_at = int(now.timestamp())
     claims: dict[str, Any] = {
@@ -47,7 +48,7 @@ def issue_access_token(
         "iat": issued_at,
         "nbf": issued_at,
         "exp": issued_at + int(policy.lifetime.total_seconds()),
-        "jti": uuid.uuid4().hex,
+        "jti": token_id or uuid.uuid4().hex,
     }
     if national_code is not None:
         claims["national_code"] = national_code

@@ -233,6 +233,7 @@ def upgrade() -> None:
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("family_id", sa.UUID(), nullable=False),
         sa.Column("token_hash", sa.Text(), nullable=False),
+        sa.Column("access_token_id", sa.Text(), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -252,6 +253,13 @@ def upgrade() -> None:
         schema="identity",
     )
     op.create_index(
+        op.f("ix_identity_refresh_token_access_token_id"),
+        "refresh_token",
+        ["access_token_id"],
+        unique=False,
+        schema="identity",
+    )
+    op.create_index(
         op.f("ix_identity_refresh_token_family_id"),
         "refresh_token",
         ["family_id"],
@@ -261,6 +269,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(
+        op.f("ix_identity_refresh_token_access_token_id"),
+        table_name="refresh_token",
+        schema="identity",
+    )
     op.drop_index(
         op.f("ix_identity_refresh_token_family_id"), table_name="refresh_token", schema="identity"
     )
