@@ -53,7 +53,8 @@ class Settings(ServiceSettings):
     otp_resend_cooldown_seconds: int = Field(default=60, ge=0)
     otp_per_mobile_limit: int = Field(default=5, ge=1)
     otp_per_mobile_window_seconds: int = Field(default=3600, ge=1)
-    otp_per_ip_limit: int = Field(default=30, ge=1)
+    #: unset: 30, or 1000 in dev mode, where the whole platform and its tests share 127.0.0.1
+    otp_per_ip_limit: int | None = Field(default=None, ge=1)
     otp_per_ip_window_seconds: int = Field(default=600, ge=1)
     #: peers whose ``X-Forwarded-For`` is believed (the gateway); anyone else's is ignored
     trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
@@ -102,6 +103,12 @@ class Settings(ServiceSettings):
             msg = "sms_api_key is required for the verify-lookup SMS provider"
             raise ValueError(msg)
         return self
+
+    @property
+    def otp_per_ip_limit_effective(self) -> int:
+        if self.otp_per_ip_limit is not None:
+            return self.otp_per_ip_limit
+        return 1000 if self.environment is Environment.DEV else 30
 
     @property
     def dev_tools_enabled(self) -> bool:

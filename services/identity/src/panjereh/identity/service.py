@@ -101,7 +101,7 @@ async def enforce_otp_rate_limits(
     checks = (
         (
             keys.lookup_key("otp-ip", client_ip),
-            settings.otp_per_ip_limit,
+            settings.otp_per_ip_limit_effective,
             settings.otp_per_ip_window_seconds,
         ),
         (
