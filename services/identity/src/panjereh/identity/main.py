@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,8 @@ from panjereh.identity.sms import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+logger = logging.getLogger(__name__)
+
 
 def _sms_gateway(settings: Settings, database: Database, http: httpx.AsyncClient) -> SmsGateway:
     if settings.sms_provider is SmsProvider.CONSOLE:
@@ -38,6 +41,20 @@ def _sms_gateway(settings: Settings, database: Database, http: httpx.AsyncClient
         attempts=settings.sms_attempts_per_dispatch,
         backoff_seconds=settings.sms_retry_base_seconds,
     )
+
+
+HOUSEKEEPING_INTERVAL_SECONDS = 600.0
+
+
+async def _housekeeping(database: Database) -> None:
+    """Prune expired challenges, counters and ended sessions, every few minutes."""
+    while True:
+        try:
+            async with database.transaction() as session:
+                await service.prune(session, now=datetime.now(UTC))
+        except Exception:
+            logger.exception("housekeeping pass failed")
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -83,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             app.state.sms_dispatcher = dispatcher
             background.append(asyncio.create_task(dispatcher.run(), name="sms-dispatcher"))
+            background.append(asyncio.create_task(_housekeeping(database), name="housekeeping"))
             try:
                 yield
             finally:

@@ -177,3 +177,24 @@ class RateLimitRepository:
         await self.session.execute(
             delete(RateLimitCounter).where(RateLimitCounter.expires_at < now)
         )
+
+
+class HousekeepingRepository:
+    """Deletes rows whose purpose is over (no personal data kept longer than needed)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def prune(self, *, now: datetime, keep: timedelta) -> None:
+        cutoff = now - keep
+        await self.session.execute(delete(OtpChallenge).where(OtpChallenge.expires_at < cutoff))
+        await self.session.execute(
+            delete(RateLimitCounter).where(RateLimitCounter.expires_at < now)
+        )
+        await self.session.execute(delete(DevSms).where(DevSms.sent_at < cutoff))
+        await self.session.execute(
+            delete(SmsMessage).where(SmsMessage.status != "pending", SmsMessage.created_at < cutoff)
+        )
+        await self.session.execute(
+            delete(RefreshTokenFamily).where(RefreshTokenFamily.expires_at < cutoff)
+        )

@@ -48,6 +48,7 @@ from panjereh.identity.repository import (
     ChallengeRepository,
     CitizenRepository,
     ClientRepository,
+    HousekeepingRepository,
     RateLimitRepository,
     RefreshTokenRepository,
     SmsRepository,
@@ -624,3 +625,12 @@ async def notify_status_change(
     )
     await session.flush()
     return True
+
+
+# ------------------------------------------------------------------------ housekeeping
+#: how long spent challenges, settled SMS and ended sessions are kept (for support questions)
+RETENTION = timedelta(days=7)
+
+
+async def prune(session: AsyncSession, *, now: datetime) -> None:
+    await HousekeepingRepository(session).prune(now=now, keep=RETENTION)
