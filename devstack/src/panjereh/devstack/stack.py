@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from panjereh.contracts.topics import PLATFORM_TOPICS
+from panjereh.contracts.topics import PLATFORM_TOPICS, with_dead_letters
 from panjereh.devstack.embedded import (
     EmbeddedKafka,
     EmbeddedPostgres,
@@ -152,7 +152,7 @@ class Stack:
             self.env.setdefault("PANJEREH_KAFKA_IDEMPOTENCE", "false")
         from panjereh.devstack.embedded import create_topics  # noqa: PLC0415
 
-        await create_topics(bootstrap, PLATFORM_TOPICS)
+        await create_topics(bootstrap, with_dead_letters(PLATFORM_TOPICS))
         say(f"Kafka: ready at {bootstrap}")
 
     async def _run_everywhere(self, module: str, what: str) -> None:

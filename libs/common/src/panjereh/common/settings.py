@@ -40,6 +40,21 @@ class ServiceSettings(BaseSettings):
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
     )
+    #: On for Apache Kafka; off for the embedded Tansu broker, which rejects InitProducerId.
+    #: Correctness never depends on it: the outbox and the consumers' inbox absorb duplicates.
+    kafka_idempotence: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("PANJEREH_KAFKA_IDEMPOTENCE", "kafka_idempotence"),
+    )
+    #: How many times a consumer tries a record before parking it on ``<topic>.dlq``.
+    kafka_consumer_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        validation_alias=AliasChoices(
+            "PANJEREH_KAFKA_CONSUMER_MAX_ATTEMPTS", "kafka_consumer_max_attempts"
+        ),
+    )
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices("PANJEREH_LOG_LEVEL", "log_level")
     )
