@@ -14,11 +14,17 @@ from fastapi import FastAPI
 from panjereh.common.app import create_service_app
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
-from panjereh.identity import router, service
+from panjereh.common.messaging.consumer import IdempotentConsumer
+from panjereh.common.messaging.kafka import create_consumer, create_producer
+from panjereh.common.messaging.outbox import OutboxRelay
+from panjereh.contracts import topics
+from panjereh.contracts.requests import RequestStatusChanged
+from panjereh.identity import handlers, router, service
 from panjereh.identity.config import Settings, SmsProvider
 from panjereh.identity.crypto import Keys
 from panjereh.identity.inquiries import InquiryClient
 from panjereh.identity.keys import DatabaseKeySource, key_source
+from panjereh.identity.models import messaging
 from panjereh.identity.sms import (
     ConsoleSmsGateway,
     SmsDispatcher,
@@ -99,6 +105,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 retry_base_seconds=settings.sms_retry_base_seconds,
             )
             app.state.sms_dispatcher = dispatcher
+
+            relay = OutboxRelay(
+                database=database,
+                table=messaging.outbox,
+                producer_factory=lambda: create_producer(settings),
+            )
+            await relay.start()
+            stack.push_async_callback(relay.stop)
+            if settings.consume_status_events:
+                consumer = IdempotentConsumer(
+                    name=handlers.CONSUMER_NAME,
+                    topics=[topics.REQUESTS_STATUS_CHANGED],
+                    database=database,
+                    inbox=messaging.inbox,
+                    consumer_factory=lambda names, group: create_consumer(
+                        settings, *names, group_id=group
+                    ),
+                    producer_factory=lambda: create_producer(settings),
+                    max_attempts=settings.kafka_consumer_max_attempts,
+                )
+                consumer.register(
+                    RequestStatusChanged.event_type,
+                    handlers.on_request_status_changed(keys=keys, settings=settings),
+                )
+                await consumer.start()
+                stack.push_async_callback(consumer.stop)
             background.append(asyncio.create_task(dispatcher.run(), name="sms-dispatcher"))
             background.append(asyncio.create_task(_housekeeping(database), name="housekeeping"))
             try:

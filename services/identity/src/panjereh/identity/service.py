@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from panjereh.common.messaging import outbox
+from panjereh.contracts.identity import CitizenRegistered
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys, new_opaque_token, new_otp_code
 from panjereh.identity.errors import (
@@ -283,8 +285,8 @@ async def _register(
 
 async def _citizen_registered(session: AsyncSession, citizen: Citizen) -> None:
     """Publish ``identity.citizen.registered`` through the outbox (no personal data)."""
-    # wired to the kernel's outbox when it lands (panjereh.common.messaging.outbox)
-    await session.flush()
+    citizen_id = str(citizen.id)
+    await outbox.add(session, CitizenRegistered(citizen_id=citizen_id), key=citizen_id)
 
 
 async def _roles_of(session: AsyncSession, national_code: str) -> list[str]:

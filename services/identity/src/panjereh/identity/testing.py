@@ -59,6 +59,8 @@ def settings_for_tests(database_url: str, broker_url: str, **overrides: Any) -> 
         "sms_poll_seconds": 0.2,
         "key_cache_seconds": 0,
         "consume_status_events": False,
+        # nothing listens on port 1: a test never talks to some other stack's broker
+        "kafka_bootstrap_servers": "127.0.0.1:1",
         **overrides,
     }
     return Settings.model_validate(values)
