@@ -192,6 +192,12 @@ class Stack:
             for c in SERVICES
         }
         self.env.update(upstreams)
+        # every service verifies access tokens with identity's keys, wherever identity listens
+        identity = next(c for c in SERVICES if c.name == "identity")
+        self.env.setdefault(
+            "PANJEREH_JWKS_URL",
+            f"http://127.0.0.1:{self.config.port(identity)}/.well-known/jwks.json",
+        )
         for component in (*SERVICES, GATEWAY):
             self._spawn(component)
         self._write_state()

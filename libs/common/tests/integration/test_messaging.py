@@ -510,3 +510,45 @@ class TestIdempotentConsumer:
 
 async def _processed(consumer: IdempotentConsumer, count: int) -> bool:
     return consumer.processed >= count
+
+
+class TestTraceAcrossTheOutbox:
+    async def test_an_http_request_trace_continues_into_the_events_consumer(
+        self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
+    ) -> None:
+        """HTTP server span → outbox row → relay → consumer span: one trace, read from export."""
+        from panjereh.common.telemetry import in_memory_exporter  # noqa: PLC0415
+
+        exporter = in_memory_exporter()
+        await create_topics(kafka_bootstrap_servers, [topic])
+        settings = settings_for(kafka_bootstrap_servers, database)
+        app, _ = make_outbox_app(settings, database, tables, topic)
+        consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic)
+        consumer.register(ThingCounted.event_type, count_effect)
+        exporter.clear()
+        async with running_app(app) as client:
+            response = await client.post("/things/traced/1")
+            assert response.status_code == 202
+            traceparent = response.headers["traceparent"]
+            await consumer.start()
+            try:
+                await wait_until(lambda: _processed(consumer, 1))
+            finally:
+                await consumer.stop()
+        request_trace_id = int(traceparent.split("-")[1], 16)
+        spans = exporter.get_finished_spans()
+        server_spans = [
+            s
+            for s in spans
+            if s.kind is trace.SpanKind.SERVER and s.context.trace_id == request_trace_id
+        ]
+        consumer_spans = [
+            s for s in spans if s.kind is trace.SpanKind.CONSUMER and s.name == f"{topic} process"
+        ]
+        assert server_spans, "the HTTP request's span was exported"
+        assert len(consumer_spans) == 1
+        consumed = consumer_spans[0]
+        assert consumed.context.trace_id == request_trace_id
+        assert consumed.parent is not None  # a child within the request's trace, not a new root
+        assert consumed.attributes is not None
+        assert consumed.attributes["cloudevents.event_type"] == ThingCounted.event_type

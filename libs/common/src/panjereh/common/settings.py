@@ -60,6 +60,33 @@ class ServiceSettings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    # Access-token verification: every service trusts identity's keys, so these are read
+    # without the service prefix.
+    jwks_url: str = Field(
+        default="http://127.0.0.1:8002/.well-known/jwks.json",
+        validation_alias=AliasChoices("PANJEREH_JWKS_URL", "jwks_url"),
+    )
+    jwt_issuer: str = Field(
+        default="panjereh-identity",
+        validation_alias=AliasChoices("PANJEREH_JWT_ISSUER", "jwt_issuer"),
+    )
+    jwt_audience: str = Field(
+        default="panjereh",
+        validation_alias=AliasChoices("PANJEREH_JWT_AUDIENCE", "jwt_audience"),
+    )
+    #: How long fetched signing keys are trusted before they are fetched again.
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    #: Fewest seconds between two fetches caused by an unknown ``kid``.
+    jwks_refetch_interval_seconds: float = Field(default=30.0, ge=0)
+    #: Clock skew tolerated on ``exp`` and ``nbf``.
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    #: OTLP/HTTP collector base URL; spans are exported only when this is set.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
+    )
+
     @property
     def is_dev(self) -> bool:
         return self.environment is Environment.DEV
