@@ -32,8 +32,8 @@ class Settings(ServiceSettings):
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
 
     # ---------------------------------------------------------------- tokens
-    jwt_issuer: str = "panjereh-identity"
-    jwt_audience: str = "panjereh"
+    # issuer and audience: ``jwt_issuer`` / ``jwt_audience`` of ServiceSettings, read from
+    # PANJEREH_JWT_ISSUER / PANJEREH_JWT_AUDIENCE like every verifier's, so they always agree
     access_token_ttl_seconds: int = Field(default=600, ge=60, le=3600)
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=300)
     #: a refresh-token family (one login) ends after this long, however often it is rotated

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import httpx
 from fastapi import FastAPI
 from panjereh.common.app import create_service_app
+from panjereh.common.auth import TokenVerifier
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
 from panjereh.common.messaging.consumer import IdempotentConsumer
@@ -50,6 +51,7 @@ def _sms_gateway(settings: Settings, database: Database, http: httpx.AsyncClient
 
 
 HOUSEKEEPING_INTERVAL_SECONDS = 600.0
+SELF_URL = "http://identity.internal"
 
 
 async def _housekeeping(database: Database) -> None:
@@ -94,6 +96,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 return await service.own_service_token(
                     key_source=source, settings=settings, now=datetime.now(UTC)
                 )
+
+            # identity verifies bearer tokens like every service, through its JWKS, but reads
+            # it in-process: no network hop, and no setting that could point elsewhere
+            own_jwks = await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SELF_URL)
+            )
+            verifier = TokenVerifier(
+                jwks_url=f"{SELF_URL}/.well-known/jwks.json",
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                leeway_seconds=settings.jwt_leeway_seconds,
+                jwks_cache_seconds=settings.jwks_cache_seconds,
+                jwks_refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
+                client=own_jwks,
+            )
+            app.state.token_verifier = verifier
 
             app.state.inquiries = InquiryClient(broker_http, settings.inquiry_broker_url, own_token)
             dispatcher = SmsDispatcher(
@@ -143,7 +161,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         await task
 
     configure_logging(settings.service_name, settings.log_level)
-    routers = [router.auth, router.keys]
+    # httpx logs every request URL at INFO; the SMS provider's URL carries its API key
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    routers = [router.auth, router.me_router, router.admin, router.keys]
     if settings.dev_tools_enabled:
         routers.append(router.dev)
     return create_service_app(

@@ -122,6 +122,11 @@ class ClientRepository:
     async def get(self, client_id: str) -> MachineClient | None:
         return await self.session.get(MachineClient, client_id)
 
+    async def all(self) -> list[MachineClient]:
+        return list(
+            await self.session.scalars(select(MachineClient).order_by(MachineClient.client_id))
+        )
+
     async def for_update(self, client_id: str) -> MachineClient | None:
         client: MachineClient | None = await self.session.scalar(
             select(MachineClient).where(MachineClient.client_id == client_id).with_for_update()

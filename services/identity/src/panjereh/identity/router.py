@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from panjereh.common.auth import CurrentCitizen, Principal, require_role
 from panjereh.identity import service
 from panjereh.identity.dependencies import (
     AppKeys,
@@ -18,11 +19,19 @@ from panjereh.identity.dependencies import (
 )
 from panjereh.identity.errors import UnsupportedGrantType
 from panjereh.identity.schemas import (
+    CitizenRead,
+    ClientCreate,
+    ClientRead,
     ClientTokenRead,
+    ClientWithSecret,
     DevSmsList,
+    LogoutRequest,
     Mobile,
+    NationalCode,
     OtpChallengeRead,
     OtpVerify,
+    StaffRolesRead,
+    StaffRolesUpdate,
     TokenPairRead,
 )
 from starlette.responses import JSONResponse
@@ -32,6 +41,10 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 keys = APIRouter(tags=["keys"])
 dev = APIRouter(prefix="/api/v1/dev", tags=["dev"])
+me_router = APIRouter(prefix="/api/v1/me", tags=["me"])
+admin = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+PlatformAdmin = Annotated[Principal, Depends(require_role("platform-admin"))]
 
 _TOKEN_FORM: dict[str, Any] = {
     "requestBody": {
@@ -151,6 +164,82 @@ async def token(
     else:
         raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
     return JSONResponse(result.model_dump(mode="json"), headers=NO_STORE)
+
+
+@auth.post("/logout", status_code=204)
+async def logout(
+    *,
+    citizen: CurrentCitizen,
+    session: DbSession,
+    keys: AppKeys,
+    now: Now,
+    body: Annotated[LogoutRequest | None, Body()] = None,
+) -> Response:
+    """End this login session (its refresh-token family); idempotent."""
+    await service.logout(
+        session,
+        citizen_id=citizen.subject,
+        access_token_id=citizen.token_id,
+        refresh_token=body.refresh_token if body else None,
+        keys=keys,
+        now=now,
+    )
+    return Response(status_code=204)
+
+
+@me_router.get("")
+async def me(citizen: CurrentCitizen, session: DbSession) -> CitizenRead:
+    """The signed-in citizen's profile, as the civil registry gave it."""
+    return await service.me(session, citizen_id=citizen.subject)
+
+
+@admin.put("/staff/{national_code}/roles")
+async def set_staff_roles(
+    *,
+    national_code: Annotated[NationalCode, Path()],
+    body: StaffRolesUpdate,
+    caller: PlatformAdmin,
+    session: DbSession,
+) -> StaffRolesRead:
+    """Set the roles a staff member holds (replaces them all)."""
+    return await service.set_staff_roles(
+        session, national_code=national_code, roles=body.roles, granted_by=caller.subject
+    )
+
+
+@admin.get("/clients")
+async def list_clients(_: PlatformAdmin, session: DbSession) -> list[ClientRead]:
+    """Machine clients (never their secrets)."""
+    return await service.list_clients(session)
+
+
+@admin.post("/clients", status_code=201)
+async def create_client(
+    *, body: ClientCreate, _: PlatformAdmin, session: DbSession, keys: AppKeys, now: Now
+) -> JSONResponse:
+    """A new machine client; the secret is in this answer only."""
+    created = await service.create_client(session, spec=body, keys=keys, now=now)
+    return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=NO_STORE)
+
+
+@admin.post("/clients/{client_id}/rotate")
+async def rotate_client_secret(
+    *, client_id: str, _: PlatformAdmin, session: DbSession, keys: AppKeys, now: Now
+) -> JSONResponse:
+    """A new secret for the client; the old one stops working now."""
+    rotated: ClientWithSecret = await service.rotate_client_secret(
+        session, client_id=client_id, keys=keys, now=now
+    )
+    return JSONResponse(rotated.model_dump(mode="json"), headers=NO_STORE)
+
+
+@admin.delete("/clients/{client_id}", status_code=204)
+async def revoke_client(
+    *, client_id: str, _: PlatformAdmin, session: DbSession, now: Now
+) -> Response:
+    """Revoke the client: it can no longer get tokens."""
+    await service.revoke_client(session, client_id=client_id, now=now)
+    return Response(status_code=204)
 
 
 @keys.get("/.well-known/jwks.json")

@@ -436,7 +436,7 @@ async def own_service_token(*, key_source: KeySource, settings: Settings, now: d
 async def logout(
     session: AsyncSession,
     *,
-    citizen_id: uuid.UUID,
+    citizen_id: str,
     access_token_id: str | None,
     refresh_token: str | None,
     keys: Keys,
@@ -458,14 +458,22 @@ async def logout(
     family = await tokens.family_for_update(token.family_id)
     if family is None:
         return
-    if family.citizen_id != citizen_id:
+    if str(family.citizen_id) != citizen_id:
         raise SessionNotFound
     await tokens.revoke_family(family.id, reason="logout", now=now)
 
 
 # ------------------------------------------------------------------------ me
-async def me(session: AsyncSession, *, citizen_id: uuid.UUID) -> CitizenRead:
-    citizen = await CitizenRepository(session).by_id(citizen_id)
+def _citizen_uuid(subject: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(subject)
+    except ValueError:
+        return None
+
+
+async def me(session: AsyncSession, *, citizen_id: str) -> CitizenRead:
+    key = _citizen_uuid(citizen_id)
+    citizen = await CitizenRepository(session).by_id(key) if key else None
     if citizen is None:
         raise CitizenNotFound
     return CitizenRead(
@@ -531,6 +539,10 @@ async def create_client(
     session.add(client)
     await session.flush()
     return ClientWithSecret(**_client_read(client).model_dump(), client_secret=secret)
+
+
+async def list_clients(session: AsyncSession) -> list[ClientRead]:
+    return [_client_read(client) for client in await ClientRepository(session).all()]
 
 
 async def rotate_client_secret(
@@ -607,10 +619,8 @@ async def notify_status_change(
             "status change names no citizen; no SMS", extra={"tracking_code": tracking_code}
         )
         return False
-    try:
-        citizen = await CitizenRepository(session).by_id(uuid.UUID(citizen_id))
-    except ValueError:
-        citizen = None
+    key = _citizen_uuid(citizen_id)
+    citizen = await CitizenRepository(session).by_id(key) if key else None
     if citizen is None:
         logger.warning(
             "status change for an unknown citizen", extra={"tracking_code": tracking_code}
