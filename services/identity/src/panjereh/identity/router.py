@@ -97,7 +97,7 @@ async def request_otp(
     )
 
 
-@auth.post("/otp/verify")
+@auth.post("/otp/verify", responses={200: {"model": TokenPairRead}})
 async def verify_otp(
     *,
     body: OtpVerify,
@@ -213,7 +213,7 @@ async def list_clients(_: PlatformAdmin, session: DbSession) -> list[ClientRead]
     return await service.list_clients(session)
 
 
-@admin.post("/clients", status_code=201)
+@admin.post("/clients", status_code=201, responses={201: {"model": ClientWithSecret}})
 async def create_client(
     *, body: ClientCreate, _: PlatformAdmin, session: DbSession, keys: AppKeys, now: Now
 ) -> JSONResponse:
@@ -222,7 +222,7 @@ async def create_client(
     return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=NO_STORE)
 
 
-@admin.post("/clients/{client_id}/rotate")
+@admin.post("/clients/{client_id}/rotate", responses={200: {"model": ClientWithSecret}})
 async def rotate_client_secret(
     *, client_id: str, _: PlatformAdmin, session: DbSession, keys: AppKeys, now: Now
 ) -> JSONResponse:
