@@ -231,6 +231,20 @@ class TestRequestCode:
         assert again.json()["code"] == "otp_resend_too_soon"
         assert 55 <= int(again.headers["retry-after"]) <= 60
 
+    async def test_two_racing_requests_for_one_mobile_send_one_code(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        responses = await asyncio.gather(
+            ask_code(client, national_code, mobile, seed),
+            ask_code(client, national_code, mobile, seed),
+        )
+        assert sorted(r.status_code for r in responses) == [202, 429]
+        rows = await fetch(
+            identity_database, "SELECT 1 FROM identity.otp_challenge WHERE mobile = $1", mobile
+        )
+        assert len(rows) == 1
+
     async def test_per_mobile_limit(self, client: httpx.AsyncClient, seed: int) -> None:
         national_code, mobile = national_code_for(seed), mobile_for(seed)
         statuses = [

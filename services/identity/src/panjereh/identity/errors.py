@@ -76,7 +76,9 @@ class RateLimited(TooManyRequests):
         )
 
 
-class OtpResendTooSoon(RateLimited):
+class OtpResendTooSoon(KeepsChanges, RateLimited):
+    """Refused, but the attempt still counts against the per-mobile and per-address limits."""
+
     code = "otp_resend_too_soon"
     title = Text("برای دریافت کد تازه کمی صبر کنید", "Wait a little before asking for a new code")
 

@@ -18,7 +18,7 @@ from panjereh.identity.models import (
     SmsMessage,
     StaffRole,
 )
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,6 +77,12 @@ class ChallengeRepository:
             select(OtpChallenge).where(OtpChallenge.id == challenge_id).with_for_update()
         )
         return challenge
+
+    async def lock_mobile(self, lookup_key: str) -> None:
+        """Serialise challenge creation per mobile until this transaction ends."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": lookup_key}
+        )
 
     async def latest_sent_to(self, mobile: str) -> datetime | None:
         latest: datetime | None = await self.session.scalar(

@@ -117,6 +117,16 @@ async def enforce_otp_rate_limits(
         hits, retry_after = await counters.hit(bucket, window_seconds=window, now=now)
         if hits > limit:
             raise OtpRateLimited(retry_after)
+    await _enforce_cooldown(session, mobile=mobile, settings=settings, now=now)
+
+
+async def _enforce_cooldown(
+    session: AsyncSession, *, mobile: str, settings: Settings, now: datetime
+) -> None:
+    cooldown = timedelta(seconds=settings.otp_resend_cooldown_seconds)
+    latest = await ChallengeRepository(session).latest_sent_to(mobile)
+    if latest is not None and now - latest < cooldown:
+        raise OtpResendTooSoon((latest + cooldown - now).total_seconds())
 
 
 async def request_otp(
@@ -131,13 +141,9 @@ async def request_otp(
 ) -> OtpChallengeRead:
     """Check the pair with the mobile registry, then queue a 6-digit code by SMS.
 
-    The answer is the same whether or not the national code has an account.
+    The answer is the same whether or not the national code has an account. The broker is
+    asked before this session touches the database, so no connection waits on an agency.
     """
-    cooldown = timedelta(seconds=settings.otp_resend_cooldown_seconds)
-    latest = await ChallengeRepository(session).latest_sent_to(mobile)
-    if latest is not None and now - latest < cooldown:
-        raise OtpResendTooSoon((latest + cooldown - now).total_seconds())
-
     challenge_id = uuid.uuid4()
     try:
         owned = await inquiries.mobile_belongs_to(
@@ -148,6 +154,11 @@ async def request_otp(
         raise OwnershipCheckUnavailable from exc
     if not owned:
         raise MobileNotOwned
+
+    # one request per mobile at a time: two racing requests cannot both pass the cooldown
+    challenges = ChallengeRepository(session)
+    await challenges.lock_mobile(keys.lookup_key("otp-mobile", mobile))
+    await _enforce_cooldown(session, mobile=mobile, settings=settings, now=now)
 
     code = new_otp_code()
     lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
