@@ -470,3 +470,30 @@ class TestDevOutboxOnlyInDev:
         assert response.status_code == 404
         assert response.json()["code"] == "not_found"
         assert jwks.status_code == 200  # the app itself is up; only the dev route is absent
+
+
+class TestNoPersonalDataInLogs:
+    async def test_a_login_logs_neither_the_national_code_nor_the_mobile(
+        self, client: httpx.AsyncClient, seed: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("DEBUG")
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        wrong = await ask_code(client, national_code, mobile, seed)
+        code = await sms_code(client, mobile)
+        await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": wrong.json()["challenge_id"], "code": "000000"},
+        )
+        await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": wrong.json()["challenge_id"], "code": code},
+        )
+        identity_records = [r for r in caplog.records if r.name.startswith("panjereh")]
+        assert identity_records  # the flow does log (challenge ids, citizen ids)
+        for record in identity_records:
+            # string attributes only: timestamps and thread ids could hold any 6 digits
+            strings = [v for v in record.__dict__.values() if isinstance(v, str)]
+            text = record.getMessage() + " " + " ".join(strings)
+            assert national_code not in text
+            assert mobile not in text
+            assert code not in text

@@ -188,6 +188,7 @@ async def request_otp(
         valid_for=lifetime,
     )
     await session.flush()
+    logger.info("otp challenge created", extra={"challenge_id": str(challenge_id)})
     return OtpChallengeRead(
         challenge_id=challenge_id,
         expires_in=settings.otp_lifetime_seconds,
@@ -226,6 +227,10 @@ async def verify_otp(
     ):
         challenge.failed_attempts += 1
         await session.flush()
+        logger.info(
+            "wrong otp",
+            extra={"challenge_id": str(challenge.id), "failed": challenge.failed_attempts},
+        )
         raise OtpInvalid(attempts_left=settings.otp_max_attempts - challenge.failed_attempts)
     challenge.consumed_at = now
 
@@ -408,6 +413,8 @@ async def client_credentials(
     # hash even for an unknown client, so timing does not tell which client ids exist
     stored = client.secret_hash if client else keys.token_hash("no-such-client")
     if not keys.token_matches(stored, client_secret) or client is None or client.revoked_at:
+        # the client id is not personal data; repeated failures are worth an alert
+        logger.warning("client authentication failed", extra={"client_id": client_id[:100]})
         raise InvalidClient("client authentication failed")
     granted = list(client.scopes) if scopes is None else list(dict.fromkeys(scopes))
     if not set(granted) <= set(client.scopes):
