@@ -113,10 +113,10 @@ class InquiryClient:
             raise InquiryUnavailable(inquiry_type)
         payload = response.json()
         status = payload.get("status")
-        outcome = payload.get("outcome") or payload.get("reply_status")
-        if outcome == "not_found" or status == "not_found":
-            return None
+        if status == "not_found":
+            return None  # the registry has no record: an answer, not an outage
         if status != "answered":
+            # pending, failed, timed_out: nobody vouched for anything
             raise InquiryUnavailable(inquiry_type)
         result = payload.get("result")
         if result is None:

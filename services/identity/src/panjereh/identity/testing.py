@@ -113,17 +113,10 @@ class InquiryBrokerDouble:
             result = None if body["subject"] == UNKNOWN_TO_REGISTRY else dict(PROFILE)
         else:
             return JSONResponse({"code": "unknown_inquiry_type"}, status_code=422)
-        if result is None:
-            return JSONResponse(
-                {
-                    "inquiry_id": inquiry_id,
-                    "status": "answered",
-                    "outcome": "not_found",
-                    "result": None,
-                }
-            )
+        # shaped like the broker's InquiryRead: no record is status "not_found"
+        status = "not_found" if result is None else "answered"
         return JSONResponse(
-            {"inquiry_id": inquiry_id, "status": "answered", "result": result, "signature": "x"}
+            {"inquiry_id": inquiry_id, "type": body["type"], "status": status, "result": result}
         )
 
 
