@@ -11,11 +11,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+from panjereh.common.db import Database
+from panjereh.common.testing.plugin import MigratedDatabase
+from panjereh.identity import keys as keys_module
 from panjereh.identity import service
 from panjereh.identity.dependencies import unit_of_work
-from panjereh.identity.keys import DatabaseKeySource
+from panjereh.identity.keys import DatabaseKeySource, generate_private_key
 from panjereh.identity.schemas import ClientCreate
-from panjereh.identity.testing import mobile_for, national_code_for
+from panjereh.identity.testing import mobile_for, national_code_for, settings_for_tests
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +274,33 @@ class TestJwks:
         assert len(after) >= 3
         tokens = await login(client, seed)
         assert jwt.get_unverified_header(tokens["access_token"])["kid"] == upcoming
+
+
+class TestRotationCommand:
+    async def test_rotate_promotes_the_next_key_in_the_database(
+        self, migrated_database: MigratedDatabase
+    ) -> None:
+        url = await migrated_database("panjereh.identity")
+        settings = settings_for_tests(url, "http://127.0.0.1:1")
+        first = await keys_module.rotate_database_keys(settings)  # first run also creates the keys
+        second = await keys_module.rotate_database_keys(settings)
+        assert first != second
+        database = Database(url, pool_size=1)
+        try:
+            source = DatabaseKeySource(database.sessions, settings)
+            keyset = await source.keyset()
+        finally:
+            await database.dispose()
+        assert keyset.current.kid == second
+        published = [key["kid"] for key in keyset.published]
+        assert published[0] == second
+        assert first in published  # retired a moment ago: still verifiable
+
+    def test_refuses_when_keys_come_from_a_secret(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv(
+            "PANJEREH_IDENTITY_SIGNING_KEY_PEM", keys_module.private_pem(generate_private_key())
+        )
+        assert keys_module.main(["rotate"]) == 2
+        assert "secret" in capsys.readouterr().err

@@ -251,7 +251,7 @@ def key_source(
 
 
 # ------------------------------------------------------------------------ command line
-async def _rotate(settings: Settings) -> str:
+async def rotate_database_keys(settings: Settings) -> str:
     from panjereh.common.db import Database  # noqa: PLC0415
 
     database = Database(settings.database_url, pool_size=1)
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(next -> current, current -> previous, `generate` -> next)\n"
         )
         return 2
-    kid = asyncio.run(_rotate(settings))
+    kid = asyncio.run(rotate_database_keys(settings))
     sys.stdout.write(f"current signing key is now {kid}\n")
     return 0
 
