@@ -29,10 +29,6 @@ class KeepsChanges:
 
 
 # ------------------------------------------------------------------------ OTP
-class InvalidIdentity(ValidationFailed):
-    code = "validation_failed"
-
-
 class MobileNotOwned(ValidationFailed):
     code = "mobile_not_owned"
     title = Text(

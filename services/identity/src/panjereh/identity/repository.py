@@ -184,11 +184,6 @@ class RateLimitRepository:
         hits = int((await self.session.execute(statement)).scalar_one())
         return hits, (window_end - now).total_seconds()
 
-    async def forget_expired(self, now: datetime) -> None:
-        await self.session.execute(
-            delete(RateLimitCounter).where(RateLimitCounter.expires_at < now)
-        )
-
 
 class HousekeepingRepository:
     """Deletes rows whose purpose is over (no personal data kept longer than needed)."""
