@@ -198,6 +198,11 @@ class Stack:
             "PANJEREH_JWKS_URL",
             f"http://127.0.0.1:{self.config.port(identity)}/.well-known/jwks.json",
         )
+        # identity asks the inquiry broker (mobile ownership, civil registry) wherever it listens
+        broker = next(c for c in SERVICES if c.name == "inquiry-broker")
+        self.env.setdefault(
+            "PANJEREH_IDENTITY_INQUIRY_BROKER_URL", f"http://127.0.0.1:{self.config.port(broker)}"
+        )
         for component in (*SERVICES, GATEWAY):
             self._spawn(component)
         self._write_state()

@@ -32,6 +32,9 @@ class RequestStatusChanged(Event):
     from_status: RequestStatus | None = Field(alias="from")
     to_status: RequestStatus = Field(alias="to")
     at: datetime
+    #: The requesting citizen's opaque id (the ``sub`` of their access token), so identity can
+    #: notify them by SMS; never a national code or a mobile. Optional: additive to v1.
+    citizen_id: str | None = None
 
 
 class AgencyWorkItem(Event):

@@ -1,0 +1,126 @@
+"""Identity's client of the inquiry broker: mobile ownership (Shahkar-style) and civil registry.
+
+Identity asks like any other service, over the broker's public API with its own
+``service:identity`` token, and with a purpose the broker audits. When the broker cannot
+answer within the timeout, callers fail closed: no SMS is sent on an unverified pair.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+MOBILE_OWNERSHIP = "mobile-registry.ownership"
+CIVIL_REGISTRY_PERSON = "civil-registry.person"
+LOGIN_SERVICE_CODE = "identity.login"
+LEGAL_BASIS = (
+    "Electronic Government Regulation (آیین‌نامه دولت الکترونیک): identification of the "
+    "citizen before electronic services"
+)
+
+TokenProvider = Callable[[], Awaitable[str]]
+
+
+class InquiryUnavailable(Exception):
+    """The broker (or the agency behind it) did not give a usable answer in time."""
+
+
+@dataclass(frozen=True)
+class PersonProfile:
+    first_name: str
+    last_name: str
+    birth_date: date | None
+    alive: bool
+
+
+class InquiryClient:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, token: TokenProvider) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+
+    async def mobile_belongs_to(self, *, national_code: str, mobile: str, reference: str) -> bool:
+        """Whether the mobile line is registered to this national code."""
+        answer = await self._ask(
+            MOBILE_OWNERSHIP, subject=national_code, params={"mobile": mobile}, reference=reference
+        )
+        if answer is None:
+            return False
+        owned = answer.get("owned", answer.get("match"))
+        if not isinstance(owned, bool):
+            logger.warning("ownership answer without a boolean", extra={"type": MOBILE_OWNERSHIP})
+            raise InquiryUnavailable(MOBILE_OWNERSHIP)
+        return owned
+
+    async def person(self, *, national_code: str, reference: str) -> PersonProfile | None:
+        """The civil registry's record, or ``None`` when it has none."""
+        answer = await self._ask(
+            CIVIL_REGISTRY_PERSON, subject=national_code, params={}, reference=reference
+        )
+        if answer is None:
+            return None
+        try:
+            birth = answer.get("birth_date")
+            alive = answer.get("alive", not answer.get("deceased", False))
+            return PersonProfile(
+                first_name=str(answer["first_name"]),
+                last_name=str(answer["last_name"]),
+                birth_date=date.fromisoformat(str(birth)) if birth else None,
+                alive=bool(alive),
+            )
+        except (KeyError, ValueError) as exc:
+            logger.warning("civil registry answer is malformed", extra={"error": repr(exc)})
+            raise InquiryUnavailable(CIVIL_REGISTRY_PERSON) from exc
+
+    async def _ask(
+        self, inquiry_type: str, *, subject: str, params: dict[str, Any], reference: str
+    ) -> dict[str, Any] | None:
+        body = {
+            "type": inquiry_type,
+            "subject": subject,
+            "params": params,
+            "purpose": {
+                "service_code": LOGIN_SERVICE_CODE,
+                "tracking_code": reference,
+                "legal_basis": LEGAL_BASIS,
+            },
+        }
+        try:
+            response = await self._http.post(
+                f"{self._base_url}/api/v1/inquiries",
+                params={"wait": "5"},
+                json=body,
+                headers={"Authorization": f"Bearer {await self._token()}"},
+            )
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "inquiry broker unreachable", extra={"type": inquiry_type, "error": repr(exc)}
+            )
+            raise InquiryUnavailable(inquiry_type) from exc
+        if response.status_code != 200:
+            # 202 (still pending after the wait), 403 (policy), 5xx: no answer we can act on
+            logger.warning(
+                "inquiry not answered",
+                extra={"type": inquiry_type, "status": response.status_code},
+            )
+            raise InquiryUnavailable(inquiry_type)
+        payload = response.json()
+        status = payload.get("status")
+        if status == "not_found":
+            return None  # the registry has no record: an answer, not an outage
+        if status != "answered":
+            # pending, failed, timed_out: nobody vouched for anything
+            raise InquiryUnavailable(inquiry_type)
+        result = payload.get("result")
+        if result is None:
+            return None
+        if not isinstance(result, dict):
+            raise InquiryUnavailable(inquiry_type)
+        return result

@@ -1,0 +1,170 @@
+"""API shapes of the identity service (CONTRACT.md, "Identity")."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from panjereh.identity.identifiers import (
+    InvalidIdentifier,
+    ascii_digits,
+    normalize_mobile,
+    normalize_national_code,
+)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+def _national_code(value: str) -> str:
+    try:
+        return normalize_national_code(value)
+    except InvalidIdentifier as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _mobile(value: str) -> str:
+    try:
+        return normalize_mobile(value)
+    except InvalidIdentifier as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _otp_code(value: str) -> str:
+    code = ascii_digits(value.strip())
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):
+        msg = "the code has 6 digits"
+        raise ValueError(msg)
+    return code
+
+
+NationalCode = Annotated[str, Field(max_length=32), AfterValidator(_national_code)]
+Mobile = Annotated[str, Field(max_length=32), AfterValidator(_mobile)]
+OtpCode = Annotated[str, Field(max_length=16), AfterValidator(_otp_code)]
+
+_AGENCY = r"[a-z][a-z0-9-]{1,62}"
+_ROLE = re.compile(rf"^(?:(?:officer|agency-admin):{_AGENCY}|catalog-authority|platform-admin)$")
+_SCOPE = re.compile(r"^[a-z][a-z0-9:._-]{0,63}$")
+AgencyCode = Annotated[str, Field(pattern=rf"^{_AGENCY}$")]
+
+
+def _staff_role(value: str) -> str:
+    if not _ROLE.match(value):
+        msg = (
+            "a staff role is officer:<agency>, agency-admin:<agency>, catalog-authority "
+            "or platform-admin"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def _scope(value: str) -> str:
+    if not _SCOPE.match(value):
+        msg = "a scope is lower-case letters, digits and : . _ -"
+        raise ValueError(msg)
+    return value
+
+
+StaffRoleName = Annotated[str, AfterValidator(_staff_role)]
+Scope = Annotated[str, AfterValidator(_scope)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------------ OTP login
+class OtpRequest(Strict):
+    national_code: NationalCode
+    mobile: Mobile
+
+
+class OtpChallengeRead(BaseModel):
+    challenge_id: uuid.UUID
+    expires_in: int
+    resend_after: int
+
+
+class OtpVerify(Strict):
+    challenge_id: uuid.UUID
+    code: OtpCode
+
+
+class TokenPairRead(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type
+    expires_in: int
+
+
+class ClientTokenRead(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type
+    expires_in: int
+    scope: str
+
+
+class LogoutRequest(Strict):
+    refresh_token: str | None = Field(default=None, max_length=512)
+
+
+# ------------------------------------------------------------------------ me
+class CitizenRead(BaseModel):
+    national_code: str
+    first_name: str
+    last_name: str
+    birth_date: date | None
+    mobile: str
+    registered_at: datetime
+    roles: list[str]
+
+
+# ------------------------------------------------------------------------ admin
+class StaffRolesUpdate(Strict):
+    roles: list[StaffRoleName] = Field(max_length=50)
+
+
+class StaffRolesRead(BaseModel):
+    national_code: str
+    roles: list[str]
+
+
+class ClientCreate(Strict):
+    client_id: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{2,62}$")
+    agency: AgencyCode | None = None
+    service: AgencyCode | None = None
+    scopes: list[Scope] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> ClientCreate:
+        if (self.agency is None) == (self.service is None):
+            msg = "a client belongs to exactly one agency or one service"
+            raise ValueError(msg)
+        return self
+
+
+class ClientRead(BaseModel):
+    client_id: str
+    agency: str | None
+    service: str | None
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ClientWithSecret(ClientRead):
+    #: shown once, at creation and rotation; only its hash is stored
+    client_secret: str
+
+
+# ------------------------------------------------------------------------ dev
+class DevSmsRead(BaseModel):
+    mobile: str
+    template: str
+    tokens: list[str]
+    text: str
+    sent_at: datetime
+
+
+class DevSmsList(BaseModel):
+    items: list[DevSmsRead]

@@ -1,0 +1,499 @@
+"""OTP login and registration, against a real database and loopback HTTP peers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from jose import jwt
+from panjereh.common.testing.plugin import running_app
+from panjereh.identity.main import create_app
+from panjereh.identity.testing import (
+    UNKNOWN_TO_REGISTRY,
+    InquiryBrokerDouble,
+    mobile_for,
+    national_code_for,
+    settings_for_tests,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def address(seed: int) -> dict[str, str]:
+    """A client address of its own per test, so per-address counters do not interfere."""
+    return {"X-Forwarded-For": f"198.51.{seed // 250}.{seed % 250 + 1}"}
+
+
+async def ask_code(
+    client: httpx.AsyncClient, national_code: str, mobile: str, seed: int
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/auth/otp",
+        json={"national_code": national_code, "mobile": mobile},
+        headers=address(seed),
+    )
+
+
+async def sms_code(client: httpx.AsyncClient, mobile: str, count: int = 1) -> str:
+    """The newest code the console gateway delivered to ``mobile`` (waits for the dispatcher)."""
+    for _ in range(200):
+        response = await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile})
+        items = response.json()["items"]
+        if len(items) >= count:
+            return str(items[0]["tokens"][0])
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"no SMS for the mobile after waiting ({count} expected)")
+
+
+async def login(
+    client: httpx.AsyncClient, seed: int, *, mobile: str | None = None
+) -> dict[str, Any]:
+    national_code, mobile = national_code_for(seed), mobile or mobile_for(seed)
+    challenge = (await ask_code(client, national_code, mobile, seed)).json()
+    code = await sms_code(client, mobile)
+    response = await client.post(
+        "/api/v1/auth/otp/verify", json={"challenge_id": challenge["challenge_id"], "code": code}
+    )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+
+
+async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(libpq(database_url))
+    try:
+        return list(await connection.fetch(query, *args))
+    finally:
+        await connection.close()
+
+
+class TestRequestCode:
+    async def test_answers_202_and_sends_a_six_digit_code_by_sms(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        mobile = mobile_for(seed)
+        response = await ask_code(client, national_code_for(seed), mobile, seed)
+        assert response.status_code == 202
+        body = response.json()
+        assert set(body) == {"challenge_id", "expires_in", "resend_after"}
+        assert body["expires_in"] == 120
+        assert body["resend_after"] == 60
+        code = await sms_code(client, mobile)
+        assert len(code) == 6
+        assert code.isdigit()
+        outbox = (await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile})).json()
+        assert code in outbox["items"][0]["text"]
+
+    async def test_stores_only_a_keyed_hash_of_the_code(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        mobile = mobile_for(seed)
+        body = (await ask_code(client, national_code_for(seed), mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        rows = await fetch(
+            identity_database,
+            "SELECT code_hash FROM identity.otp_challenge WHERE id = $1",
+            uuid.UUID(body["challenge_id"]),
+        )
+        stored = rows[0]["code_hash"]
+        assert code not in stored
+        assert len(stored) == 64
+        # the queued SMS lost its (encrypted) tokens once it was sent
+        queued = await fetch(
+            identity_database,
+            "SELECT status, sealed_tokens FROM identity.sms_message WHERE mobile = $1",
+            mobile,
+        )
+        assert [(row["status"], row["sealed_tokens"]) for row in queued] == [("sent", None)]
+
+    async def test_same_answer_whether_or_not_the_national_code_is_registered(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        await login(client, seed)  # registers national_code_for(seed)
+        registered = await ask_code(
+            client, national_code_for(seed), mobile_for(seed + 10_000), seed
+        )
+        unknown = await ask_code(
+            client, national_code_for(seed + 20_000), mobile_for(seed + 20_000), seed
+        )
+        assert registered.status_code == unknown.status_code == 202
+        first, second = registered.json(), unknown.json()
+        assert set(first) == set(second)
+        assert {k: v for k, v in first.items() if k != "challenge_id"} == {
+            k: v for k, v in second.items() if k != "challenge_id"
+        }
+
+    async def test_reads_persian_digits_and_prefixed_mobiles(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        national_code = national_code_for(seed)
+        persian = national_code.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+        mobile = mobile_for(seed)
+        response = await ask_code(client, persian, "+98" + mobile[1:], seed)
+        assert response.status_code == 202
+        assert await sms_code(client, mobile)
+
+    @pytest.mark.parametrize(
+        ("national_code", "mobile", "field"),
+        [
+            ("0684159415", "09121234567", "national_code"),  # bad checksum
+            ("1111111111", "09121234567", "national_code"),  # passes the bare checksum
+            ("0499370899", "0812123456", "mobile"),
+        ],
+    )
+    async def test_malformed_input_is_422_and_sends_nothing(
+        self,
+        client: httpx.AsyncClient,
+        broker_double: InquiryBrokerDouble,
+        seed: int,
+        national_code: str,
+        mobile: str,
+        field: str,
+    ) -> None:
+        asked_before = len(broker_double.requests)
+        response = await client.post(
+            "/api/v1/auth/otp",
+            json={"national_code": national_code, "mobile": mobile},
+            headers={**address(seed), "Accept-Language": "en"},
+        )
+        assert response.status_code == 422
+        body = response.json()
+        assert body["code"] == "validation_failed"
+        assert [error["field"] for error in body["errors"]] == [field], body
+        assert len(broker_double.requests) == asked_before
+
+    async def test_a_mobile_not_in_the_persons_name_is_refused_before_any_sms(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        mobile = "0912555" + "0000"
+        response = await ask_code(client, national_code_for(seed), mobile, seed)
+        assert response.status_code == 422
+        assert response.json()["code"] == "mobile_not_owned"
+        assert (
+            await fetch(
+                identity_database, "SELECT 1 FROM identity.sms_message WHERE mobile = $1", mobile
+            )
+            == []
+        )
+
+    async def test_fails_closed_with_503_when_the_broker_cannot_answer(
+        self,
+        client: httpx.AsyncClient,
+        broker_double: InquiryBrokerDouble,
+        seed: int,
+        identity_database: str,
+    ) -> None:
+        broker_double.available = False
+        mobile = mobile_for(seed)
+        response = await ask_code(client, national_code_for(seed), mobile, seed)
+        assert response.status_code == 503
+        assert response.json()["code"] == "ownership_check_unavailable"
+        assert (
+            await fetch(
+                identity_database, "SELECT 1 FROM identity.otp_challenge WHERE mobile = $1", mobile
+            )
+            == []
+        )
+
+    async def test_asks_the_broker_with_its_own_service_token_and_a_purpose(
+        self, client: httpx.AsyncClient, broker_double: InquiryBrokerDouble, seed: int
+    ) -> None:
+        mobile = mobile_for(seed)
+        await ask_code(client, national_code_for(seed), mobile, seed)
+        asked = [
+            body
+            for body in broker_double.asked("mobile-registry.ownership")
+            if body["params"]["mobile"] == mobile
+        ]
+        assert asked[0]["subject"] == national_code_for(seed)
+        assert asked[0]["purpose"]["service_code"] == "identity.login"
+        token = broker_double.authorizations[-1].removeprefix("Bearer ")
+        claims = jwt.get_unverified_claims(token)
+        assert claims["roles"] == ["service:identity"]
+        assert claims["sub"] == "service-identity"
+
+    async def test_a_second_request_inside_the_cooldown_is_429_with_retry_after(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        assert (await ask_code(client, national_code, mobile, seed)).status_code == 202
+        again = await ask_code(client, national_code, mobile, seed)
+        assert again.status_code == 429
+        assert again.json()["code"] == "otp_resend_too_soon"
+        assert 55 <= int(again.headers["retry-after"]) <= 60
+
+    async def test_two_racing_requests_for_one_mobile_send_one_code(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        responses = await asyncio.gather(
+            ask_code(client, national_code, mobile, seed),
+            ask_code(client, national_code, mobile, seed),
+        )
+        assert sorted(r.status_code for r in responses) == [202, 429]
+        rows = await fetch(
+            identity_database, "SELECT 1 FROM identity.otp_challenge WHERE mobile = $1", mobile
+        )
+        assert len(rows) == 1
+
+    async def test_per_mobile_limit(self, client: httpx.AsyncClient, seed: int) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        statuses = [
+            (await ask_code(client, national_code, mobile, seed * 100 + i)).status_code
+            for i in range(6)
+        ]
+        # the first is sent, the next four hit the cooldown, the sixth the per-mobile limit
+        assert statuses == [202, 429, 429, 429, 429, 429]
+        limited = await ask_code(client, national_code, mobile, seed * 100 + 7)
+        assert limited.json()["code"] == "otp_rate_limited"
+        assert int(limited.headers["retry-after"]) > 0
+
+    async def test_per_address_limit(self, client: httpx.AsyncClient, seed: int) -> None:
+        codes = []
+        for i in range(13):
+            response = await ask_code(
+                client, national_code_for(seed * 1000 + i), mobile_for(seed * 1000 + i), seed
+            )
+            codes.append(response.status_code)
+        assert codes[:12] == [202] * 12
+        assert codes[12] == 429
+        # another address is not affected
+        other = await ask_code(
+            client, national_code_for(seed * 1000 + 99), mobile_for(seed * 1000 + 99), seed + 7
+        )
+        assert other.status_code == 202
+
+
+class TestVerifyCode:
+    async def test_first_success_registers_the_citizen_with_the_registry_profile(
+        self,
+        client: httpx.AsyncClient,
+        broker_double: InquiryBrokerDouble,
+        seed: int,
+        identity_database: str,
+    ) -> None:
+        tokens = await login(client, seed)
+        assert tokens["token_type"] == "Bearer"
+        assert tokens["expires_in"] == 600
+        rows = await fetch(
+            identity_database,
+            "SELECT id, first_name, last_name, birth_date::text, mobile FROM identity.citizen"
+            " WHERE national_code = $1",
+            national_code_for(seed),
+        )
+        assert [(r["first_name"], r["last_name"], r["birth_date"], r["mobile"]) for r in rows] == [
+            ("سارا", "محمدی", "1990-03-21", mobile_for(seed))
+        ]
+        claims = jwt.get_unverified_claims(tokens["access_token"])
+        assert claims["sub"] == str(rows[0]["id"])
+        assert claims["national_code"] == national_code_for(seed)
+        assert claims["roles"] == ["citizen"]
+        # the second login (from a new mobile) does not ask the registry again, keeps the
+        # same citizen id and records the mobile just proven
+        asked = len(broker_double.asked("civil-registry.person"))
+        again = await login(client, seed, mobile=mobile_for(seed + 70_000))
+        assert len(broker_double.asked("civil-registry.person")) == asked
+        assert jwt.get_unverified_claims(again["access_token"])["sub"] == claims["sub"]
+        rows = await fetch(
+            identity_database,
+            "SELECT mobile FROM identity.citizen WHERE national_code = $1",
+            national_code_for(seed),
+        )
+        assert [r["mobile"] for r in rows] == [mobile_for(seed + 70_000)]
+
+    async def test_access_token_verifies_with_the_published_jwks(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        tokens = await login(client, seed)
+        jwks = (await client.get("/.well-known/jwks.json")).json()
+        kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
+        key = next(k for k in jwks["keys"] if k["kid"] == kid)
+        claims = jwt.decode(
+            tokens["access_token"],
+            key,
+            algorithms=["ES256"],
+            audience="panjereh",
+            issuer="panjereh-identity",
+        )
+        assert claims["exp"] - claims["iat"] == 600
+
+    async def test_a_code_works_once(self, client: httpx.AsyncClient, seed: int) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()["challenge_id"]
+        code = await sms_code(client, mobile)
+        body = {"challenge_id": challenge, "code": code}
+        assert (await client.post("/api/v1/auth/otp/verify", json=body)).status_code == 200
+        again = await client.post("/api/v1/auth/otp/verify", json=body)
+        assert again.status_code == 410
+        assert again.json()["code"] == "otp_already_used"
+
+    async def test_an_expired_code_is_refused(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        mobile = mobile_for(seed)
+        challenge = (await ask_code(client, national_code_for(seed), mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        await fetch(
+            identity_database,
+            "UPDATE identity.otp_challenge SET expires_at = now() - interval '1 second'"
+            " WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        response = await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": challenge["challenge_id"], "code": code},
+        )
+        assert response.status_code == 410
+        assert response.json()["code"] == "otp_expired"
+
+    async def test_five_wrong_codes_kill_the_challenge(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        mobile = mobile_for(seed)
+        challenge = (await ask_code(client, national_code_for(seed), mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        left = []
+        for _ in range(5):
+            response = await client.post(
+                "/api/v1/auth/otp/verify",
+                json={"challenge_id": challenge["challenge_id"], "code": wrong},
+            )
+            assert response.status_code == 400
+            assert response.json()["code"] == "otp_invalid"
+            left.append(response.json()["attempts_left"])
+        assert left == [4, 3, 2, 1, 0]
+        dead = await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": challenge["challenge_id"], "code": code},
+        )
+        assert dead.status_code == 410
+        assert dead.json()["code"] == "otp_attempts_exhausted"
+
+    async def test_a_code_is_bound_to_its_challenge(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        first_mobile, second_mobile = mobile_for(seed), mobile_for(seed + 50_000)
+        first = (await ask_code(client, national_code_for(seed), first_mobile, seed)).json()
+        second = (
+            await ask_code(client, national_code_for(seed + 50_000), second_mobile, seed)
+        ).json()
+        first_code = await sms_code(client, first_mobile)
+        second_code = await sms_code(client, second_mobile)
+        if first_code == second_code:
+            pytest.skip("the two random codes happen to be equal (1 in a million)")
+        crossed = await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": second["challenge_id"], "code": first_code},
+        )
+        assert crossed.status_code == 400
+        assert first["challenge_id"] != second["challenge_id"]
+
+    async def test_persian_digits_in_the_code_are_read(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        mobile = mobile_for(seed)
+        challenge = (await ask_code(client, national_code_for(seed), mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        persian = code.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+        response = await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": challenge["challenge_id"], "code": persian},
+        )
+        assert response.status_code == 200
+
+    async def test_unknown_challenge_is_404(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/api/v1/auth/otp/verify", json={"challenge_id": str(uuid.uuid4()), "code": "123456"}
+        )
+        assert response.status_code == 404
+        assert response.json()["code"] == "otp_challenge_not_found"
+
+    async def test_no_registry_record_refuses_registration_and_keeps_the_code(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        mobile = mobile_for(seed)
+        challenge = (await ask_code(client, UNKNOWN_TO_REGISTRY, mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        response = await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": challenge["challenge_id"], "code": code},
+        )
+        assert response.status_code == 422
+        assert response.json()["code"] == "civil_registry_no_record"
+        assert (
+            await fetch(
+                identity_database,
+                "SELECT 1 FROM identity.citizen WHERE national_code = $1",
+                UNKNOWN_TO_REGISTRY,
+            )
+            == []
+        )
+
+    async def test_registry_outage_is_503_and_the_code_can_be_tried_again(
+        self,
+        client: httpx.AsyncClient,
+        broker_double: InquiryBrokerDouble,
+        seed: int,
+    ) -> None:
+        mobile = mobile_for(seed)
+        challenge = (await ask_code(client, national_code_for(seed), mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        body = {"challenge_id": challenge["challenge_id"], "code": code}
+        broker_double.available = False
+        outage = await client.post("/api/v1/auth/otp/verify", json=body)
+        assert outage.status_code == 503
+        assert outage.json()["code"] == "civil_registry_unavailable"
+        broker_double.available = True
+        assert (await client.post("/api/v1/auth/otp/verify", json=body)).status_code == 200
+
+
+class TestDevOutboxOnlyInDev:
+    async def test_is_404_outside_dev_mode(
+        self, identity_database: str, broker_double: InquiryBrokerDouble
+    ) -> None:
+        app: FastAPI = create_app(
+            settings_for_tests(identity_database, broker_double.url, environment="test")
+        )
+        async with running_app(app) as client:
+            response = await client.get("/api/v1/dev/sms-outbox", params={"mobile": "09121234567"})
+            jwks = await client.get("/.well-known/jwks.json")
+        assert response.status_code == 404
+        assert response.json()["code"] == "not_found"
+        assert jwks.status_code == 200  # the app itself is up; only the dev route is absent
+
+
+class TestNoPersonalDataInLogs:
+    async def test_a_login_logs_neither_the_national_code_nor_the_mobile(
+        self, client: httpx.AsyncClient, seed: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("DEBUG")
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        wrong = await ask_code(client, national_code, mobile, seed)
+        code = await sms_code(client, mobile)
+        await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": wrong.json()["challenge_id"], "code": "000000"},
+        )
+        await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": wrong.json()["challenge_id"], "code": code},
+        )
+        identity_records = [r for r in caplog.records if r.name.startswith("panjereh")]
+        assert identity_records  # the flow does log (challenge ids, citizen ids)
+        for record in identity_records:
+            # string attributes only: timestamps and thread ids could hold any 6 digits
+            strings = [v for v in record.__dict__.values() if isinstance(v, str)]
+            text = record.getMessage() + " " + " ".join(strings)
+            assert national_code not in text
+            assert mobile not in text
+            assert code not in text

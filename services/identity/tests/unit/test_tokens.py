@@ -1,0 +1,118 @@
+"""Token issuance and key material: what verifiers elsewhere rely on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jose import jwt
+from panjereh.identity.keys import (
+    KeySet,
+    SigningKeyPair,
+    generate_private_key,
+    load_private_key,
+    private_pem,
+    public_jwk,
+)
+from panjereh.identity.tokens import TokenPolicy, issue_access_token
+
+POLICY = TokenPolicy(
+    issuer="panjereh-identity", audience="panjereh", lifetime=timedelta(minutes=10)
+)
+
+
+@pytest.fixture(scope="module")
+def keyset() -> KeySet:
+    current = SigningKeyPair.of(generate_private_key())
+    upcoming = public_jwk(generate_private_key())
+    return KeySet(current=current, published=(current.jwk, upcoming))
+
+
+class TestAccessToken:
+    def test_citizen_token_carries_the_agreed_claims_and_verifies_with_the_published_key(
+        self, keyset: KeySet
+    ) -> None:
+        now = datetime.now(UTC)
+        token = issue_access_token(
+            keyset=keyset,
+            policy=POLICY,
+            subject="c-1",
+            roles=["citizen"],
+            national_code="0499370899",
+            session_id="family-1",
+            now=now,
+        )
+        header = jwt.get_unverified_header(token)
+        assert header["alg"] == "ES256"
+        assert header["kid"] == keyset.current.kid
+        claims = jwt.decode(
+            token,
+            keyset.published[0],
+            algorithms=["ES256"],
+            audience="panjereh",
+            issuer="panjereh-identity",
+        )
+        assert claims["sub"] == "c-1"
+        assert claims["roles"] == ["citizen"]
+        assert claims["national_code"] == "0499370899"
+        assert claims["sid"] == "family-1"
+        assert claims["exp"] - claims["iat"] == 600
+        assert claims["nbf"] == claims["iat"]
+        assert len(claims["jti"]) == 32
+        assert "agency" not in claims
+        assert "scope" not in claims
+
+    def test_client_token_carries_agency_scope_and_no_national_code(self, keyset: KeySet) -> None:
+        token = issue_access_token(
+            keyset=keyset,
+            policy=POLICY,
+            subject="agency-tax",
+            client_id="agency-tax",
+            roles=["client:tax"],
+            agency="tax",
+            scopes=["inquiries:reply", "inquiries:read"],
+            now=datetime.now(UTC),
+        )
+        claims = jwt.get_unverified_claims(token)
+        assert claims["agency"] == "tax"
+        assert claims["scope"] == "inquiries:reply inquiries:read"
+        assert claims["client_id"] == "agency-tax"
+        assert "national_code" not in claims
+
+    def test_every_token_has_its_own_jti(self, keyset: KeySet) -> None:
+        now = datetime.now(UTC)
+        tokens = {
+            jwt.get_unverified_claims(
+                issue_access_token(keyset=keyset, policy=POLICY, subject="s", roles=[], now=now)
+            )["jti"]
+            for _ in range(5)
+        }
+        assert len(tokens) == 5
+
+
+class TestKeys:
+    def test_kid_is_the_rfc7638_thumbprint_and_stable(self) -> None:
+        key = generate_private_key()
+        assert public_jwk(key)["kid"] == public_jwk(key)["kid"]
+        assert public_jwk(key)["kid"] != public_jwk(generate_private_key())["kid"]
+
+    def test_public_jwk_has_no_private_part(self) -> None:
+        jwk = public_jwk(generate_private_key())
+        assert "d" not in jwk
+        assert jwk["kty"] == "EC"
+        assert jwk["crv"] == "P-256"
+        assert jwk["alg"] == "ES256"
+
+    def test_encrypted_pem_needs_its_password(self) -> None:
+        key = generate_private_key()
+        pem = private_pem(key, b"right-password")
+        assert "ENCRYPTED PRIVATE KEY" in pem
+        assert public_jwk(load_private_key(pem, b"right-password")) == public_jwk(key)
+        with pytest.raises(ValueError, match=r"(?i)(bad decrypt|incorrect password)"):
+            load_private_key(pem, b"wrong-password")
+
+    def test_refuses_keys_that_are_not_p256(self) -> None:
+        other = ec.generate_private_key(ec.SECP384R1())
+        with pytest.raises(ValueError, match="P-256"):
+            load_private_key(private_pem(other))
