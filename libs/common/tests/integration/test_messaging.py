@@ -264,13 +264,24 @@ class TestOutboxRelay:
         await create_topics(kafka_bootstrap_servers, [topic])
         await write_events(database, tables, topic, things=10, per_thing=30)
 
-        async def slow_ack(ids: Sequence[int]) -> None:
-            await asyncio.sleep(0.02)  # hold the claim a moment so the relays overlap
+        # Each relay, after its first acknowledged batch, holds that claim (its keys' locks)
+        # until the other has published a batch too: the two provably work at the same time
+        # however the machine schedules them, so neither may lock keys it does not publish.
+        published = [asyncio.Event(), asyncio.Event()]
+
+        def rendezvous(me: int) -> Callable[[Sequence[int]], Awaitable[None]]:
+            async def hook(ids: Sequence[int]) -> None:
+                published[me].set()
+                await asyncio.wait_for(published[1 - me].wait(), timeout=20)
+
+            return hook
 
         # batches of 5 rows span 5 of the 10 keys: the other relay can claim the other 5
         relays = [
-            relay_for(database, tables, kafka_bootstrap_servers, batch_size=5, after_ack=slow_ack)
-            for _ in range(2)
+            relay_for(
+                database, tables, kafka_bootstrap_servers, batch_size=5, after_ack=rendezvous(me)
+            )
+            for me in (0, 1)
         ]
         for relay in relays:
             await relay.start()

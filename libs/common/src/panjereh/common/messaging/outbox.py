@@ -27,7 +27,8 @@ from opentelemetry import trace
 from panjereh.common.db import Database
 from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
 from panjereh.contracts.events import Event
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, Text, func, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
@@ -204,22 +205,7 @@ class OutboxRelay:
         producer = await self._ensure_producer()
         outbox = self._table
         async with self._database.transaction() as session:
-            claim = (
-                select(
-                    outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers
-                )
-                .where(outbox.c.sent_at.is_(None))
-                # A key belongs to one relay transaction at a time (the lock is re-entrant
-                # within it and released at commit): another replica can never publish a
-                # later row of a key while this one still holds an earlier one.
-                .where(
-                    func.pg_try_advisory_xact_lock(self._lock_space, func.hashtext(outbox.c.key))
-                )
-                .order_by(outbox.c.id)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True, of=outbox)
-            )
-            rows = (await session.execute(claim)).all()
+            rows = await self._claim(session)
             if not rows:
                 return 0
             ids = [row.id for row in rows]
@@ -239,6 +225,64 @@ class OutboxRelay:
             raise failure
         self.published += len(ids)
         return len(ids)
+
+    async def _claim(self, session: AsyncSession) -> Sequence[Any]:
+        """Lock the keys of the oldest unsent rows that no other relay holds; their rows.
+
+        A key belongs to one relay transaction at a time (a transaction-scoped advisory lock,
+        released at commit), and a relay locks only rows of keys it holds: no other replica
+        can publish a later row of a key while this one still has an earlier one, so per-key
+        order holds across replicas. Keys are locked lazily, oldest first, skipping keys held
+        elsewhere, and only as many as one batch needs: a busy replica leaves the rest of the
+        backlog to the others instead of locking every key it happened to scan.
+        """
+        outbox = self._table
+        window = (
+            (
+                await session.execute(
+                    select(outbox.c.key)
+                    .where(outbox.c.sent_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size * 4)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not window:
+            return []
+        keys = list(dict.fromkeys(window))
+        wanted = len(dict.fromkeys(window[: self._batch_size]))
+        # unnest() yields the keys in order and LIMIT stops pulling once enough locks are
+        # taken: try-locks run only on the keys actually inspected
+        candidates = (
+            func.unnest(literal(keys, ARRAY(Text))).table_valued("key").render_derived("candidate")
+        )
+        held = (
+            (
+                await session.execute(
+                    select(candidates.c.key)
+                    .where(
+                        func.pg_try_advisory_xact_lock(
+                            self._lock_space, func.hashtext(candidates.c.key)
+                        )
+                    )
+                    .limit(wanted)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not held:
+            return []
+        claim = (
+            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
+            .where(outbox.c.sent_at.is_(None), outbox.c.key.in_(held))
+            .order_by(outbox.c.id)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True, of=outbox)
+        )
+        return (await session.execute(claim)).all()
 
     async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
         with tracer.start_as_current_span(
