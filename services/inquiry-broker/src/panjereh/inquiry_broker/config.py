@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from panjereh.common.settings import ServiceSettings
+from panjereh.common.settings import Environment, ServiceSettings
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -13,3 +14,34 @@ class Settings(ServiceSettings):
     service_name: ClassVar[str] = "inquiry-broker"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/inquiry_broker"
+    #: Key of the HMAC that turns a national code into the audit log's ``subject_hash``.
+    subject_hash_key: SecretStr = SecretStr("dev-only-subject-hash-key")
+    #: PEM of the ES256 (P-256) private key that signs answers; every replica needs the same
+    #: one. Empty in dev/test: an ephemeral key is generated per process.
+    signing_private_key: SecretStr = SecretStr("")
+    #: The login role the service runs as in production; migration 0003 makes the audit log
+    #: append-only for it. Empty locally (see that migration).
+    audit_append_only_role: str = Field(default="", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
+    #: Principals (``service:<name>``) that act for any published card's purpose.
+    card_acting_services: frozenset[str] = frozenset({"service:requests"})
+    #: Longest ``?wait=`` a caller may ask for, in seconds.
+    max_wait_seconds: float = Field(default=10.0, gt=0, le=30)
+    #: How often a replica looks for overdue inquiries to resend or time out.
+    sweep_interval_seconds: float = Field(default=0.5, gt=0)
+    kafka_idempotence: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("PANJEREH_KAFKA_IDEMPOTENCE", "kafka_idempotence"),
+    )
+
+    def _secret_values(self) -> dict[str, str]:
+        values = super()._secret_values()
+        # an empty signing key is "generate one", which is refused below outside dev/test
+        values.pop("signing_private_key", None)
+        return values
+
+    @model_validator(mode="after")
+    def _signing_key_in_production(self) -> Settings:
+        if self.environment is Environment.PROD and not self.signing_private_key.get_secret_value():
+            msg = "signing_private_key must be set in production (shared by every replica)"
+            raise ValueError(msg)
+        return self
