@@ -54,18 +54,31 @@ class BrokenEntry:
     problem: str  # "content_changed" | "chain_broken"
 
 
+class ChainVerifier:
+    """Checks entries one at a time, in ``seq`` order, so a long log is streamed, not loaded."""
+
+    def __init__(self) -> None:
+        self.expected_prev = GENESIS
+        self.checked = 0
+
+    def check(self, entry: Mapping[str, Any]) -> BrokenEntry | None:
+        self.checked += 1
+        if entry["prev_hash"] != self.expected_prev:
+            return _broken(entry, "chain_broken")
+        if entry_hash(entry["prev_hash"], entry) != entry["entry_hash"]:
+            return _broken(entry, "content_changed")
+        self.expected_prev = entry["entry_hash"]
+        return None
+
+
 def first_broken(entries: Iterable[Mapping[str, Any]]) -> tuple[int, BrokenEntry | None]:
     """Walk ``entries`` (in ``seq`` order); how many were checked and the first broken one."""
-    expected_prev = GENESIS
-    checked = 0
+    verifier = ChainVerifier()
     for entry in entries:
-        checked += 1
-        if entry["prev_hash"] != expected_prev:
-            return checked, _broken(entry, "chain_broken")
-        if entry_hash(entry["prev_hash"], entry) != entry["entry_hash"]:
-            return checked, _broken(entry, "content_changed")
-        expected_prev = entry["entry_hash"]
-    return checked, None
+        broken = verifier.check(entry)
+        if broken is not None:
+            return verifier.checked, broken
+    return verifier.checked, None
 
 
 def _broken(entry: Mapping[str, Any], problem: str) -> BrokenEntry:

@@ -89,6 +89,11 @@ class Inquiry(Base):
             "deadline_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        Index(
+            "ix_inquiry_pending_next_attempt",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index("ix_inquiry_cache_key_answered_at", "cache_key", "answered_at"),
     )
 
@@ -114,6 +119,8 @@ class Inquiry(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When to resend if no answer came yet (``None``: no attempt left before the deadline).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -161,6 +161,7 @@ def _timestamps() -> list[sa.Column[Any]]:
     return [
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_sent_at", sa.DateTime(timezone=True)),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
         sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("answered_at", sa.DateTime(timezone=True)),
     ]
@@ -253,6 +254,13 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_index(
+        "ix_inquiry_pending_next_attempt",
+        "inquiry",
+        ["next_attempt_at"],
+        schema=SCHEMA,
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
         "ix_inquiry_cache_key_answered_at", "inquiry", ["cache_key", "answered_at"], schema=SCHEMA
     )
     op.create_table(
@@ -300,6 +308,7 @@ def downgrade() -> None:
     op.drop_index("ix_audit_entry_subject_hash", table_name="audit_entry", schema=SCHEMA)
     op.drop_table("audit_entry", schema=SCHEMA)
     op.drop_index("ix_inquiry_cache_key_answered_at", table_name="inquiry", schema=SCHEMA)
+    op.drop_index("ix_inquiry_pending_next_attempt", table_name="inquiry", schema=SCHEMA)
     op.drop_index("ix_inquiry_pending_deadline", table_name="inquiry", schema=SCHEMA)
     op.drop_table("inquiry", schema=SCHEMA)
     op.drop_table("published_card", schema=SCHEMA)
