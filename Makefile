@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e lint format bench lock clean
+.PHONY: help install run test test-unit test-integration test-e2e lint format bench lock clean contracts
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,10 @@ lint: install ## ruff (lint + format check) and mypy strict
 format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+contracts: install ## regenerate the event contracts' JSON-schema snapshot and AsyncAPI document
+	$(PY) -m panjereh.contracts.snapshot --write
+	$(PY) -m panjereh.contracts.asyncapi
 
 lock: $(UV) ## refresh uv.lock after changing dependencies
 	$(UV) lock --python $(PYTHON)

@@ -58,6 +58,17 @@ class TestRouting:
         assert response.json()["code"] == "not_found"
         assert response.headers["x-request-id"] == "e2e-route-1"
         assert response.json()["request_id"] == "e2e-route-1"
+        # one traceparent: the gateway's, continued from the client's trace
+        assert len(response.headers.get_list("traceparent")) == 1
+
+    def test_the_clients_trace_continues_through_the_gateway(self, gateway: httpx.Client) -> None:
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        response = gateway.get(
+            "/api/v1/catalog/no-such-thing",
+            headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+        [traceparent] = response.headers.get_list("traceparent")
+        assert traceparent.split("-")[1] == trace_id
 
     def test_a_path_outside_the_contract_is_the_gateways_404(self, gateway: httpx.Client) -> None:
         response = gateway.get("/api/v1/nowhere", headers={"Accept-Language": "en"})

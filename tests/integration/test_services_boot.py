@@ -19,6 +19,9 @@ SERVICES = {
     "panjereh.inquiry_broker": "inquiry_broker",
 }
 
+#: services whose lifespan already runs Kafka parts (relay/consumers) and checks the broker
+WITH_BROKER = {"panjereh.requests"}
+
 
 def libpq(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -58,19 +61,29 @@ class TestServiceBoot:
             await connection.close()
         assert version is not None
 
-    async def test_readyz_reports_the_database_ready(
-        self, migrated_database: MigratedDatabase, package: str, schema: str
+    async def test_readyz_reports_its_database_and_broker_ready(
+        self,
+        migrated_database: MigratedDatabase,
+        kafka_bootstrap_servers: str,
+        package: str,
+        schema: str,
     ) -> None:
         url = await migrated_database(package)
         config = importlib.import_module(f"{package}.config")
         main = importlib.import_module(f"{package}.main")
-        app = main.create_app(config.Settings(database_url=url))
+        settings = config.Settings(
+            database_url=url, kafka_bootstrap_servers=kafka_bootstrap_servers
+        )
+        app = main.create_app(settings)
         async with running_app(app) as client:
             live = await client.get("/livez")
             ready = await client.get("/readyz")
         assert live.status_code == 200
-        assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "components": {"database": "ready"}}
+        assert ready.status_code == 200, ready.text
+        components = ready.json()["components"]
+        assert components["database"] == "ready"
+        if package in WITH_BROKER:
+            assert components["broker"] == "ready"
 
     async def test_readyz_is_503_when_the_database_is_unreachable(
         self, package: str, schema: str
@@ -82,4 +95,4 @@ class TestServiceBoot:
         async with running_app(app) as client:
             ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["components"] == {"database": "unavailable"}
+        assert ready.json()["components"]["database"] == "unavailable"

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
+from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, with_dead_letters
 from panjereh.devstack.embedded import (
     EmbeddedKafka,
     EmbeddedPostgres,
@@ -172,7 +172,9 @@ class Stack:
             self.env.setdefault("PANJEREH_KAFKA_IDEMPOTENCE", "false")
         from panjereh.devstack.embedded import create_topics  # noqa: PLC0415
 
-        await create_topics(bootstrap, [*PLATFORM_TOPICS, *simulated_agency_topics()])
+        await create_topics(
+            bootstrap, [*with_dead_letters(PLATFORM_TOPICS), *simulated_agency_topics()]
+        )
         say(f"Kafka: ready at {bootstrap}")
 
     async def _run_everywhere(self, module: str, what: str) -> None:
@@ -212,6 +214,12 @@ class Stack:
             for c in SERVICES
         }
         self.env.update(upstreams)
+        # every service verifies access tokens with identity's keys, wherever identity listens
+        identity = next(c for c in SERVICES if c.name == "identity")
+        self.env.setdefault(
+            "PANJEREH_JWKS_URL",
+            f"http://127.0.0.1:{self.config.port(identity)}/.well-known/jwks.json",
+        )
         for component in (*SERVICES, GATEWAY):
             self._spawn(component)
         for extra in EXTRAS:

@@ -24,7 +24,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 # set by the gateway's own server; forwarding the upstream's copy would duplicate them
-OWN_RESPONSE_HEADERS = frozenset({"date", "server", "x-request-id"})
+OWN_RESPONSE_HEADERS = frozenset({"date", "server", "x-request-id", "traceparent"})
 
 
 class UpstreamUnavailable(AppError):

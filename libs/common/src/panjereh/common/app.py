@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -10,6 +11,7 @@ from panjereh.common.errors import install_error_handlers
 from panjereh.common.health import Readiness, health_router
 from panjereh.common.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from panjereh.common.settings import ServiceSettings
+from panjereh.common.telemetry import TraceparentMiddleware, instrument_app, telemetry_lifespan
 from starlette.types import Lifespan
 
 
@@ -25,16 +27,23 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     readiness: Readiness | None = None,
 ) -> FastAPI:
-    """A FastAPI app with problem+json errors, request ids, the body limit and health routes.
+    """A FastAPI app with problem+json errors, request ids, tracing, the body limit and health.
 
-    The caller's ``lifespan`` opens resources (engine, producer, consumers) and registers their
-    readiness checks on ``app.state.readiness``; nothing is opened here.
+    The caller's ``lifespan`` opens resources (engine, producer, consumers, token verifier) and
+    registers their readiness checks on ``app.state.readiness``; nothing is opened here. Every
+    response carries ``X-Request-ID`` and ``traceparent``.
     """
     readiness = readiness or Readiness()
+
+    @asynccontextmanager
+    async def lifespan_with_telemetry(app: FastAPI) -> AsyncIterator[None]:
+        async with telemetry_lifespan(settings.otlp_endpoint), lifespan(app):
+            yield
+
     app = FastAPI(
         title=title,
         version="1.0.0",
-        lifespan=lifespan,
+        lifespan=lifespan_with_telemetry,
         generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
@@ -42,6 +51,9 @@ def create_service_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    # added last so it runs first among ours, right inside the OpenTelemetry server span
+    app.add_middleware(TraceparentMiddleware)
+    instrument_app(app, settings.service_name)
     app.include_router(health_router(readiness))
     for router in routers:
         app.include_router(router)

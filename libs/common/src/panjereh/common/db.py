@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from panjereh.common.telemetry import instrument_engine
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -40,7 +42,22 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
         )
+        instrument_engine(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def joined_to(cls, connection: AsyncConnection) -> Database:
+        """A Database whose units of work run as savepoints inside ``connection``'s transaction.
+
+        For tests: everything the code under test commits is undone when the test rolls the
+        outer transaction back, and the code still sees its own commits meanwhile.
+        """
+        database = cls.__new__(cls)
+        database.engine = connection.engine
+        database.sessions = async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        return database
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

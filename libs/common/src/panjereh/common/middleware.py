@@ -12,6 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from panjereh.common.errors import PayloadTooLarge, Text, problem_response
+from panjereh.common.logging import request_id_var
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,7 +47,11 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = request_id_var.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 class BodySizeLimitMiddleware:

@@ -40,10 +40,52 @@ class ServiceSettings(BaseSettings):
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
     )
+    #: On for Apache Kafka; off for the embedded Tansu broker, which rejects InitProducerId.
+    #: Correctness never depends on it: the outbox and the consumers' inbox absorb duplicates.
+    kafka_idempotence: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("PANJEREH_KAFKA_IDEMPOTENCE", "kafka_idempotence"),
+    )
+    #: How many times a consumer tries a record before parking it on ``<topic>.dlq``.
+    kafka_consumer_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        validation_alias=AliasChoices(
+            "PANJEREH_KAFKA_CONSUMER_MAX_ATTEMPTS", "kafka_consumer_max_attempts"
+        ),
+    )
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices("PANJEREH_LOG_LEVEL", "log_level")
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Access-token verification: every service trusts identity's keys, so these are read
+    # without the service prefix.
+    jwks_url: str = Field(
+        default="http://127.0.0.1:8002/.well-known/jwks.json",
+        validation_alias=AliasChoices("PANJEREH_JWKS_URL", "jwks_url"),
+    )
+    jwt_issuer: str = Field(
+        default="panjereh-identity",
+        validation_alias=AliasChoices("PANJEREH_JWT_ISSUER", "jwt_issuer"),
+    )
+    jwt_audience: str = Field(
+        default="panjereh",
+        validation_alias=AliasChoices("PANJEREH_JWT_AUDIENCE", "jwt_audience"),
+    )
+    #: How long fetched signing keys are trusted before they are fetched again.
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    #: Fewest seconds between two fetches caused by an unknown ``kid``.
+    jwks_refetch_interval_seconds: float = Field(default=30.0, ge=0)
+    #: Clock skew tolerated on ``exp`` and ``nbf``.
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    #: OTLP/HTTP collector base URL; spans are exported only when this is set.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
+    )
 
     @property
     def is_dev(self) -> bool:

@@ -7,6 +7,7 @@ CATALOG_SERVICE_PUBLISHED = "catalog.service.published"
 CATALOG_SERVICE_RETIRED = "catalog.service.retired"
 REQUESTS_STATUS_CHANGED = "requests.request.status-changed"
 IDENTITY_CITIZEN_REGISTERED = "identity.citizen.registered"
+INQUIRY_ANSWERED = "inquiry.inquiry.answered"
 
 PLATFORM_TOPICS: tuple[str, ...] = (
     INQUIRY_REPLIES,
@@ -14,6 +15,7 @@ PLATFORM_TOPICS: tuple[str, ...] = (
     CATALOG_SERVICE_RETIRED,
     REQUESTS_STATUS_CHANGED,
     IDENTITY_CITIZEN_REGISTERED,
+    INQUIRY_ANSWERED,
 )
 
 
@@ -28,4 +30,10 @@ def agency_requests(agency: str) -> str:
 
 
 def dead_letter(topic: str) -> str:
+    """Where a consumer parks a record it could not handle after its retries."""
     return f"{topic}.dlq"
+
+
+def with_dead_letters(names: tuple[str, ...] | list[str]) -> list[str]:
+    """``names`` followed by each one's dead-letter topic: what a deployment must create."""
+    return [*names, *(dead_letter(name) for name in names)]

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from panjereh.catalog.config import Settings
 from panjereh.common.app import create_service_app
+from panjereh.common.auth import install_auth
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
 
@@ -21,7 +22,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = database
         app.state.readiness.add("database", database.ping)
         try:
-            yield
+            async with install_auth(app, settings):
+                yield
         finally:
             await database.dispose()
 

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from panjereh.common.db import Database
 from panjereh.common.migrations import upgrade
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -88,9 +91,50 @@ def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @asynccontextmanager
+async def rolled_back(database_url: str) -> AsyncIterator[Database]:
+    """A :class:`Database` inside one transaction that is rolled back at the end.
+
+    Code under test opens units of work as usual (they become savepoints); nothing it writes
+    outlives the block, so tests sharing one migrated database never see each other's rows.
+    """
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            outer = await connection.begin()
+            try:
+                yield Database.joined_to(connection)
+            finally:
+                await outer.rollback()
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
 async def running_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Run ``app``'s lifespan and give an ASGI client talking to it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+# Token fixtures live with their helpers; importing them here registers them with pytest.
+from panjereh.common.testing.tokens import (  # noqa: E402
+    jwks_server,
+    jwks_url,
+    token_factory,
+    token_signing_key,
+)
+
+__all__ = [
+    "MigratedDatabase",
+    "PostgresServer",
+    "jwks_server",
+    "jwks_url",
+    "kafka_bootstrap_servers",
+    "migrated_database",
+    "postgres_server",
+    "running_app",
+    "token_factory",
+    "token_signing_key",
+]

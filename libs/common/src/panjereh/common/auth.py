@@ -1,0 +1,472 @@
+"""Access-token verification: ES256 JWTs issued by identity, checked against its JWKS.
+
+A service creates one :class:`TokenVerifier` in its lifespan (``async with install_auth(app,
+settings):``) and its endpoints ask for the caller through the typed dependencies below:
+``CurrentPrincipal``, ``OptionalPrincipal``, ``CurrentCitizen``, ``CurrentClient``, and the
+factories ``require_role``, ``require_any_role``, ``require_agency_role``, ``require_scope``.
+
+Every failure is problem+json: 401 with ``WWW-Authenticate: Bearer`` when the token is missing
+or not acceptable, 403 when it is acceptable but lacks the role or scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jose import jwk, jwt
+from jose.backends.base import Key
+from jose.exceptions import ExpiredSignatureError, JOSEError, JWTError
+from panjereh.common.errors import Forbidden, ServiceUnavailable, Text, Unauthorized
+from panjereh.common.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+#: The only algorithms a token may be signed with. Never derived from the token itself:
+#: that is what keeps ``alg: none`` and HS256-with-the-public-key out.
+ALLOWED_ALGORITHMS: tuple[str, ...] = ("ES256",)
+#: Longer tokens are refused before any parsing.
+MAX_TOKEN_BYTES = 8192
+
+CITIZEN = "citizen"
+CLIENT_ROLE_PREFIXES = ("client:", "service:")
+
+
+# ------------------------------------------------------------------------------------ errors
+def _bearer_challenge(error: str | None = None, **params: str) -> dict[str, str]:
+    parts = ['Bearer realm="panjereh"']
+    if error:
+        parts.append(f'error="{error}"')
+    parts.extend(f'{name}="{value}"' for name, value in params.items())
+    return {"WWW-Authenticate": ", ".join(parts)}
+
+
+class TokenMissing(Unauthorized):
+    code = "token_missing"
+    title = Text("توکن دسترسی ارسال نشده است", "An access token is required")
+
+    def __init__(self) -> None:
+        super().__init__(headers=_bearer_challenge())
+
+
+class TokenInvalid(Unauthorized):
+    code = "token_invalid"
+    title = Text("توکن دسترسی معتبر نیست", "The access token is not valid")
+
+    def __init__(self, detail: Text | None = None) -> None:
+        super().__init__(detail, headers=_bearer_challenge("invalid_token"))
+
+
+class TokenExpired(TokenInvalid):
+    code = "token_expired"
+    title = Text("توکن دسترسی منقضی شده است", "The access token has expired")
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = Text("دامنه دسترسی کافی نیست", "The token lacks a required scope")
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(headers=_bearer_challenge("insufficient_scope", scope=scope))
+
+
+class SigningKeysUnavailable(ServiceUnavailable):
+    code = "signing_keys_unavailable"
+    title = Text("کلیدهای امضای توکن در دسترس نیستند", "The token signing keys are not available")
+
+
+# --------------------------------------------------------------------------------- principal
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a citizen, a staff member or a machine client."""
+
+    subject: str
+    roles: frozenset[str] = frozenset()
+    #: Citizens and staff only. Personal data: kept out of ``repr`` so it never reaches logs.
+    national_code: str | None = field(default=None, repr=False)
+    #: Machine clients: the agency the client acts for.
+    agency: str | None = None
+    scopes: frozenset[str] = frozenset()
+    token_id: str | None = None
+    expires_at: datetime | None = None
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def has_any_role(self, *roles: str) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+    def has_agency_role(self, role: str, agency: str) -> bool:
+        """``has_agency_role("officer", "tax")`` ⇔ the token carries ``officer:tax``."""
+        return f"{role}:{agency}" in self.roles
+
+    def agencies_for(self, role: str) -> frozenset[str]:
+        """The agencies this principal holds ``role`` in (``officer:tax`` → ``tax``)."""
+        prefix = f"{role}:"
+        return frozenset(r[len(prefix) :] for r in self.roles if r.startswith(prefix))
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def is_citizen(self) -> bool:
+        return CITIZEN in self.roles
+
+    @property
+    def is_client(self) -> bool:
+        return any(role.startswith(CLIENT_ROLE_PREFIXES) for role in self.roles)
+
+    @property
+    def client_id(self) -> str | None:
+        """For machine clients the subject is the ``client_id``; ``None`` for people."""
+        return self.subject if self.is_client else None
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """Build a :class:`Principal` from verified claims; malformed claims are ``TokenInvalid``."""
+    subject = claims.get("sub")
+    roles = claims.get("roles", [])
+    scope = claims.get("scope", "")
+    national_code = claims.get("national_code")
+    agency = claims.get("agency")
+    jti = claims.get("jti")
+    if (
+        not isinstance(subject, str)
+        or not subject
+        or not isinstance(roles, list)
+        or not all(isinstance(role, str) for role in roles)
+        or not isinstance(scope, str)
+        or not isinstance(national_code, str | None)
+        or not isinstance(agency, str | None)
+        or not isinstance(jti, str | None)
+    ):
+        raise TokenInvalid(Text("ادعاهای توکن نادرست است", "The token claims are malformed"))
+    principal = Principal(
+        subject=subject,
+        roles=frozenset(roles),
+        national_code=national_code,
+        agency=agency,
+        scopes=frozenset(scope.split()),
+        token_id=jti,
+        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC) if "exp" in claims else None,
+    )
+    if principal.is_citizen and not principal.national_code:
+        raise TokenInvalid(Text("ادعاهای توکن نادرست است", "The token claims are malformed"))
+    return principal
+
+
+# -------------------------------------------------------------------------------- JWKS cache
+class JwksCache:
+    """Identity's public signing keys by ``kid``, fetched over HTTP.
+
+    Keys are refetched when older than ``ttl`` and when a token names an unknown ``kid`` (a
+    key rotation), but never more often than once per ``refetch_interval``: a flood of tokens
+    with random ``kid``s costs identity at most one request per interval. A failed refresh
+    keeps the keys already known.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient,
+        ttl: float = 300.0,
+        refetch_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self._client = client
+        self._ttl = ttl
+        self._refetch_interval = refetch_interval
+        self._clock = clock
+        self._keys: dict[str, Key] = {}
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last attempt, successful or not
+        self._lock = asyncio.Lock()
+        #: Number of HTTP fetches made (for observability and tests).
+        self.fetches = 0
+
+    async def get(self, kid: str) -> Key | None:
+        now = self._clock()
+        if self._fetched_at is None or now - self._fetched_at >= self._ttl:
+            await self._refresh(reason="expired")
+        key = self._keys.get(kid)
+        if key is None:
+            await self._refresh(reason="unknown_kid")
+            key = self._keys.get(kid)
+        if not self._keys:
+            raise SigningKeysUnavailable
+        return key
+
+    async def _refresh(self, *, reason: str) -> None:
+        attempted_before = self._attempted_at
+        async with self._lock:
+            if self._attempted_at != attempted_before:
+                return  # another task refreshed while this one waited
+            now = self._clock()
+            if self._attempted_at is not None and now - self._attempted_at < self._refetch_interval:
+                return
+            self._attempted_at = now
+            self.fetches += 1
+            try:
+                response = await self._client.get(self.url, headers={"Accept": "application/json"})
+                response.raise_for_status()
+                keys = _parse_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                logger.warning(
+                    "signing keys could not be fetched",
+                    extra={"jwks_url": self.url, "reason": reason, "error": type(exc).__name__},
+                )
+                if not self._keys:
+                    raise SigningKeysUnavailable from exc
+                return
+            self._keys = keys
+            self._fetched_at = now
+
+
+def _parse_jwks(document: Any) -> dict[str, Key]:
+    """Usable ES256 verification keys from a JWK Set; anything else in it is skipped."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        msg = "not a JWK Set"
+        raise ValueError(msg)
+    keys: dict[str, Key] = {}
+    for entry in document["keys"]:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid")
+        if (
+            not isinstance(kid, str)
+            or entry.get("kty") != "EC"
+            or entry.get("crv") != "P-256"
+            or entry.get("use", "sig") != "sig"
+            or entry.get("alg", "ES256") not in ALLOWED_ALGORITHMS
+            or "d" in entry  # a private key has no business in a public JWKS
+        ):
+            continue
+        try:
+            keys[kid] = jwk.construct(entry, algorithm="ES256")
+        except JOSEError:
+            continue
+    return keys
+
+
+# ---------------------------------------------------------------------------------- verifier
+class TokenVerifier:
+    """Verifies access tokens. Created in a lifespan; ``aclose()`` at shutdown."""
+
+    def __init__(
+        self,
+        *,
+        jwks_url: str,
+        issuer: str,
+        audience: str,
+        leeway_seconds: int = 30,
+        jwks_cache_seconds: float = 300.0,
+        jwks_refetch_interval_seconds: float = 30.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_seconds = leeway_seconds
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+        self.jwks = JwksCache(
+            jwks_url,
+            client=self._client,
+            ttl=jwks_cache_seconds,
+            refetch_interval=jwks_refetch_interval_seconds,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: ServiceSettings, *, client: httpx.AsyncClient | None = None
+    ) -> TokenVerifier:
+        return cls(
+            jwks_url=settings.jwks_url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
+            jwks_cache_seconds=settings.jwks_cache_seconds,
+            jwks_refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
+            client=client,
+        )
+
+    async def verify(self, token: str) -> Principal:
+        """The principal a valid token names; ``TokenInvalid``/``TokenExpired`` otherwise."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenInvalid
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError as exc:
+            raise TokenInvalid from exc
+        if header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise TokenInvalid(
+                Text("الگوریتم امضای توکن پذیرفته نیست", "The token signing algorithm is refused")
+            )
+        if "crit" in header:
+            # RFC 7515 §4.1.11: extensions we do not understand make the token unacceptable
+            raise TokenInvalid
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenInvalid(Text("شناسه کلید توکن ندارد", "The token names no signing key"))
+        key = await self.jwks.get(kid)
+        if key is None:
+            raise TokenInvalid(
+                Text("کلید امضای توکن شناخته نیست", "The token signing key is unknown")
+            )
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(ALLOWED_ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                options={
+                    "leeway": self.leeway_seconds,
+                    "require_exp": True,
+                    "require_iss": True,
+                    "require_aud": True,
+                    "require_sub": True,
+                },
+            )
+        except ExpiredSignatureError as exc:
+            raise TokenExpired from exc
+        except JOSEError as exc:
+            raise TokenInvalid from exc
+        return principal_from_claims(claims)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+@asynccontextmanager
+async def install_auth(
+    app: FastAPI, settings: ServiceSettings, *, client: httpx.AsyncClient | None = None
+) -> AsyncIterator[TokenVerifier]:
+    """Inside a lifespan: a verifier on ``app.state.token_verifier``, closed on the way out."""
+    verifier = TokenVerifier.from_settings(settings, client=client)
+    app.state.token_verifier = verifier
+    try:
+        yield verifier
+    finally:
+        await verifier.aclose()
+
+
+# ------------------------------------------------------------------------------ dependencies
+_bearer = HTTPBearer(auto_error=False, description="Access token issued by identity")
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if not isinstance(verifier, TokenVerifier):
+        msg = "no token verifier: use `async with install_auth(app, settings)` in the lifespan"
+        raise RuntimeError(msg)
+    return verifier
+
+
+async def _optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    if credentials is None:
+        if request.headers.get("authorization"):
+            raise TokenInvalid  # an Authorization header that is not a bearer token
+        return None
+    return await _verifier(request).verify(credentials.credentials)
+
+
+async def _current_principal(
+    principal: Annotated[Principal | None, Depends(_optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise TokenMissing
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(_optional_principal)]
+
+
+async def _current_citizen(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_citizen:
+        raise Forbidden(Text("این کار ویژه شهروندان است", "Only citizens may do this"))
+    return principal
+
+
+async def _current_client(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_client:
+        raise Forbidden(Text("این کار ویژه سامانه‌های متصل است", "Only machine clients may do this"))
+    return principal
+
+
+CurrentCitizen = Annotated[Principal, Depends(_current_citizen)]
+CurrentClient = Annotated[Principal, Depends(_current_client)]
+
+PrincipalDependency = Callable[..., Awaitable[Principal]]
+
+
+def require_role(role: str) -> PrincipalDependency:
+    """``Annotated[Principal, Depends(require_role("catalog-authority"))]``: 403 without it."""
+    return require_any_role(role)
+
+
+def require_any_role(*roles: str) -> PrincipalDependency:
+    """The caller holds at least one of ``roles``; 403 otherwise."""
+    if not roles:
+        msg = "require_any_role needs at least one role"
+        raise ValueError(msg)
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_any_role(*roles):
+            raise Forbidden
+        return principal
+
+    return dependency
+
+
+def require_agency_role(
+    role: str, agency: str | None = None, *, path_param: str | None = None
+) -> PrincipalDependency:
+    """The caller holds ``<role>:<agency>``.
+
+    The agency is ``agency`` when given, else the value of the path parameter ``path_param``
+    (``require_agency_role("agency-admin", path_param="agency_code")``); with neither, any
+    agency will do and the endpoint checks ownership of the object it loads with
+    ``principal.has_agency_role`` / ``principal.agencies_for``.
+    """
+    if agency is not None and path_param is not None:
+        msg = "give either agency or path_param, not both"
+        raise ValueError(msg)
+
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+        wanted = agency if path_param is None else request.path_params.get(path_param)
+        if agency is None and path_param is None:
+            allowed = bool(principal.agencies_for(role))
+        else:
+            allowed = isinstance(wanted, str) and principal.has_agency_role(role, wanted)
+        if not allowed:
+            raise Forbidden
+        return principal
+
+    return dependency
+
+
+def require_scope(scope: str) -> PrincipalDependency:
+    """The caller's token carries OAuth ``scope``; 403 ``insufficient_scope`` otherwise."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_scope(scope):
+            raise InsufficientScope(scope)
+        return principal
+
+    return dependency

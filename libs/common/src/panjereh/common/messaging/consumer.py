@@ -1,0 +1,289 @@
+"""The idempotent consumer: at-least-once delivery made exactly-once in effect.
+
+For each record: one DB transaction inserts the inbox row (consumer name + event id) and runs
+the handler; only after it commits is the offset + 1 committed to Kafka. A crash anywhere
+before the offset commit redelivers the record, and the inbox row turns the second delivery
+into a no-op. A record that keeps failing is parked on ``<topic>.dlq`` with the error in its
+headers, and consumption goes on: one poison event must not stop a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.structs import OffsetAndMetadata
+from opentelemetry import trace
+from panjereh.common.db import Database
+from panjereh.common.messaging.envelope import CloudEvent, extract_trace_context
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+#: Record headers a dead-lettered record carries in addition to its own.
+DLQ_ERROR_HEADER = "panjereh-dlq-error"
+DLQ_ORIGIN_HEADERS = ("panjereh-dlq-topic", "panjereh-dlq-partition", "panjereh-dlq-offset")
+DLQ_ATTEMPTS_HEADER = "panjereh-dlq-attempts"
+MAX_ERROR_CHARS = 2000
+
+
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Holds a rebalance until the record in hand is handled and its offset committed."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class IdempotentConsumer:
+    """Consumes ``topics`` in group ``name``; handlers are registered per CloudEvent ``type``.
+
+    ``consumer_factory`` builds an unstarted ``AIOKafkaConsumer`` (see
+    ``panjereh.common.messaging.kafka.create_consumer``) and ``producer_factory`` the producer
+    used for dead letters. Unknown types are recorded in the inbox and skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        database: Database,
+        inbox: Table,
+        consumer_factory: Callable[[Sequence[str], str], AIOKafkaConsumer],
+        producer_factory: Callable[[], AIOKafkaProducer],
+        max_attempts: int = 3,
+        retry_backoff: float = 0.1,
+        reconnect_backoff_max: float = 10.0,
+    ) -> None:
+        if max_attempts < 1:
+            msg = "max_attempts must be at least 1"
+            raise ValueError(msg)
+        self.name = name
+        self.topics = tuple(topics)
+        self._database = database
+        self._inbox = inbox
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
+        self._max_attempts = max_attempts
+        self._retry_backoff = retry_backoff
+        self._reconnect_backoff_max = reconnect_backoff_max
+        self._handlers: dict[str, Handler] = {}
+        self._record_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        #: Records fully dealt with (handled, duplicate, skipped or dead-lettered).
+        self.processed = 0
+        self.dead_lettered = 0
+
+    def register(self, event_type: str, handler: Handler) -> None:
+        if event_type in self._handlers:
+            msg = f"a handler for {event_type!r} is already registered"
+            raise ValueError(msg)
+        self._handlers[event_type] = handler
+
+    def handles(self, event_type: str) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`register`."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.register(event_type, handler)
+            return handler
+
+        return decorate
+
+    async def start(self) -> None:
+        """Start consuming in the background (call from a lifespan)."""
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self.run(), name=f"consumer-{self.name}")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Finish the record in hand, commit it, leave the group. Cancelled after ``grace`` s."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; reconnects with capped backoff while the broker is down."""
+        backoff = self._retry_backoff
+        while not self._stopping.is_set():
+            try:
+                await self._connect()
+                backoff = self._retry_backoff
+                await self._consume()
+            except asyncio.CancelledError:
+                await self._disconnect()
+                raise
+            except Exception as exc:
+                logger.warning(
+                    "consumer failed; reconnecting",
+                    extra={"consumer": self.name, "error": repr(exc)},
+                )
+                await self._disconnect()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                backoff = min(backoff * 2, self._reconnect_backoff_max)
+        await self._disconnect()
+
+    async def _connect(self) -> None:
+        consumer = self._consumer_factory(self.topics, self.name)
+        consumer.subscribe(list(self.topics), listener=_DrainOnRevoke(self._record_lock))
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def _disconnect(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()  # leaves the group: partitions move on at once
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=100)
+            for tp, records in batches.items():
+                for record in records:
+                    if self._stopping.is_set():
+                        return
+                    async with self._record_lock:
+                        # after a rebalance the partition may belong to another member now
+                        if tp not in consumer.assignment():
+                            break
+                        await self._process(record)
+                        await consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "")})
+                    self.processed += 1
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = CloudEvent.from_bytes(record.value)
+        except ValueError as exc:
+            # A record that is not a CloudEvent will never become one: no point retrying.
+            await self._dead_letter(record, exc, attempts=1)
+            return
+        context = extract_trace_context(record.headers)
+        with tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=context,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": event.id,
+                "cloudevents.event_type": event.type,
+            },
+        ):
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    await self._handle_once(record, event)
+                except Exception as exc:
+                    logger.warning(
+                        "event handler failed",
+                        extra={
+                            "consumer": self.name,
+                            "event_id": event.id,
+                            "event_type": event.type,
+                            "attempt": attempt,
+                            "error": repr(exc),
+                        },
+                    )
+                    if attempt == self._max_attempts:
+                        # A database outage is not the event's fault: raise (the record stays
+                        # uncommitted and comes back after reconnecting) instead of parking
+                        # every event that arrives while PostgreSQL is down.
+                        await self._database.ping()
+                        await self._dead_letter(record, exc, attempts=attempt)
+                        return
+                    await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
+                else:
+                    return
+
+    async def _handle_once(self, record: ConsumerRecord[bytes, bytes], event: CloudEvent) -> None:
+        async with self._database.transaction() as session:
+            claimed = await session.execute(
+                insert(self._inbox)
+                .values(consumer=self.name, event_id=event.id, topic=record.topic)
+                .on_conflict_do_nothing()
+                .returning(self._inbox.c.event_id)
+            )
+            if claimed.first() is None:
+                logger.info(
+                    "duplicate event ignored",
+                    extra={"consumer": self.name, "event_id": event.id},
+                )
+                return
+            handler = self._handlers.get(event.type)
+            if handler is None:
+                logger.info(
+                    "event type not handled here; skipped",
+                    extra={"consumer": self.name, "event_type": event.type},
+                )
+                return
+            await handler(session, event)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException, *, attempts: int
+    ) -> None:
+        """Park the record, unchanged, on ``<topic>.dlq`` with why and where it came from."""
+        if self._producer is None:
+            producer = self._producer_factory()
+            await producer.start()
+            self._producer = producer
+        detail = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        topic_h, partition_h, offset_h = DLQ_ORIGIN_HEADERS
+        headers = [
+            *(record.headers or ()),
+            (DLQ_ERROR_HEADER, detail.encode()),
+            (topic_h, record.topic.encode()),
+            (partition_h, str(record.partition).encode()),
+            (offset_h, str(record.offset).encode()),
+            (DLQ_ATTEMPTS_HEADER, str(attempts).encode()),
+        ]
+        await self._producer.send_and_wait(
+            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
+        )
+        self.dead_lettered += 1
+        logger.error(
+            "event dead-lettered",
+            extra={
+                "consumer": self.name,
+                "topic": record.topic,
+                "offset": record.offset,
+                "attempts": attempts,
+                "error": type(error).__name__,
+            },
+        )

@@ -1,0 +1,296 @@
+"""The transactional outbox: events are written with the business change, published later.
+
+``add`` inserts a row in the caller's transaction, so the event exists if and only if the
+change committed (no dual write). :class:`OutboxRelay` publishes committed rows and marks them
+sent only after the broker acknowledged them: a crash in between republishes (at least once),
+which the consumers' inbox absorbs.
+
+Waking up: the relay polls with a short interval (``poll_interval``, 0.2 s by default). An
+empty poll is one probe of the partial index on unsent rows, so polling costs next to nothing,
+works identically for every replica, and needs no dedicated LISTEN connection that could be
+silently lost; ``wake()`` lets a process skip the wait when it knows it just wrote a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from panjereh.common.db import Database
+from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
+from panjereh.contracts.events import Event
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+#: Called with the ids of a batch after the broker acknowledged it and before it is marked
+#: sent. Only tests use it, to kill the relay at the worst moment.
+AfterAckHook = Callable[[Sequence[int]], Awaitable[None]]
+
+
+async def add(
+    session: AsyncSession,
+    event: Event,
+    *,
+    key: str,
+    topic: str | None = None,
+    table: Table | None = None,
+    subject: str | None = None,
+    source: str | None = None,
+) -> uuid.UUID:
+    """Write ``event`` to the outbox in the caller's transaction; returns the CloudEvent id.
+
+    ``key`` is the aggregate id (the Kafka record key: events of one aggregate stay in order).
+    ``topic`` overrides the contract's topic and is required for templated ones
+    (``agency.{agency}.inquiries``). The outbox table is found on the session's mapped
+    session unless given (see :func:`bind`). The session is never committed: the boundary
+    commits.
+    """
+    resolved_topic = topic or type(event).topic
+    if "{" in resolved_topic:
+        msg = f"{type(event).__name__} has a templated topic; pass topic=... explicitly"
+        raise ValueError(msg)
+    if not key:
+        msg = "an outbox event needs a key (the aggregate id)"
+        raise ValueError(msg)
+    outbox = table if table is not None else _outbox_table(session)
+    envelope = CloudEvent.from_event(event, source=source, subject=subject or key)
+    event_id = uuid.UUID(envelope.id)
+    await session.execute(
+        outbox.insert().values(
+            event_id=event_id,
+            topic=resolved_topic,
+            key=key,
+            event_type=envelope.type,
+            payload=envelope.to_json(),
+            headers=inject_trace_context(),
+        )
+    )
+    return event_id
+
+
+#: ``session.info`` key under which ``add`` finds the service's outbox table.
+SESSION_INFO_KEY = "panjereh.outbox_table"
+
+
+def bind(database: Database, table: Table) -> None:
+    """Make ``table`` the outbox of every session ``database`` opens from now on.
+
+    Call once in the lifespan (``OutboxRelay`` does it for its own database and table); then
+    ``add(session, event, key=...)`` needs no ``table=``. Scoped to the ``Database``, not the
+    process, so several services can share a test process without guessing.
+    """
+    info = dict(database.sessions.kw.get("info") or {})
+    info[SESSION_INFO_KEY] = table
+    database.sessions.configure(info=info)
+
+
+def _outbox_table(session: AsyncSession) -> Table:
+    table = session.info.get(SESSION_INFO_KEY)
+    if not isinstance(table, Table):
+        msg = "which outbox table? call outbox.bind(database, table) or pass table=..."
+        raise LookupError(msg)
+    return table
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows, in id order, and marks them sent after the broker's ack.
+
+    Several replicas may run at once: each claims rows with ``FOR UPDATE SKIP LOCKED`` (no
+    row is published by two relays concurrently) and only rows whose key it can take a
+    transaction-scoped advisory lock on, so while one replica publishes a key's rows no other
+    can overtake them with later ones: per-key order holds across replicas too. A replica
+    that loses the race for a row re-checks it after the winner commits (READ COMMITTED
+    re-evaluates locked rows) and sees it sent. While the broker is
+    down the relay backs off exponentially (capped, with jitter) and resumes on its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        table: Table,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        batch_size: int = 100,
+        poll_interval: float = 0.2,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 10.0,
+        after_ack: AfterAckHook | None = None,
+    ) -> None:
+        self._database = database
+        self._table = table
+        self._producer_factory = producer_factory
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._after_ack = after_ack
+        # advisory locks are database-wide: one lock space per outbox table keeps services
+        # sharing a database (tests, small deployments) from blocking each other's keys
+        self._lock_space = zlib.crc32(f"{table.schema}.{table.name}".encode()) & 0x7FFFFFFF
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.published = 0
+        bind(database, table)
+
+    async def start(self) -> None:
+        """Start publishing in the background (call from a lifespan)."""
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the batch in flight finish (up to ``grace`` s), then stop.
+
+        A batch cut short stays unsent and is published again later: at least once, never
+        lost.
+        """
+        self._stopping.set()
+        self._wakeup.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._close_producer()
+
+    def wake(self) -> None:
+        """Publish without waiting for the next poll (e.g. right after a commit)."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """The relay loop; runs until :meth:`stop` (or cancellation)."""
+        backoff = self._backoff_initial
+        try:
+            while not self._stopping.is_set():
+                try:
+                    published = await self.publish_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._close_producer()
+                    delay = backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter only
+                    logger.warning(
+                        "outbox relay: publishing failed; retrying",
+                        extra={"error": repr(exc), "retry_in_seconds": round(delay, 2)},
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    backoff = min(backoff * 2, self._backoff_max)
+                    continue
+                backoff = self._backoff_initial
+                if published < self._batch_size:
+                    await self._wait_for_work()
+        finally:
+            await self._close_producer()
+
+    async def publish_once(self) -> int:
+        """Claim, publish and mark one batch; returns how many rows were published."""
+        producer = await self._ensure_producer()
+        outbox = self._table
+        async with self._database.transaction() as session:
+            claim = (
+                select(
+                    outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers
+                )
+                .where(outbox.c.sent_at.is_(None))
+                # A key belongs to one relay transaction at a time (the lock is re-entrant
+                # within it and released at commit): another replica can never publish a
+                # later row of a key while this one still holds an earlier one.
+                .where(
+                    func.pg_try_advisory_xact_lock(self._lock_space, func.hashtext(outbox.c.key))
+                )
+                .order_by(outbox.c.id)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True, of=outbox)
+            )
+            rows = (await session.execute(claim)).all()
+            if not rows:
+                return 0
+            ids = [row.id for row in rows]
+            try:
+                await self._publish(producer, rows)
+            except Exception as exc:
+                failure: Exception | None = exc
+            else:
+                failure = None
+                if self._after_ack is not None:
+                    await self._after_ack(ids)
+                await session.execute(
+                    update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=func.now())
+                )
+        if failure is not None:
+            await self._record_failure(ids, failure)
+            raise failure
+        self.published += len(ids)
+        return len(ids)
+
+    async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
+        with tracer.start_as_current_span(
+            "outbox publish", kind=trace.SpanKind.PRODUCER, attributes={"batch.size": len(rows)}
+        ):
+            pending = [
+                await producer.send(
+                    row.topic,
+                    value=_encode(row.payload),
+                    key=row.key.encode(),
+                    headers=kafka_headers(row.headers or {}),
+                )
+                for row in rows
+            ]
+            # Only acknowledged records may be marked sent: wait for every one.
+            await asyncio.gather(*pending)
+
+    async def _record_failure(self, ids: Sequence[int], error: Exception) -> None:
+        """Count the failed try on the rows (operators see stuck events), best effort."""
+        outbox = self._table
+        try:
+            async with self._database.transaction() as session:
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids), outbox.c.sent_at.is_(None))
+                    .values(attempts=outbox.c.attempts + 1, last_error=repr(error)[:2000])
+                )
+        except Exception:
+            logger.exception("outbox relay: could not record a failed publish")
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._producer_factory()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
+        self._wakeup.clear()
+
+
+def _encode(payload: Any) -> bytes:
+    return CloudEvent.model_validate(payload).to_bytes()

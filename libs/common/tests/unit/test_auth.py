@@ -1,0 +1,463 @@
+"""Access-token verification against a JWKS served over real loopback HTTP."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from jose import jwk
+from panjereh.common.app import create_service_app
+from panjereh.common.auth import (
+    CurrentCitizen,
+    CurrentClient,
+    CurrentPrincipal,
+    JwksCache,
+    OptionalPrincipal,
+    Principal,
+    SigningKeysUnavailable,
+    TokenVerifier,
+    install_auth,
+    require_agency_role,
+    require_any_role,
+    require_role,
+    require_scope,
+)
+from panjereh.common.settings import ServiceSettings
+from panjereh.common.testing.plugin import running_app
+from panjereh.common.testing.tokens import (
+    TEST_NATIONAL_CODE,
+    JwksServer,
+    SigningKey,
+    TokenFactory,
+    bearer,
+)
+
+
+def describe(principal: Principal) -> dict[str, Any]:
+    return {
+        "subject": principal.subject,
+        "roles": sorted(principal.roles),
+        "national_code": principal.national_code,
+        "agency": principal.agency,
+        "scopes": sorted(principal.scopes),
+        "client_id": principal.client_id,
+    }
+
+
+def build_app(jwks_url: str, **overrides: Any) -> FastAPI:
+    settings = ServiceSettings(jwks_url=jwks_url, **overrides)
+    router = APIRouter()
+
+    @router.get("/whoami")
+    async def whoami(principal: CurrentPrincipal) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/maybe")
+    async def maybe(principal: OptionalPrincipal) -> dict[str, Any]:
+        return {"anonymous": principal is None}
+
+    @router.get("/citizen")
+    async def citizen(principal: CurrentCitizen) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/client")
+    async def client(principal: CurrentClient) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/authority")
+    async def authority(
+        principal: Annotated[Principal, Depends(require_role("catalog-authority"))],
+    ) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/staff")
+    async def staff(
+        principal: Annotated[
+            Principal, Depends(require_any_role("catalog-authority", "platform-admin"))
+        ],
+    ) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/agencies/{agency_code}/cards")
+    async def agency_cards(
+        agency_code: str,
+        principal: Annotated[
+            Principal, Depends(require_agency_role("agency-admin", path_param="agency_code"))
+        ],
+    ) -> dict[str, Any]:
+        return {"agency": agency_code}
+
+    @router.get("/tax-queue")
+    async def tax_queue(
+        principal: Annotated[Principal, Depends(require_agency_role("officer", "tax"))],
+    ) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/any-queue")
+    async def any_queue(
+        principal: Annotated[Principal, Depends(require_agency_role("officer"))],
+    ) -> dict[str, Any]:
+        return describe(principal)
+
+    @router.get("/inquiries")
+    async def inquiries(
+        principal: Annotated[Principal, Depends(require_scope("inquiry:write"))],
+    ) -> dict[str, Any]:
+        return describe(principal)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with install_auth(app, settings):
+            yield
+
+    return create_service_app(
+        title="auth test", settings=settings, lifespan=lifespan, routers=[router]
+    )
+
+
+@pytest.fixture(scope="module")
+async def client(jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(build_app(jwks_url)) as client:
+        yield client
+
+
+def assert_rejected(response: httpx.Response, code: str) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == code
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert response.headers["www-authenticate"].startswith("Bearer ")
+
+
+class TestValidTokens:
+    async def test_a_citizen_token_yields_the_citizen(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(sub="citizen-42", roles=["citizen"])
+        response = await client.get("/citizen", headers=bearer(token))
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "subject": "citizen-42",
+            "roles": ["citizen"],
+            "national_code": TEST_NATIONAL_CODE,
+            "agency": None,
+            "scopes": [],
+            "client_id": None,
+        }
+
+    async def test_a_client_token_yields_the_client_with_its_scopes(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(
+            sub="tax-portal",
+            roles=["client:tax"],
+            agency="tax",
+            scopes=["inquiry:write", "inquiry:read"],
+        )
+        response = await client.get("/inquiries", headers=bearer(token))
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "subject": "tax-portal",
+            "roles": ["client:tax"],
+            "national_code": None,
+            "agency": "tax",
+            "scopes": ["inquiry:read", "inquiry:write"],
+            "client_id": "tax-portal",
+        }
+        assert (await client.get("/client", headers=bearer(token))).status_code == 200
+
+    async def test_a_token_within_the_clock_skew_leeway_is_accepted(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(exp=timedelta(seconds=-5), nbf=timedelta(seconds=5))
+        assert (await client.get("/whoami", headers=bearer(token))).status_code == 200
+
+    async def test_no_token_is_anonymous_where_optional(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/maybe")
+        assert response.json() == {"anonymous": True}
+
+    def test_the_national_code_never_appears_in_the_principal_repr(self) -> None:
+        principal = Principal(subject="p", roles=frozenset({"citizen"}), national_code="0013542419")
+        assert "0013542419" not in repr(principal)
+
+
+class TestRejectedTokens:
+    async def test_missing_token_is_401_with_a_bearer_challenge(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/whoami")
+        assert response.status_code == 401
+        assert response.json()["code"] == "token_missing"
+        assert response.headers["www-authenticate"].startswith("Bearer ")
+
+    async def test_a_non_bearer_authorization_header_is_invalid(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/maybe", headers={"Authorization": "Basic dXNlcjpwdw=="})
+        assert_rejected(response, "token_invalid")
+
+    async def test_garbage_is_invalid(self, client: httpx.AsyncClient) -> None:
+        assert_rejected(await client.get("/whoami", headers=bearer("not.a.jwt")), "token_invalid")
+
+    async def test_alg_none_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory.unsigned()
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
+    async def test_hs256_signed_with_the_public_key_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory.hs256_with_public_key()
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
+    async def test_a_token_signed_by_another_key_with_our_kid_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        impostor = SigningKey(kid=token_factory.key.kid)
+        token = token_factory.signed_by(impostor)
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
+    async def test_a_tampered_payload_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        head, _, signature = token_factory(roles=["citizen"]).split(".")
+        forged_body = token_factory(roles=["platform-admin"]).split(".")[1]
+        token = f"{head}.{forged_body}.{signature}"
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
+    @pytest.mark.parametrize(
+        ("claims", "code"),
+        [
+            ({"aud": "someone-else"}, "token_invalid"),
+            ({"aud": None}, "token_invalid"),
+            ({"iss": "https://evil.example"}, "token_invalid"),
+            ({"iss": None}, "token_invalid"),
+            ({"exp": timedelta(minutes=-5)}, "token_expired"),
+            ({"exp": None}, "token_invalid"),
+            ({"nbf": timedelta(minutes=5)}, "token_invalid"),
+            ({"sub": None}, "token_invalid"),
+            ({"roles": ["citizen"], "national_code": None}, "token_invalid"),
+        ],
+        ids=[
+            "wrong-aud",
+            "no-aud",
+            "wrong-iss",
+            "no-iss",
+            "expired",
+            "no-exp",
+            "not-yet-valid",
+            "no-sub",
+            "citizen-without-national-code",
+        ],
+    )
+    async def test_bad_claims_are_refused(
+        self,
+        client: httpx.AsyncClient,
+        token_factory: TokenFactory,
+        claims: dict[str, Any],
+        code: str,
+    ) -> None:
+        token = token_factory(**claims)
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), code)
+
+    async def test_unknown_kid_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(kid="no-such-key")
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
+    async def test_missing_kid_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(kid=None)
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
+    async def test_a_critical_header_extension_is_refused(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(headers={"crit": ["exp"]})
+        assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+
+    async def test_problem_titles_follow_accept_language(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(exp=timedelta(minutes=-5))
+        fa = await client.get("/whoami", headers=bearer(token))
+        en = await client.get("/whoami", headers={**bearer(token), "Accept-Language": "en"})
+        assert fa.json()["title"] == "توکن دسترسی منقضی شده است"
+        assert en.json()["title"] == "The access token has expired"
+
+
+class TestRoles:
+    async def test_a_citizen_cannot_use_a_role_endpoint(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        response = await client.get("/authority", headers=bearer(token_factory()))
+        assert response.status_code == 403
+        assert response.json()["code"] == "forbidden"
+
+    async def test_the_role_holder_passes(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(roles=["catalog-authority"])
+        assert (await client.get("/authority", headers=bearer(token))).status_code == 200
+        assert (await client.get("/staff", headers=bearer(token))).status_code == 200
+
+    async def test_staff_is_not_a_citizen(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(roles=["officer:tax"])
+        response = await client.get("/citizen", headers=bearer(token))
+        assert response.status_code == 403
+        assert response.json()["code"] == "forbidden"
+
+    async def test_a_citizen_is_not_a_client(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        response = await client.get("/client", headers=bearer(token_factory()))
+        assert response.status_code == 403
+
+    async def test_agency_role_is_checked_against_the_path(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(roles=["agency-admin:tax"])
+        own = await client.get("/agencies/tax/cards", headers=bearer(token))
+        other = await client.get("/agencies/post/cards", headers=bearer(token))
+        assert own.status_code == 200
+        assert other.status_code == 403
+
+    async def test_a_fixed_agency_role_needs_that_agency(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        tax = bearer(token_factory(roles=["officer:tax"]))
+        post = bearer(token_factory(roles=["officer:post"]))
+        assert (await client.get("/tax-queue", headers=tax)).status_code == 200
+        assert (await client.get("/tax-queue", headers=post)).status_code == 403
+        assert (await client.get("/any-queue", headers=post)).status_code == 200
+        admin = bearer(token_factory(roles=["agency-admin:tax"]))
+        assert (await client.get("/any-queue", headers=admin)).status_code == 403
+
+    async def test_a_missing_scope_is_403_insufficient_scope(
+        self, client: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        token = token_factory(roles=["client:tax"], agency="tax", scopes=["inquiry:read"])
+        response = await client.get("/inquiries", headers=bearer(token))
+        assert response.status_code == 403
+        assert response.json()["code"] == "insufficient_scope"
+        assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestJwksCache:
+    async def test_unknown_kids_trigger_at_most_one_fetch_per_interval(
+        self, jwks_server: JwksServer, token_signing_key: SigningKey
+    ) -> None:
+        clock = FakeClock()
+        before = jwks_server.requests
+        async with httpx.AsyncClient() as http:
+            cache = JwksCache(
+                jwks_server.url, client=http, ttl=300, refetch_interval=30, clock=clock
+            )
+            assert await cache.get(token_signing_key.kid) is not None
+            for _ in range(50):
+                clock.now += 0.1
+                assert await cache.get(secrets.token_hex(8)) is None
+            assert jwks_server.requests - before == 1
+            clock.now += 30
+            for _ in range(50):
+                assert await cache.get(secrets.token_hex(8)) is None
+            assert jwks_server.requests - before == 2
+            assert cache.fetches == 2
+
+    async def test_a_flood_of_unknown_kids_at_an_endpoint_costs_identity_one_fetch(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        before = jwks_server.requests
+        async with running_app(build_app(jwks_server.url)) as client:
+            assert (await client.get("/whoami", headers=bearer(token_factory()))).status_code == 200
+            for _ in range(30):
+                token = token_factory(kid=secrets.token_hex(8))
+                assert_rejected(await client.get("/whoami", headers=bearer(token)), "token_invalid")
+        assert jwks_server.requests - before == 1
+
+    async def test_keys_are_refetched_after_the_ttl(
+        self, jwks_server: JwksServer, token_signing_key: SigningKey
+    ) -> None:
+        clock = FakeClock()
+        before = jwks_server.requests
+        async with httpx.AsyncClient() as http:
+            cache = JwksCache(
+                jwks_server.url, client=http, ttl=300, refetch_interval=30, clock=clock
+            )
+            await cache.get(token_signing_key.kid)
+            clock.now += 299
+            await cache.get(token_signing_key.kid)
+            assert jwks_server.requests - before == 1
+            clock.now += 2
+            await cache.get(token_signing_key.kid)
+            assert jwks_server.requests - before == 2
+
+    async def test_a_rotated_key_is_accepted_once_the_interval_allows_a_refetch(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        app = build_app(jwks_server.url, jwks_refetch_interval_seconds=0)
+        async with running_app(app) as client:
+            assert (await client.get("/whoami", headers=bearer(token_factory()))).status_code == 200
+            rotated = SigningKey(kid="test-key-rotated")
+            jwks_server.keys.append(rotated.public_jwk)
+            try:
+                token = token_factory.signed_by(rotated)
+                response = await client.get("/whoami", headers=bearer(token))
+            finally:
+                jwks_server.keys.remove(rotated.public_jwk)
+        assert response.status_code == 200, response.text
+
+    async def test_unreachable_identity_is_503_not_401(self, token_factory: TokenFactory) -> None:
+        async with running_app(build_app("http://127.0.0.1:1/.well-known/jwks.json")) as client:
+            response = await client.get("/whoami", headers=bearer(token_factory()))
+        assert response.status_code == 503
+        assert response.json()["code"] == SigningKeysUnavailable.code
+
+    async def test_private_and_foreign_keys_in_the_jwks_are_ignored(
+        self, token_signing_key: SigningKey
+    ) -> None:
+        hs_key = {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}
+        leaked = SigningKey(kid="leaked")
+        private_jwk = {**jwk.construct(leaked.private_pem, "ES256").to_dict(), "kid": "leaked"}
+        assert "d" in private_jwk
+        server = JwksServer([hs_key, private_jwk, token_signing_key.public_jwk])
+        server.start()
+        try:
+            async with httpx.AsyncClient() as http:
+                cache = JwksCache(server.url, client=http)
+                assert await cache.get(token_signing_key.kid) is not None
+                assert await cache.get("hmac") is None
+                assert await cache.get("leaked") is None
+        finally:
+            server.stop()
+
+
+class TestLifespan:
+    async def test_the_verifier_lives_on_app_state_and_is_closed_at_shutdown(
+        self, jwks_url: str
+    ) -> None:
+        app = build_app(jwks_url)
+        async with running_app(app):
+            verifier = app.state.token_verifier
+            assert isinstance(verifier, TokenVerifier)
+            assert not verifier._client.is_closed
+        assert verifier._client.is_closed

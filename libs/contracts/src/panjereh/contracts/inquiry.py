@@ -1,0 +1,59 @@
+"""Messages the inquiry broker exchanges with agencies, and its event for the requests service."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from panjereh.contracts import topics
+from panjereh.contracts.events import Event
+from pydantic import BaseModel, ConfigDict, Field
+
+InquiryStatus = Literal["ok", "not_found", "error"]
+
+
+class InquiryPurpose(BaseModel):
+    """Why the data is asked for: every inquiry is tied to a service, a request and a law."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service_code: str = Field(min_length=1)
+    tracking_code: str | None = None
+    legal_basis: str = Field(min_length=1)
+
+
+class InquiryToAgency(Event):
+    """An inquiry for the provider agency to answer (on ``agency.<agency>.inquiries``)."""
+
+    event_type: ClassVar[str] = "inquiry.inquiry.requested.v1"
+    topic: ClassVar[str] = topics.agency_inquiries("{agency}")
+
+    inquiry_id: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    purpose: InquiryPurpose
+
+
+class InquiryReply(Event):
+    """An agency's answer to an inquiry (on ``inquiry.replies``)."""
+
+    event_type: ClassVar[str] = "agency.inquiry.replied.v1"
+    topic: ClassVar[str] = topics.INQUIRY_REPLIES
+
+    inquiry_id: str = Field(min_length=1)
+    status: InquiryStatus
+    result: dict[str, Any] | None = None
+
+
+class InquiryAnswered(Event):
+    """The broker has a final answer for an inquiry a request is waiting on."""
+
+    event_type: ClassVar[str] = "inquiry.inquiry.answered.v1"
+    topic: ClassVar[str] = topics.INQUIRY_ANSWERED
+
+    inquiry_id: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    status: InquiryStatus
+    result: dict[str, Any] | None = None
+    tracking_code: str | None = None
+    service_code: str | None = None
