@@ -32,6 +32,8 @@ class SimulatorSettings(BaseSettings):
         default=True,
         validation_alias=AliasChoices("PANJEREH_KAFKA_IDEMPOTENCE", "kafka_idempotence"),
     )
+    #: Longest a Kafka fetch may wait for inquiries (latency vs idle polling; see the SDK).
+    fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
     latency_ms: float = Field(default=0.0, ge=0)
     jitter_ms: float = Field(default=0.0, ge=0)
     failure_rate: float = Field(default=0.0, ge=0, le=1)
@@ -80,7 +82,9 @@ def main(args: Sequence[str] | None = None) -> int:
     options = parse(args, settings)
     codes = options.agencies or sorted(AGENCIES)
     kafka = KafkaSettings(
-        bootstrap_servers=settings.kafka_bootstrap_servers, idempotence=settings.kafka_idempotence
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        idempotence=settings.kafka_idempotence,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     faults = Faults(
         latency_ms=options.latency_ms,

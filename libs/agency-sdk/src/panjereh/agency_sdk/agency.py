@@ -43,6 +43,10 @@ class KafkaSettings:
 
     bootstrap_servers: str = "127.0.0.1:9092"
     idempotence: bool = True
+    #: How long the broker may hold a fetch while no inquiry arrives: an inquiry that lands
+    #: meanwhile is answered at once only if the broker wakes the fetch, which not every
+    #: Kafka-protocol broker does; a short wait bounds the added latency either way.
+    fetch_max_wait_ms: int = 10
     security: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +131,7 @@ class Agency:
             client_id=f"agency-{self.code}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
             **self.kafka.security,
         )
         producer = AIOKafkaProducer(

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 INQUIRY_REPLIES_TOPIC = "inquiry.replies"
-INQUIRY_REQUESTED_TYPE = "inquiry-broker.inquiry.requested.v1"
+INQUIRY_REQUESTED_TYPE = "inquiry.inquiry.requested.v1"
 INQUIRY_REPLIED_TYPE = "agency.inquiry.replied.v1"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 

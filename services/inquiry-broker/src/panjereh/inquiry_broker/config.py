@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from panjereh.common.settings import Environment, ServiceSettings
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -28,10 +28,13 @@ class Settings(ServiceSettings):
     max_wait_seconds: float = Field(default=10.0, gt=0, le=30)
     #: How often a replica looks for overdue inquiries to resend or time out.
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
-    kafka_idempotence: bool = Field(
-        default=True,
-        validation_alias=AliasChoices("PANJEREH_KAFKA_IDEMPOTENCE", "kafka_idempotence"),
-    )
+    #: How often a waiting caller re-reads its inquiry when no NOTIFY woke it (a safety net).
+    answer_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    #: How long Kafka may hold an empty fetch of ``inquiry.replies``. A waiting caller pays up
+    #: to this per reply on brokers that do not wake a held fetch (Tansu): keep it short.
+    replies_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
+    #: False for API-only replicas: no reply/catalog consumers and no sweeper in this process.
+    run_consumers: bool = True
 
     def _secret_values(self) -> dict[str, str]:
         values = super()._secret_values()

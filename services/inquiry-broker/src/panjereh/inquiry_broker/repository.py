@@ -191,18 +191,13 @@ class AuditRepository:
             .select_from(AuditEntry)
             .where(AuditEntry.subject_hash == subject_hash)
         )
-        rows = (
-            (
-                await self.session.execute(
-                    select(AuditEntry, InquiryType)
-                    .outerjoin(InquiryType, InquiryType.name == AuditEntry.inquiry_type)
-                    .where(AuditEntry.subject_hash == subject_hash)
-                    .order_by(AuditEntry.seq.desc())
-                    .offset(offset)
-                    .limit(limit)
-                )
-            )
-            .tuples()
-            .all()
+        result = await self.session.execute(
+            select(AuditEntry, InquiryType)
+            .outerjoin(InquiryType, InquiryType.name == AuditEntry.inquiry_type)
+            .where(AuditEntry.subject_hash == subject_hash)
+            .order_by(AuditEntry.seq.desc())
+            .offset(offset)
+            .limit(limit)
         )
+        rows = [(entry, inquiry_type) for entry, inquiry_type in result.all()]
         return rows, int(total or 0)

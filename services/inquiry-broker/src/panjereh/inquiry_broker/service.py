@@ -1,0 +1,420 @@
+"""The inquiry broker's use cases: plain async functions over a session that they never commit.
+
+The boundary (a request's unit of work, a consumer's transaction, the sweeper's) commits. An
+inquiry is sent through the outbox in the same transaction that records it and its audit
+entry; an answer is recorded, signed, announced (NOTIFY, delivered at commit) and published as
+``InquiryAnswered`` in the transaction of the consumer that received the reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from panjereh.common.auth import Principal
+from panjereh.common.messaging import outbox
+from panjereh.common.messaging.envelope import CloudEvent
+from panjereh.contracts.catalog import ServicePublished, ServiceRetired
+from panjereh.contracts.inquiry import (
+    InquiryAnswered,
+    InquiryPurpose,
+    InquiryReply,
+    InquiryStatus,
+    InquiryToAgency,
+)
+from panjereh.contracts.topics import agency_inquiries
+from panjereh.inquiry_broker import audit, policy
+from panjereh.inquiry_broker.canonical import canonical_json
+from panjereh.inquiry_broker.errors import (
+    DeliveryUnsupported,
+    InquiryNotFound,
+    InquiryNotPermitted,
+    InquiryTypeUnknown,
+    InvalidParams,
+    InvalidSubject,
+)
+from panjereh.inquiry_broker.identifiers import normalize_national_code, subject_hash
+from panjereh.inquiry_broker.models import AuditEntry, Inquiry, InquiryType
+from panjereh.inquiry_broker.repository import (
+    AuditRepository,
+    CardRepository,
+    GrantRepository,
+    InquiryRepository,
+    InquiryTypeRepository,
+)
+from panjereh.inquiry_broker.schemas import InquiryCreate
+from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
+from sqlalchemy.ext.asyncio import AsyncSession
+
+logger = logging.getLogger(__name__)
+
+#: What ``InquiryAnswered`` says for each final status (its contract knows ok/not_found/error).
+_EVENT_STATUS: dict[str, InquiryStatus] = {
+    "answered": "ok",
+    "not_found": "not_found",
+    "failed": "error",
+    "timed_out": "error",
+}
+
+
+@dataclass(frozen=True)
+class BrokerKeys:
+    """The secrets the use cases need: the answer signer and the subject-hash key."""
+
+    signer: AnswerSigner
+    subject_hash_key: bytes
+    card_acting_services: frozenset[str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------------------ registry
+async def list_inquiry_types(session: AsyncSession) -> list[InquiryType]:
+    return list(await InquiryTypeRepository(session).all())
+
+
+# ------------------------------------------------------------------------------ asking
+async def request_inquiry(
+    session: AsyncSession, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
+) -> Inquiry:
+    """Check the policy, audit the decision, then answer from cache or send to the provider.
+
+    Raises :class:`InquiryNotPermitted` *after* the denial's audit entry is added: the
+    boundary commits that entry before rendering the 403.
+    """
+    inquiry_type = await InquiryTypeRepository(session).get(request.type)
+    if inquiry_type is None:
+        raise InquiryTypeUnknown
+    subject = normalize_national_code(request.subject)
+    if subject is None:
+        raise InvalidSubject
+    _validate_params(inquiry_type, request.params)
+
+    card = await CardRepository(session).get(request.purpose.service_code)
+    grants = await GrantRepository(session).active_for_type(inquiry_type.name)
+    decision = policy.decide(
+        roles=principal.roles,
+        inquiry_type=inquiry_type.name,
+        service_code=request.purpose.service_code,
+        tracking_code=request.purpose.tracking_code,
+        card=None
+        if card is None
+        else policy.CardView(
+            service_code=card.service_code,
+            agency=card.agency,
+            inquiry_types=card.inquiry_types,
+            legal_basis=card.legal_basis,
+            retired=card.retired,
+        ),
+        grants=[policy.GrantView(g.principal, g.inquiry_type, g.legal_basis) for g in grants],
+        card_acting_services=keys.card_acting_services,
+    )
+    now = _now()
+    inquiry_id = uuid.uuid4()
+    legal_basis = decision.legal_basis or request.purpose.legal_basis
+    await AuditRepository(session).append(
+        {
+            "id": uuid.uuid4(),
+            "recorded_at": now,
+            "decision": "allowed" if decision.allowed else "denied",
+            "reason": decision.reason.value,
+            "inquiry_id": inquiry_id if decision.allowed else None,
+            "inquiry_type": inquiry_type.name,
+            "provider_agency": inquiry_type.provider_agency,
+            "caller": principal.subject,
+            "caller_role": decision.acting_as,
+            "caller_agency": principal.agency,
+            "subject_hash": subject_hash(keys.subject_hash_key, subject),
+            "service_code": request.purpose.service_code,
+            "tracking_code": request.purpose.tracking_code,
+            "legal_basis": legal_basis,
+        }
+    )
+    if not decision.allowed:
+        logger.info(
+            "inquiry denied",
+            extra={"inquiry_type": inquiry_type.name, "reason": decision.reason.value},
+        )
+        raise InquiryNotPermitted(decision.reason.value)
+    if inquiry_type.delivery != "kafka":
+        raise DeliveryUnsupported
+
+    inquiry = Inquiry(
+        id=inquiry_id,
+        type=inquiry_type.name,
+        provider_agency=inquiry_type.provider_agency,
+        subject=subject,
+        subject_hash=subject_hash(keys.subject_hash_key, subject),
+        params=request.params,
+        cache_key=_cache_key(inquiry_type.name, subject, request.params),
+        caller=principal.subject,
+        caller_role=decision.acting_as or "",
+        caller_agency=principal.agency,
+        service_code=request.purpose.service_code,
+        tracking_code=request.purpose.tracking_code,
+        legal_basis=legal_basis,
+        status="pending",
+        attempts=0,
+        created_at=now,
+        deadline_at=now + timedelta(milliseconds=inquiry_type.timeout_ms),
+    )
+    cached = None
+    if inquiry_type.cache_ttl_seconds > 0:
+        cached = await InquiryRepository(session).latest_answer(
+            inquiry.cache_key, since=now - timedelta(seconds=inquiry_type.cache_ttl_seconds)
+        )
+    if cached is not None:
+        inquiry.cached_from = cached.id
+        _complete(inquiry, status=cached.status, result=cached.result, signer=keys.signer)
+        await InquiryRepository(session).add(inquiry)
+        await _publish_answer(session, inquiry)
+        return inquiry
+    await InquiryRepository(session).add(inquiry)
+    await _send(session, inquiry, inquiry_type, now=now)
+    return inquiry
+
+
+def _validate_params(inquiry_type: InquiryType, params: dict[str, Any]) -> None:
+    validator = Draft202012Validator(inquiry_type.input_schema)
+    problems = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if problems:
+        raise InvalidParams(
+            [
+                {
+                    "field": ".".join(["params", *(str(p) for p in problem.absolute_path)]),
+                    "message": problem.message,
+                }
+                for problem in problems
+            ]
+        )
+
+
+def _cache_key(inquiry_type: str, subject: str, params: dict[str, Any]) -> str:
+    question = {"type": inquiry_type, "subject": subject, "params": params}
+    return hashlib.sha256(canonical_json(question)).hexdigest()
+
+
+async def _send(
+    session: AsyncSession, inquiry: Inquiry, inquiry_type: InquiryType, *, now: datetime
+) -> None:
+    """Route one attempt to the provider's topic (through the outbox) and plan the next."""
+    inquiry.attempts += 1
+    inquiry.last_sent_at = now
+    spacing = timedelta(milliseconds=inquiry_type.timeout_ms / max(inquiry_type.max_attempts, 1))
+    inquiry.next_attempt_at = (
+        now + spacing if inquiry.attempts < inquiry_type.max_attempts else None
+    )
+    await outbox.add(
+        session,
+        InquiryToAgency(
+            inquiry_id=str(inquiry.id),
+            type=inquiry.type,
+            subject=inquiry.subject,
+            params=inquiry.params,
+            purpose=InquiryPurpose(
+                service_code=inquiry.service_code or "-",
+                tracking_code=inquiry.tracking_code,
+                legal_basis=inquiry.legal_basis or "-",
+            ),
+        ),
+        key=str(inquiry.id),
+        topic=agency_inquiries(inquiry.provider_agency),
+    )
+    await session.flush()
+
+
+async def get_inquiry(
+    session: AsyncSession, *, inquiry_id: uuid.UUID, principal: Principal
+) -> Inquiry:
+    """The inquiry, for the client that asked it; any other caller is told it does not exist."""
+    inquiry = await InquiryRepository(session).get(inquiry_id)
+    if inquiry is None or inquiry.caller != principal.subject:
+        raise InquiryNotFound
+    return inquiry
+
+
+# ------------------------------------------------------------------------------ answers
+def _complete(
+    inquiry: Inquiry,
+    *,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner | None,
+    error: str | None = None,
+) -> None:
+    inquiry.status = status
+    inquiry.result = result
+    inquiry.error = error
+    inquiry.answered_at = _now()
+    inquiry.next_attempt_at = None
+    if signer is not None and status in {"answered", "not_found"}:
+        inquiry.signature = signer.sign(answer_payload(inquiry))
+
+
+def answer_payload(inquiry: Inquiry) -> dict[str, Any]:
+    """What the signature covers (see :mod:`panjereh.inquiry_broker.signing`)."""
+    assert inquiry.answered_at is not None
+    return {
+        "inquiry_id": str(inquiry.id),
+        "type": inquiry.type,
+        "subject_sha256": subject_sha256(inquiry.subject),
+        "status": inquiry.status,
+        "result": inquiry.result,
+        "answered_at": inquiry.answered_at.astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+
+
+async def _publish_answer(session: AsyncSession, inquiry: Inquiry) -> None:
+    await outbox.add(
+        session,
+        InquiryAnswered(
+            inquiry_id=str(inquiry.id),
+            type=inquiry.type,
+            status=_EVENT_STATUS[inquiry.status],
+            result=inquiry.result,
+            tracking_code=inquiry.tracking_code,
+            service_code=inquiry.service_code,
+        ),
+        key=inquiry.tracking_code or str(inquiry.id),
+    )
+    await InquiryRepository(session).announce_answer(inquiry.id)
+
+
+async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: AnswerSigner) -> None:
+    """An agency's reply (``inquiry.replies``): complete the pending inquiry it answers.
+
+    Replies to unknown, already final or another agency's inquiries change nothing: a late
+    reply after a timeout, a duplicate after a resend, or a forged one.
+    """
+    reply = InquiryReply.parse_data(event.data)
+    try:
+        inquiry_id = uuid.UUID(reply.inquiry_id)
+    except ValueError:
+        logger.warning("reply names no inquiry id", extra={"event_id": event.id})
+        return
+    repository = InquiryRepository(session)
+    inquiry = await repository.get_for_update(inquiry_id)
+    if inquiry is None or inquiry.status != "pending":
+        logger.info(
+            "reply ignored",
+            extra={"inquiry_id": str(inquiry_id), "known": inquiry is not None},
+        )
+        return
+    if event.source != f"agency/{inquiry.provider_agency}":
+        logger.warning(
+            "reply from an agency that was not asked",
+            extra={"inquiry_id": str(inquiry_id), "source": event.source},
+        )
+        return
+    if reply.status == "ok":
+        inquiry_type = await InquiryTypeRepository(session).get(inquiry.type)
+        result = reply.result or {}
+        if inquiry_type is not None and next(
+            iter(Draft202012Validator(inquiry_type.output_schema).iter_errors(result)), None
+        ):
+            _complete(inquiry, status="failed", result=None, signer=None, error="invalid_result")
+        else:
+            _complete(inquiry, status="answered", result=result, signer=signer)
+    elif reply.status == "not_found":
+        _complete(inquiry, status="not_found", result=None, signer=signer)
+    else:
+        _complete(inquiry, status="failed", result=None, signer=None, error="agency_error")
+    await session.flush()
+    await _publish_answer(session, inquiry)
+
+
+async def sweep_overdue(session: AsyncSession, *, now: datetime | None = None) -> int:
+    """Resend inquiries due another attempt; time out those past their deadline."""
+    now = now or _now()
+    overdue = await InquiryRepository(session).overdue(now=now)
+    types = {t.name: t for t in await InquiryTypeRepository(session).all()}
+    for inquiry in overdue:
+        if inquiry.deadline_at <= now:
+            _complete(inquiry, status="timed_out", result=None, signer=None, error="timed_out")
+            await _publish_answer(session, inquiry)
+        else:
+            await _send(session, inquiry, types[inquiry.type], now=now)
+    await session.flush()
+    return len(overdue)
+
+
+async def time_out_if_overdue(session: AsyncSession, *, inquiry_id: uuid.UUID) -> None:
+    """The waiting caller's own check: past its deadline and still pending → timed out."""
+    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
+    if inquiry is not None and inquiry.status == "pending" and inquiry.deadline_at <= _now():
+        _complete(inquiry, status="timed_out", result=None, signer=None, error="timed_out")
+        await session.flush()
+        await _publish_answer(session, inquiry)
+
+
+# ------------------------------------------------------------------------------ card replica
+async def record_card_published(session: AsyncSession, event: CloudEvent) -> None:
+    published = ServicePublished.parse_data(event.data)
+    card = published.card
+    agency = card.get("agency")
+    if isinstance(agency, dict):
+        agency = agency.get("code")
+    if not isinstance(agency, str) or not agency:
+        logger.warning("published card names no agency", extra={"service_code": published.code})
+        return
+    await CardRepository(session).save_published(
+        service_code=published.code,
+        agency=agency,
+        version=published.version,
+        inquiry_types=_inquiry_types(card.get("inquiries")),
+        legal_basis=_legal_basis(card.get("legal_basis")),
+    )
+
+
+async def record_card_retired(session: AsyncSession, event: CloudEvent) -> None:
+    retired = ServiceRetired.parse_data(event.data)
+    await CardRepository(session).retire(service_code=retired.code, version=retired.version)
+
+
+def _inquiry_types(inquiries: Any) -> list[str]:
+    """The type names a card's ``inquiries`` lists (names, or objects with a ``type``)."""
+    names: list[str] = []
+    for item in inquiries or []:
+        name = item.get("type") if isinstance(item, dict) else item
+        if isinstance(name, str) and name:
+            names.append(name)
+    return names
+
+
+def _legal_basis(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        return _legal_basis(value.get("fa") or value.get("title"))
+    if isinstance(value, list):
+        parts = [part for part in (_legal_basis(v) for v in value) if part]
+        return "؛ ".join(parts) or None
+    return None
+
+
+# ------------------------------------------------------------------------------ audit
+async def data_access_for(
+    session: AsyncSession, *, national_code: str, keys: BrokerKeys, page: int, page_size: int
+) -> tuple[list[tuple[AuditEntry, InquiryType | None]], int]:
+    """The audit entries about the citizen with this national code, newest first."""
+    hashed = subject_hash(keys.subject_hash_key, national_code)
+    rows, total = await AuditRepository(session).for_subject(
+        hashed, offset=(page - 1) * page_size, limit=page_size
+    )
+    return list(rows), total
+
+
+async def verify_audit_chain(session: AsyncSession) -> tuple[int, audit.BrokenEntry | None]:
+    verifier = audit.ChainVerifier()
+    async for entry in AuditRepository(session).walk():
+        broken = verifier.check(entry)
+        if broken is not None:
+            return verifier.checked, broken
+    return verifier.checked, None
