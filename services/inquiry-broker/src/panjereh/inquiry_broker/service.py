@@ -9,10 +9,12 @@ entry; an answer is recorded, signed, announced (NOTIFY, delivered at commit) an
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -181,8 +183,18 @@ async def request_inquiry(
     return inquiry
 
 
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    """Compiled once per distinct schema (the registry changes rarely; requests are many)."""
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def _validator_for(schema: dict[str, Any]) -> Draft202012Validator:
+    return _validator(json.dumps(schema, sort_keys=True))
+
+
 def _validate_params(inquiry_type: InquiryType, params: dict[str, Any]) -> None:
-    validator = Draft202012Validator(inquiry_type.input_schema)
+    validator = _validator_for(inquiry_type.input_schema)
     problems = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if problems:
         raise InvalidParams(
@@ -317,7 +329,7 @@ async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: Answ
         inquiry_type = await InquiryTypeRepository(session).get(inquiry.type)
         result = reply.result or {}
         if inquiry_type is not None and next(
-            iter(Draft202012Validator(inquiry_type.output_schema).iter_errors(result)), None
+            iter(_validator_for(inquiry_type.output_schema).iter_errors(result)), None
         ):
             _complete(inquiry, status="failed", result=None, signer=None, error="invalid_result")
         else:
@@ -334,6 +346,8 @@ async def sweep_overdue(session: AsyncSession, *, now: datetime | None = None) -
     """Resend inquiries due another attempt; time out those past their deadline."""
     now = now or _now()
     overdue = await InquiryRepository(session).overdue(now=now)
+    if not overdue:
+        return 0
     types = {t.name: t for t in await InquiryTypeRepository(session).all()}
     for inquiry in overdue:
         if inquiry.deadline_at <= now:
