@@ -498,3 +498,21 @@ class TestRegistry:
 
     async def test_the_registry_needs_a_token(self, broker: Broker) -> None:
         assert (await broker.client.get("/api/v1/inquiry-types")).status_code == 401
+
+
+class TestIdempotencyKey:
+    async def test_the_same_key_and_body_return_the_first_inquiry(self, broker: Broker) -> None:
+        caller = {**broker.client_token("service:requests"), "Idempotency-Key": "req-1-tax"}
+        body = {
+            "type": "tax.clearance",
+            "subject": "1583250689",
+            "purpose": {"service_code": TAX_CARD, "tracking_code": "7100000001"},
+        }
+        first = await broker.client.post("/api/v1/inquiries?wait=5", headers=caller, json=body)
+        again = await broker.client.post("/api/v1/inquiries?wait=5", headers=caller, json=body)
+        assert first.status_code == again.status_code == 200
+        assert again.json()["inquiry_id"] == first.json()["inquiry_id"]
+        changed = {**body, "subject": "4032152314"}
+        reused = await broker.client.post("/api/v1/inquiries", headers=caller, json=changed)
+        assert reused.status_code == 409
+        assert reused.json()["code"] == "idempotency_key_reused"

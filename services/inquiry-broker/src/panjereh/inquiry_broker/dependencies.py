@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from panjereh.common.auth import Principal, require_role
 from panjereh.common.db import Database
 from panjereh.common.messaging.outbox import OutboxRelay
@@ -95,6 +95,10 @@ PlatformAdmin = Annotated[Principal, Depends(require_role("platform-admin"))]
 WaitSeconds = Annotated[
     float,
     Query(ge=0, le=10, description="seconds to wait for the answer (at most 10)"),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200),
 ]
 PageNumber = Annotated[int, Query(ge=1)]
 PageSize = Annotated[int, Query(ge=1, le=100)]

@@ -48,6 +48,15 @@ class InquiryNotFound(NotFound):
     title = Text("استعلام یافت نشد", "Inquiry not found")
 
 
+class IdempotencyKeyReused(AppError):
+    status = 409
+    code = "idempotency_key_reused"
+    title = Text(
+        "این کلید یکتایی پیش‌تر با درخواست دیگری به کار رفته است",
+        "This Idempotency-Key was already used with a different request",
+    )
+
+
 class DeliveryUnsupported(AppError):
     status = 501
     code = "delivery_unsupported"

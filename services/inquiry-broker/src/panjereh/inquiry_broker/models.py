@@ -95,6 +95,13 @@ class Inquiry(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_inquiry_cache_key_answered_at", "cache_key", "answered_at"),
+        Index(
+            "uq_inquiry_caller_idempotency_key",
+            "caller",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -116,6 +123,9 @@ class Inquiry(Base):
     error: Mapped[str | None] = mapped_column(Text)
     signature: Mapped[str | None] = mapped_column(Text)
     cached_from: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    #: The caller's ``Idempotency-Key`` and a hash of its request body, when it sent one.
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    request_hash: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -106,6 +106,10 @@ class InquiryRepository:
             Inquiry, inquiry_id, with_for_update=True, populate_existing=True
         )
 
+    async def by_idempotency_key(self, caller: str, key: str) -> Inquiry | None:
+        query = select(Inquiry).where(Inquiry.caller == caller, Inquiry.idempotency_key == key)
+        return (await self.session.scalars(query)).first()
+
     async def latest_answer(self, cache_key: str, *, since: datetime) -> Inquiry | None:
         """The freshest answer (found or not found) to the same question since ``since``."""
         query = (

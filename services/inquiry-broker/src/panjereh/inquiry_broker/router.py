@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from panjereh.common.auth import CurrentCitizen, CurrentClient
 from panjereh.inquiry_broker import service
 from panjereh.inquiry_broker.dependencies import (
+    IdempotencyKey,
     PageNumber,
     PageSize,
     PlatformAdmin,
@@ -56,16 +57,22 @@ async def answer_signing_keys(runtime: Runtime) -> dict[str, Any]:
     responses={202: {"model": InquiryRead, "description": "accepted, not answered yet"}},
 )
 async def create_inquiry(
+    *,
     body: InquiryCreate,
     caller: CurrentClient,
     runtime: Runtime,
     response: Response,
+    idempotency_key: IdempotencyKey = None,
     wait: WaitSeconds = 0,
 ) -> InquiryRead:
     """Ask a provider agency about a subject for a stated purpose; optionally wait for it."""
     async with runtime.unit_of_work() as session:
         inquiry = await service.request_inquiry(
-            session, principal=caller, request=body, keys=runtime.keys
+            session,
+            principal=caller,
+            request=body,
+            keys=runtime.keys,
+            idempotency_key=idempotency_key,
         )
     runtime.relay.wake()  # committed: publish now rather than at the next poll
     inquiry = await runtime.wait_for_answer(inquiry, wait=wait)

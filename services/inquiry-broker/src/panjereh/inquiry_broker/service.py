@@ -34,6 +34,7 @@ from panjereh.inquiry_broker import audit, policy
 from panjereh.inquiry_broker.canonical import canonical_json
 from panjereh.inquiry_broker.errors import (
     DeliveryUnsupported,
+    IdempotencyKeyReused,
     InquiryNotFound,
     InquiryNotPermitted,
     InquiryTypeUnknown,
@@ -84,13 +85,28 @@ async def list_inquiry_types(session: AsyncSession) -> list[InquiryType]:
 
 # ------------------------------------------------------------------------------ asking
 async def request_inquiry(
-    session: AsyncSession, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    request: InquiryCreate,
+    keys: BrokerKeys,
+    idempotency_key: str | None = None,
 ) -> Inquiry:
     """Check the policy, audit the decision, then answer from cache or send to the provider.
 
     Raises :class:`InquiryNotPermitted` *after* the denial's audit entry is added: the
-    boundary commits that entry before rendering the 403.
+    boundary commits that entry before rendering the 403. The same ``idempotency_key`` with
+    the same request returns the inquiry it created; with another request it is refused.
     """
+    request_hash = hashlib.sha256(canonical_json(request.model_dump(mode="json"))).hexdigest()
+    if idempotency_key is not None:
+        earlier = await InquiryRepository(session).by_idempotency_key(
+            principal.subject, idempotency_key
+        )
+        if earlier is not None:
+            if earlier.request_hash != request_hash:
+                raise IdempotencyKeyReused
+            return earlier
     inquiry_type = await InquiryTypeRepository(session).get(request.type)
     if inquiry_type is None:
         raise InquiryTypeUnknown
@@ -163,6 +179,8 @@ async def request_inquiry(
         tracking_code=request.purpose.tracking_code,
         legal_basis=legal_basis,
         status="pending",
+        idempotency_key=idempotency_key,
+        request_hash=request_hash if idempotency_key is not None else None,
         attempts=0,
         created_at=now,
         deadline_at=now + timedelta(milliseconds=inquiry_type.timeout_ms),

@@ -237,6 +237,8 @@ def upgrade() -> None:
         sa.Column("error", sa.Text),
         sa.Column("signature", sa.Text),
         sa.Column("cached_from", postgresql.UUID(as_uuid=True)),
+        sa.Column("idempotency_key", sa.Text),
+        sa.Column("request_hash", sa.Text),
         sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name="pk_inquiry"),
@@ -262,6 +264,14 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_inquiry_cache_key_answered_at", "inquiry", ["cache_key", "answered_at"], schema=SCHEMA
+    )
+    op.create_index(
+        "uq_inquiry_caller_idempotency_key",
+        "inquiry",
+        ["caller", "idempotency_key"],
+        unique=True,
+        schema=SCHEMA,
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     )
     op.create_table(
         "audit_entry",
@@ -307,6 +317,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_audit_entry_subject_hash", table_name="audit_entry", schema=SCHEMA)
     op.drop_table("audit_entry", schema=SCHEMA)
+    op.drop_index("uq_inquiry_caller_idempotency_key", table_name="inquiry", schema=SCHEMA)
     op.drop_index("ix_inquiry_cache_key_answered_at", table_name="inquiry", schema=SCHEMA)
     op.drop_index("ix_inquiry_pending_next_attempt", table_name="inquiry", schema=SCHEMA)
     op.drop_index("ix_inquiry_pending_deadline", table_name="inquiry", schema=SCHEMA)
