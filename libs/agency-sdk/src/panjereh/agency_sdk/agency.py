@@ -45,7 +45,7 @@ class KafkaSettings:
     idempotence: bool = True
     #: How long the broker may hold a fetch while no inquiry arrives. Apache Kafka answers a
     #: held fetch as soon as an inquiry lands; a broker that does not (the embedded Tansu)
-    #: adds up to this much latency per inquiry, so lower it there (the simulators use 10).
+    #: adds up to this much latency per inquiry, so lower it there (the simulators use 25).
     fetch_max_wait_ms: int = 100
     security: Mapping[str, Any] = field(default_factory=dict)
 
