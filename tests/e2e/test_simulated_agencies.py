@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from panjereh.agency_simulators import special
@@ -65,3 +66,24 @@ async def test_the_civil_registry_simulator_answers_its_topic(platform: RunningS
         await replies.stop()
     assert answer["status"] == "ok"
     assert answer["result"]["alive"] is False
+
+
+class TestBrokerThroughTheGateway:
+    def test_the_answer_signing_keys_are_public(self, gateway: httpx.Client) -> None:
+        response = gateway.get("/api/v1/inquiry-types/keys")
+        assert response.status_code == 200
+        (key,) = response.json()["keys"]
+        assert (key["kty"], key["crv"], key["alg"]) == ("EC", "P-256", "ES256")
+        assert "d" not in key  # never the private part
+
+    def test_asking_without_a_token_is_401(self, gateway: httpx.Client) -> None:
+        response = gateway.post(
+            "/api/v1/inquiries",
+            json={
+                "type": "civil-registry.person",
+                "subject": special.DECEASED,
+                "purpose": {"service_code": "x"},
+            },
+        )
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"

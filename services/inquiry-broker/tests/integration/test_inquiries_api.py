@@ -115,7 +115,13 @@ async def publish_card(broker: Broker, code: str, agency: str, inquiries: list[s
         "code": code,
         "agency": agency,
         "inquiries": [{"type": name} for name in inquiries],
-        "legal_basis": "قانون مالیات‌های مستقیم، ماده ۱۸۶",
+        # the catalog's shape: LegalResource objects
+        "legal_basis": [
+            {
+                "title": {"fa": "قانون مالیات‌های مستقیم", "en": "Direct Taxes Act"},
+                "reference": "ماده ۱۸۶",
+            }
+        ],
     }
     await publish(
         broker.kafka,
@@ -456,6 +462,8 @@ class TestDataTracker:
         assert items[0]["purpose"]["tracking_code"] == "7005555555"
         assert items[0]["caller"] == {"principal": "client:tax", "agency": "tax"}
         assert items[0]["inquiry_type"] == "tax.clearance"
+        assert items[0]["purpose"]["legal_basis"] == "قانون مالیات‌های مستقیم (ماده ۱۸۶)"
+        assert items[0]["decision"] == "allowed"
 
         others = await broker.client.get(
             "/api/v1/me/data-access", headers=broker.citizen("0650451252")

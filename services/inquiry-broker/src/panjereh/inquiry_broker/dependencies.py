@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -72,7 +71,6 @@ class BrokerRuntime:
         if latest.status == "pending" and latest.deadline_at <= datetime.now(UTC):
             async with self.unit_of_work() as session:
                 await service.time_out_if_overdue(session, inquiry_id=inquiry.id)
-            await asyncio.sleep(0)
             await is_final()
         return latest
 

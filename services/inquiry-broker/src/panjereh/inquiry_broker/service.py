@@ -421,10 +421,16 @@ def _inquiry_types(inquiries: Any) -> list[str]:
 
 
 def _legal_basis(value: Any) -> str | None:
+    """The card's legal basis as one line: Persian titles (with references), joined."""
     if isinstance(value, str):
         return value or None
     if isinstance(value, dict):
-        return _legal_basis(value.get("fa") or value.get("title"))
+        title = value.get("title", value)
+        text = title.get("fa") if isinstance(title, dict) else title
+        if not isinstance(text, str) or not text:
+            return None
+        reference = value.get("reference")
+        return f"{text} ({reference})" if isinstance(reference, str) and reference else text
     if isinstance(value, list):
         parts = [part for part in (_legal_basis(v) for v in value) if part]
         return "؛ ".join(parts) or None
