@@ -20,6 +20,7 @@ from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
+from panjereh.contracts.inquiry import InquiryReply
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
 from panjereh.devstack.embedded import create_topics
 from panjereh.inquiry_broker.config import Settings
@@ -357,7 +358,10 @@ class TestAnswers:
         assert key == b"7009999999"  # keyed by the request's tracking code
         assert event.type == "inquiry.inquiry.answered.v1"
         assert event.data["status"] == "ok"
-        assert "0084575948" not in event.model_dump_json()  # no national code in events
+        # no personal data on the event bus: no national code, no answer
+        assert "0084575948" not in event.model_dump_json()
+        assert event.data.get("result") is None
+        assert response.json()["result"]["first_name"] not in event.model_dump_json()
 
     async def test_the_same_question_within_the_ttl_is_answered_from_cache(
         self, broker: Broker
@@ -524,3 +528,52 @@ class TestIdempotencyKey:
         reused = await broker.client.post("/api/v1/inquiries", headers=caller, json=changed)
         assert reused.status_code == 409
         assert reused.json()["code"] == "idempotency_key_reused"
+
+
+class TestReplies:
+    async def test_only_the_first_valid_reply_of_the_asked_agency_counts(
+        self, broker: Broker
+    ) -> None:
+        await publish_card(broker, "degree-check", "education", ["education.degree"])
+        await broker.sql(
+            "UPDATE inquiry_broker.inquiry_type SET timeout_ms = 20000 WHERE name = $1",
+            "education.degree",
+        )
+        caller = broker.client_token("service:requests")
+        pending = await broker.ask(
+            "education.degree", caller=caller, service_code="degree-check", wait=0
+        )
+        assert pending.status_code == 202
+        inquiry_id = pending.json()["inquiry_id"]
+        good = {"degree": "master", "field": "حقوق", "university": "دانشگاه تهران"}
+
+        async def reply(source: str, result: dict[str, Any]) -> None:
+            event = CloudEvent.from_event(
+                InquiryReply(inquiry_id=inquiry_id, status="ok", result=result), source=source
+            )
+            producer = AIOKafkaProducer(bootstrap_servers=broker.kafka, enable_idempotence=False)
+            await producer.start()
+            try:
+                await producer.send_and_wait(
+                    "inquiry.replies", event.to_bytes(), key=inquiry_id.encode()
+                )
+            finally:
+                await producer.stop()
+
+        inbox = "SELECT count(*) AS n FROM inquiry_broker.inbox_message WHERE topic = $1"
+        seen_before = (await broker.sql(inbox, "inquiry.replies"))[0]["n"]
+        await reply("agency/tax", good)  # not the agency that was asked: ignored
+        await reply("agency/education", {"degree": "wizard"})  # breaks the output schema
+        await reply("agency/education", good)  # too late: the inquiry is already final
+        answered = await broker.client.get(
+            f"/api/v1/inquiries/{inquiry_id}?wait=10", headers=caller
+        )
+        assert answered.json()["status"] == "failed"
+        assert answered.json()["error"] == "invalid_result"
+        # all three replies were handled (the late one too), and the answer did not change
+        await broker.eventually(
+            inbox, lambda rows: rows[0]["n"] >= seen_before + 3, "inquiry.replies"
+        )
+        final = await broker.client.get(f"/api/v1/inquiries/{inquiry_id}", headers=caller)
+        assert final.json()["status"] == "failed"
+        assert final.json()["signature"] is None  # failures are not signed as answers

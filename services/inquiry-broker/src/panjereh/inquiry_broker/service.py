@@ -302,13 +302,19 @@ def answer_payload(inquiry: Inquiry) -> dict[str, Any]:
 
 
 async def _publish_answer(session: AsyncSession, inquiry: Inquiry) -> None:
+    """``InquiryAnswered`` through the outbox, and a NOTIFY for callers waiting anywhere.
+
+    The event leaves ``result`` out: answers are personal data (names, debts, records) and
+    stay off the event bus; the asking client reads the signed answer with
+    ``GET /api/v1/inquiries/{id}``.
+    """
     await outbox.add(
         session,
         InquiryAnswered(
             inquiry_id=str(inquiry.id),
             type=inquiry.type,
             status=_EVENT_STATUS[inquiry.status],
-            result=inquiry.result,
+            result=None,
             tracking_code=inquiry.tracking_code,
             service_code=inquiry.service_code,
         ),
