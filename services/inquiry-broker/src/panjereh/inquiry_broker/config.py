@@ -24,8 +24,6 @@ class Settings(ServiceSettings):
     audit_append_only_role: str = Field(default="", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
     #: Principals (``service:<name>``) that act for any published card's purpose.
     card_acting_services: frozenset[str] = frozenset({"service:requests"})
-    #: Longest ``?wait=`` a caller may ask for, in seconds.
-    max_wait_seconds: float = Field(default=10.0, gt=0, le=30)
     #: How often a replica looks for overdue inquiries to resend or time out.
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
     #: How often a waiting caller re-reads its inquiry when no NOTIFY woke it (a safety net).

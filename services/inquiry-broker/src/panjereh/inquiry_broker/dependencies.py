@@ -30,7 +30,6 @@ class BrokerRuntime:
     keys: BrokerKeys
     relay: OutboxRelay
     listener: AnswerListener
-    max_wait_seconds: float
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:

@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 #: Consumer groups: every replica joins the same ones, so each reply is handled once.
 REPLIES_GROUP = "inquiry-broker.replies"
 CATALOG_GROUP = "inquiry-broker.catalog"
-#: Replies are on the hot path of a waiting caller: ask the broker not to sit on a fetch.
-_REPLIES_FETCH_MAX_WAIT_MS = 2
 
 
 def _signer(settings: Settings) -> AnswerSigner:
@@ -123,7 +121,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=keys,
             relay=relay,
             listener=listener,
-            max_wait_seconds=settings.max_wait_seconds,
         )
         sweeper: asyncio.Task[None] | None = None
         async with install_auth(app, settings):

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from panjereh.common.auth import CurrentCitizen, CurrentClient
+from panjereh.contracts.topics import agency_inquiries
 from panjereh.inquiry_broker import service
 from panjereh.inquiry_broker.dependencies import (
     IdempotencyKey,
@@ -39,7 +40,7 @@ async def list_inquiry_types(session: Session, _caller: CurrentClient) -> Page[I
     types = await service.list_inquiry_types(session)
     items = [
         InquiryTypeRead.model_validate(t).model_copy(
-            update={"topic": f"agency.{t.provider_agency}.inquiries"}
+            update={"topic": agency_inquiries(t.provider_agency) if t.delivery == "kafka" else None}
         )
         for t in types
     ]
