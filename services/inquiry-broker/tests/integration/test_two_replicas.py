@@ -129,6 +129,9 @@ async def replicas(
 @pytest.fixture(scope="module")
 async def civil_registry(kafka_bootstrap_servers: str) -> AsyncIterator[None]:
     """The simulated civil registry, once it owns its topic's partitions."""
+    await create_topics(
+        kafka_bootstrap_servers, [*PLATFORM_TOPICS, agency_inquiries("civil-registry")]
+    )
     agency = build(
         "civil-registry",
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap_servers, idempotence=False),
@@ -143,7 +146,7 @@ async def civil_registry(kafka_bootstrap_servers: str) -> AsyncIterator[None]:
 
 
 async def test_a_reply_consumed_by_b_completes_a_caller_waiting_on_a(
-    replicas: tuple[str, str], civil_registry: None, token_factory: TokenFactory
+    civil_registry: None, replicas: tuple[str, str], token_factory: TokenFactory
 ) -> None:
     url_a, url_b = replicas
     caller = bearer(token_factory(roles=["service:identity"], sub="identity", national_code=None))
