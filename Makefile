@@ -29,10 +29,10 @@ install: $(VENV)/.synced ## create .venv with the whole workspace (locked)
 run: install ## run the whole platform locally (embedded PostgreSQL + broker), Ctrl-C stops it
 	$(PY) -m panjereh.devstack run
 
-test: install ## run the whole suite: unit, integration, e2e
+test: install deploy-tools ## run the whole suite: unit, integration, e2e, deployment checks
 	$(PY) -m pytest
 
-test-unit: install ## unit tests only (no servers)
+test-unit: install deploy-tools ## unit tests only (no servers), deployment checks included
 	$(PY) -m pytest -m "not integration and not e2e"
 
 test-integration: install ## integration tests (embedded PostgreSQL and broker)
@@ -62,3 +62,24 @@ lock: $(UV) ## refresh uv.lock after changing dependencies
 
 clean: ## remove local state and environments
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
+
+# ---------------------------------------------------------------- deployment checks
+# checkov, hadolint and kubernetes-validate check deploy/; they live in their own environment
+# (hash-pinned in deploy/tools/requirements.txt) so they never touch the platform's lock.
+DEPLOY_TOOLS := $(TOOLS)/deploy
+.PHONY: deploy-tools deploy-check deploy-tools-lock
+
+$(DEPLOY_TOOLS)/.installed: $(UV) deploy/tools/requirements.txt
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(DEPLOY_TOOLS)
+	$(UV) pip install --quiet --python $(DEPLOY_TOOLS)/bin/python --require-hashes \
+		-r deploy/tools/requirements.txt
+	@touch $@
+
+deploy-tools: $(DEPLOY_TOOLS)/.installed ## install the deployment checkers into .tools/deploy
+
+deploy-check: install deploy-tools ## render the Kubernetes overlays and run every deployment check
+	$(PY) -m pytest tests/deploy
+
+deploy-tools-lock: $(UV) ## refresh deploy/tools/requirements.txt after editing requirements.in
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		deploy/tools/requirements.in -o deploy/tools/requirements.txt

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import ssl
+
 import pytest
+from panjereh.common.messaging.kafka import connection_options, producer_options
 from panjereh.common.settings import Environment, ServiceSettings
 from pydantic import SecretStr, ValidationError
 
@@ -30,3 +33,37 @@ class TestPlaceholderSecrets:
         settings = ServiceSettings()
         assert settings.environment is Environment.TEST
         assert settings.kafka_bootstrap_servers == "kafka:9092"
+
+
+class TestKafkaSecurity:
+    def test_the_embedded_default_is_plaintext_without_credentials(self) -> None:
+        options = connection_options(ServiceSettings())
+        assert options["security_protocol"] == "PLAINTEXT"
+        assert "sasl_plain_password" not in options
+        assert "ssl_context" not in options
+
+    def test_sasl_ssl_carries_scram_credentials_and_a_tls_context(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        monkeypatch.setenv("KAFKA_SASL_USERNAME", "catalog")
+        monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cr3t-from-strimzi")
+        options = producer_options(ServiceSettings())
+        assert options["security_protocol"] == "SASL_SSL"
+        assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert options["sasl_plain_username"] == "catalog"
+        assert options["sasl_plain_password"] == "s3cr3t-from-strimzi"
+        assert isinstance(options["ssl_context"], ssl.SSLContext)
+        assert options["acks"] == "all"
+
+    def test_sasl_without_credentials_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="KAFKA_SASL_USERNAME"):
+            ServiceSettings(kafka_security_protocol="SASL_SSL")
+
+    def test_the_password_never_shows_in_the_settings_repr(self) -> None:
+        settings = ServiceSettings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_username="catalog",
+            kafka_sasl_password=SecretStr("hunter2-xyz"),
+        )
+        assert "hunter2-xyz" not in repr(settings)

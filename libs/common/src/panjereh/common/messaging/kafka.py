@@ -13,14 +13,33 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
+from aiokafka.helpers import create_ssl_context
 from panjereh.common.health import ReadinessCheck
 from panjereh.common.settings import ServiceSettings
+
+
+def connection_options(settings: ServiceSettings) -> dict[str, Any]:
+    """Where the cluster is and how to authenticate: shared by producers, consumers, checks."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password else None,
+        )
+    return options
 
 
 def producer_options(settings: ServiceSettings, **overrides: Any) -> dict[str, Any]:
     """``AIOKafkaProducer`` keyword arguments for ``settings``."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **connection_options(settings),
         "client_id": settings.service_name,
         "acks": "all",
         "enable_idempotence": settings.kafka_idempotence,
@@ -45,7 +64,7 @@ def consumer_options(
     joined, or facts would be silently skipped.
     """
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **connection_options(settings),
         "client_id": f"{settings.service_name}-{group_id}",
         "group_id": group_id,
         "enable_auto_commit": False,
@@ -62,9 +81,10 @@ def create_consumer(
     return AIOKafkaConsumer(*topics, **consumer_options(settings, group_id=group_id, **overrides))
 
 
-async def check_broker(bootstrap_servers: str, *, within: float = 1.5) -> None:
+async def check_broker(bootstrap_servers: str, *, within: float = 1.5, **connection: Any) -> None:
     """Raise unless a broker answers a metadata request within ``within`` seconds."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=1000)
+    connection["bootstrap_servers"] = bootstrap_servers
+    client = AIOKafkaClient(**connection, request_timeout_ms=1000)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=within)
     finally:
@@ -79,6 +99,7 @@ def broker_readiness_check(settings: ServiceSettings, *, timeout: float = 1.5) -
     """
 
     async def check() -> None:
-        await check_broker(settings.kafka_bootstrap_servers, within=timeout)
+        options = connection_options(settings)
+        await check_broker(options.pop("bootstrap_servers"), within=timeout, **options)
 
     return check

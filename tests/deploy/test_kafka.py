@@ -1,0 +1,257 @@
+"""Kafka on Strimzi: the cluster, a KafkaTopic per contract topic, least-privilege ACLs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from panjereh.contracts.topics import (
+    INQUIRY_REPLIES,
+    PLATFORM_TOPICS,
+    agency_inquiries,
+    agency_requests,
+    dead_letter,
+)
+
+#: the public contract, when the checkout sits beside (or one level below) the shared folder
+#: that holds it; it is not part of the repository
+CONTRACTS = [parent / "shared" / "CONTRACT.md" for parent in Path(__file__).resolve().parents[3:5]]
+
+Acl = tuple[str, str, str, frozenset[str]]
+
+
+def acls(user: dict[str, Any]) -> set[Acl]:
+    return {
+        (
+            acl["resource"]["type"],
+            acl["resource"]["name"],
+            acl["resource"].get("patternType", "literal"),
+            frozenset(acl["operations"]),
+        )
+        for acl in user["spec"]["authorization"]["acls"]
+    }
+
+
+def agency_acl_violations(user: dict[str, Any], agencies: list[str]) -> list[str]:
+    """Whatever ``user`` may do beyond reading ``agency.<code>.*`` and writing replies."""
+    own_topics = {f"agency.{code}." for code in agencies}
+    own_groups = {f"agency-{code}" for code in agencies}
+    problems = []
+    for kind, name, pattern, operations in acls(user):
+        if kind == "topic" and name == INQUIRY_REPLIES and pattern == "literal":
+            allowed = {"Write", "Describe"}
+        elif kind == "topic" and pattern == "prefix" and name in own_topics:
+            allowed = {"Read", "Describe"}
+        elif kind == "group" and pattern == "literal" and name in own_groups:
+            allowed = {"Read"}
+        else:
+            problems.append(f"{kind} {name} ({pattern}) is not the agency's to touch")
+            continue
+        if not operations <= allowed:
+            problems.append(f"{kind} {name}: {sorted(operations - allowed)} not allowed")
+    return problems
+
+
+def consumed(rendered) -> set[str]:
+    """Topics some service or agency reads (literal grants)."""
+    return {
+        name
+        for user in rendered.of_kind("KafkaUser")
+        for kind, name, pattern, operations in acls(user)
+        if kind == "topic" and pattern == "literal" and "Read" in operations
+    }
+
+
+def agency_users(rendered) -> list[dict[str, Any]]:
+    return [
+        user
+        for user in rendered.of_kind("KafkaUser")
+        if "panjereh.io/agency" in user["metadata"].get("labels", {})
+    ]
+
+
+def agency_codes(rendered) -> list[str]:
+    return [user["metadata"]["labels"]["panjereh.io/agency"] for user in agency_users(rendered)]
+
+
+def topic_config(rendered, name: str) -> dict[str, Any]:
+    topic = rendered.named("KafkaTopic", name)
+    assert topic["spec"]["topicName"] == name
+    return topic["spec"]
+
+
+class TestCluster:
+    def test_prod_runs_three_kraft_brokers_in_a_node_pool(self, prod):
+        kafka = prod.named("Kafka", "panjereh")
+        annotations = kafka["metadata"]["annotations"]
+        assert annotations["strimzi.io/kraft"] == "enabled"
+        assert annotations["strimzi.io/node-pools"] == "enabled"
+        assert "zookeeper" not in kafka["spec"]
+        (pool,) = prod.of_kind("KafkaNodePool")
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "panjereh"
+        assert pool["spec"]["replicas"] == 3
+        assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+        assert pool["spec"]["storage"]["volumes"][0]["type"] == "persistent-claim"
+
+    def test_prod_acknowledges_writes_on_two_replicas(self, prod):
+        config = prod.named("Kafka", "panjereh")["spec"]["kafka"]["config"]
+        assert config["default.replication.factor"] == 3
+        assert config["min.insync.replicas"] == 2
+        assert config["auto.create.topics.enable"] is False
+        assert config["unclean.leader.election.enable"] is False
+
+    def test_every_listener_authenticates_over_tls_and_acls_apply(self, overlay):
+        kafka = overlay.named("Kafka", "panjereh")["spec"]["kafka"]
+        assert kafka["authorization"]["type"] == "simple"
+        for listener in kafka["listeners"]:
+            assert listener["tls"] is True, listener["name"]
+            assert listener["authentication"]["type"] == "scram-sha-512", listener["name"]
+
+    def test_every_user_belongs_to_the_cluster_and_authenticates(self, overlay):
+        for user in overlay.of_kind("KafkaUser"):
+            assert user["metadata"]["labels"]["strimzi.io/cluster"] == "panjereh"
+            assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+            assert user["spec"]["authorization"]["type"] == "simple"
+
+
+class TestTopics:
+    def test_every_platform_topic_and_its_dead_letter_topic_exists(self, overlay):
+        for topic in PLATFORM_TOPICS:
+            topic_config(overlay, topic)
+            topic_config(overlay, dead_letter(topic))
+
+    def test_every_agency_has_its_inquiry_and_request_topics(self, overlay):
+        users = agency_users(overlay)
+        assert len(users) >= 7
+        for user in users:
+            code = user["metadata"]["labels"]["panjereh.io/agency"]
+            topic_config(overlay, agency_inquiries(code))
+            topic_config(overlay, agency_requests(code))
+
+    def test_prod_topics_have_three_replicas_and_two_in_sync(self, prod):
+        topics = prod.of_kind("KafkaTopic")
+        assert len(topics) >= len(PLATFORM_TOPICS) * 2 + 14
+        for topic in topics:
+            assert topic["spec"]["replicas"] == 3, topic["metadata"]["name"]
+            assert topic["spec"]["config"]["min.insync.replicas"] == 2
+
+    def test_no_topic_exists_outside_the_contract(self, overlay):
+        agencies = agency_codes(overlay)
+        expected = {*PLATFORM_TOPICS, *(dead_letter(topic) for topic in PLATFORM_TOPICS)}
+        expected |= {agency_inquiries(code) for code in agencies}
+        expected |= {agency_requests(code) for code in agencies}
+        assert {topic["spec"]["topicName"] for topic in overlay.of_kind("KafkaTopic")} == expected
+
+    def test_every_topic_in_the_contract_table_has_a_kafka_topic(self, prod):
+        contract = next((path for path in CONTRACTS if path.exists()), None)
+        if contract is None:
+            pytest.skip("CONTRACT.md is not beside this checkout; topics.py was checked instead")
+        section = contract.read_text().split("## Kafka", 1)[1].split("\n## ", 1)[0]
+        named = re.findall(r"^\| `([a-z0-9.<>_-]+)` \|", section, flags=re.MULTILINE)
+        assert len(named) >= 6
+        topics = {topic["spec"]["topicName"] for topic in prod.of_kind("KafkaTopic")}
+        agencies = agency_codes(prod)
+        for name in named:
+            if "<agency>" in name:
+                for code in agencies:
+                    assert name.replace("<agency>", code) in topics
+            else:
+                assert name in topics
+
+
+class TestAcls:
+    def test_an_agency_reads_only_its_topics_and_writes_only_replies(self, overlay):
+        for user in agency_users(overlay):
+            code = user["metadata"]["labels"]["panjereh.io/agency"]
+            assert user["metadata"]["name"] == f"agency-{code}"
+            assert acls(user) == {
+                ("topic", f"agency.{code}.", "prefix", frozenset({"Read", "Describe"})),
+                ("group", f"agency-{code}", "literal", frozenset({"Read"})),
+                ("topic", INQUIRY_REPLIES, "literal", frozenset({"Write", "Describe"})),
+            }
+            assert agency_acl_violations(user, [code]) == []
+
+    def test_the_acl_check_catches_a_broader_grant(self, prod):
+        user = prod.named("KafkaUser", "agency-tax")
+        broader = {
+            "spec": {
+                "authorization": {
+                    "acls": [
+                        *user["spec"]["authorization"]["acls"],
+                        {
+                            "resource": {
+                                "type": "topic",
+                                "name": "agency.",
+                                "patternType": "prefix",
+                            },
+                            "operations": ["Read"],
+                        },
+                        {
+                            "resource": {"type": "topic", "name": "agency.tax.inquiries"},
+                            "operations": ["Write"],
+                        },
+                    ]
+                }
+            }
+        }
+        problems = agency_acl_violations(broader, ["tax"])
+        assert len(problems) == 2
+        # another agency's consumer group is not the agency's either
+        assert agency_acl_violations(user, ["police"]) != []
+
+    def test_the_simulators_act_only_as_the_agencies_they_play(self, dev):
+        user = dev.named("KafkaUser", "agency-simulators")
+        deployment = dev.named("Deployment", "agency-simulators")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["python", "-m", "panjereh.agency_simulators"]
+        played = container["args"]
+        assert set(played) == set(agency_codes(dev))
+        assert agency_acl_violations(user, played) == []
+        read = {name for kind, name, _, ops in acls(user) if kind == "topic" and "Read" in ops}
+        assert read == {f"agency.{code}." for code in played}
+
+    def test_services_consume_and_produce_only_literal_topics(self, overlay):
+        for user in overlay.of_kind("KafkaUser"):
+            if not user["metadata"]["name"].startswith("svc-"):
+                continue
+            for kind, name, pattern, operations in acls(user):
+                if kind == "topic":
+                    assert pattern == "literal", (user["metadata"]["name"], name)
+                    assert operations in ({"Read", "Describe"}, {"Write", "Describe"})
+                else:
+                    assert (kind, operations) == ("group", {"Read"})
+
+    def test_the_broker_writes_each_agency_topic_and_reads_replies(self, overlay):
+        broker = acls(overlay.named("KafkaUser", "svc-inquiry-broker"))
+        requests = acls(overlay.named("KafkaUser", "svc-requests"))
+        write = frozenset({"Write", "Describe"})
+        for user in agency_users(overlay):
+            code = user["metadata"]["labels"]["panjereh.io/agency"]
+            assert ("topic", agency_inquiries(code), "literal", write) in broker
+            assert ("topic", agency_requests(code), "literal", write) in requests
+        assert ("topic", INQUIRY_REPLIES, "literal", frozenset({"Read", "Describe"})) in broker
+
+    def test_every_platform_topic_has_a_producer_and_a_dead_letter_writer(self, overlay):
+        # a topic added to the contracts without an ACL to write it would fail in production
+        writable = {
+            name
+            for user in overlay.of_kind("KafkaUser")
+            for kind, name, pattern, operations in acls(user)
+            if kind == "topic" and pattern == "literal" and "Write" in operations
+        }
+        for topic in PLATFORM_TOPICS:
+            assert topic in writable, topic
+            assert dead_letter(topic) in writable or topic not in consumed(overlay), topic
+
+    def test_every_service_with_kafka_credentials_has_a_kafka_user(self, overlay):
+        users = overlay.names("KafkaUser")
+        for deployment in overlay.of_kind("Deployment"):
+            for container in deployment["spec"]["template"]["spec"]["containers"]:
+                env = {item["name"]: item for item in container.get("env", [])}
+                if "KAFKA_SASL_USERNAME" in env:
+                    username = env["KAFKA_SASL_USERNAME"]["value"]
+                    assert username in users
+                    secret = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                    assert secret == {"name": username, "key": "password"}
