@@ -12,10 +12,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 from panjereh.agency_sdk import KafkaSettings
 from panjereh.agency_simulators.agencies import AGENCIES, Faults, build
-from pydantic import AliasChoices, Field
+from panjereh.agency_simulators.health import serve_health
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger("panjereh.agency_simulators")
@@ -32,6 +34,28 @@ class SimulatorSettings(BaseSettings):
         default=True,
         validation_alias=AliasChoices("PANJEREH_KAFKA_IDEMPOTENCE", "kafka_idempotence"),
     )
+    # the platform-wide Kafka security variables every Kafka client honours
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol"),
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512",
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism"),
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "kafka_sasl_username"),
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "kafka_sasl_password"),
+    )
+    kafka_ssl_cafile: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "kafka_ssl_cafile")
+    )
+    #: Port of ``/livez`` and ``/readyz`` (0: no health endpoint, as under ``make run``).
+    health_port: int = Field(default=0, ge=0, le=65535)
     #: Longest a Kafka fetch may wait for inquiries. Tansu does not wake a held fetch, so this
     #: bounds the latency each inquiry waits; shorter costs idle CPU (7 agencies at 25 ms:
     #: a few percent of a core, at 10 ms about 15 % plus as much in the broker).
@@ -60,8 +84,11 @@ def parse(args: Sequence[str] | None, settings: SimulatorSettings) -> argparse.N
     return options
 
 
-async def run(codes: Sequence[str], *, kafka: KafkaSettings, faults: Faults) -> None:
+async def run(
+    codes: Sequence[str], *, kafka: KafkaSettings, faults: Faults, health_port: int = 0
+) -> None:
     agencies = [build(code, kafka=kafka, faults=faults) for code in codes]
+    health = await serve_health(agencies, port=health_port) if health_port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -73,6 +100,9 @@ async def run(codes: Sequence[str], *, kafka: KafkaSettings, faults: Faults) -> 
     for agency in agencies:
         agency.stop()
     await asyncio.gather(*tasks, return_exceptions=stopping not in done)
+    if health is not None:
+        health.close()
+        await health.wait_closed()
     for task in done:
         if task is not stopping and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
@@ -83,10 +113,16 @@ def main(args: Sequence[str] | None = None) -> int:
     settings = SimulatorSettings()
     options = parse(args, settings)
     codes = options.agencies or sorted(AGENCIES)
+    password = settings.kafka_sasl_password
     kafka = KafkaSettings(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         idempotence=settings.kafka_idempotence,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=password.get_secret_value() if password else None,
+        ssl_cafile=settings.kafka_ssl_cafile,
     )
     faults = Faults(
         latency_ms=options.latency_ms,
@@ -94,7 +130,7 @@ def main(args: Sequence[str] | None = None) -> int:
         failure_rate=options.failure_rate,
         seed=options.seed,
     )
-    asyncio.run(run(codes, kafka=kafka, faults=faults))
+    asyncio.run(run(codes, kafka=kafka, faults=faults, health_port=settings.health_port))
     return 0
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
 from jsonschema import Draft202012Validator
 from panjereh.agency_sdk.errors import InquiryNotFound, InvalidInquiry
 from panjereh.agency_sdk.messages import (
@@ -39,7 +40,12 @@ _PROPAGATED_HEADERS = frozenset({"traceparent", "tracestate"})
 
 @dataclass
 class KafkaSettings:
-    """How to reach the platform's Kafka. ``idempotence`` off only for brokers lacking it."""
+    """How to reach the platform's Kafka with the agency's own credentials.
+
+    ``idempotence`` is off only for brokers lacking it (the embedded Tansu). With a
+    ``SASL_*`` protocol give the agency's user and password (SCRAM-SHA-512 in the platform's
+    Strimzi cluster); with ``SSL``/``SASL_SSL`` the cluster's CA file.
+    """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     idempotence: bool = True
@@ -47,7 +53,27 @@ class KafkaSettings:
     #: held fetch as soon as an inquiry lands; a broker that does not (the embedded Tansu)
     #: adds up to this much latency per inquiry, so lower it there (the simulators use 25).
     fetch_max_wait_ms: int = 100
-    security: Mapping[str, Any] = field(default_factory=dict)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection keyword arguments shared by aiokafka's consumer and producer."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in {"SSL", "SASL_SSL"}:
+            options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        if self.security_protocol.startswith("SASL_"):
+            options.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return options
 
 
 class Agency:
@@ -71,7 +97,9 @@ class Agency:
         }
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
-        #: Set once the consumer has its partitions; tests and health checks await it.
+        #: Set once connected to Kafka (a health check's "ready").
+        self.connected = asyncio.Event()
+        #: Set once the consumer has its partitions (tests await it).
         self.ready = asyncio.Event()
 
     def handler(self, inquiry_type: str) -> Callable[[Handler], Handler]:
@@ -126,28 +154,28 @@ class Agency:
         """Consume and answer until :meth:`stop` is called (or the task is cancelled)."""
         consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=self.kafka.bootstrap_servers,
+            **self.kafka.client_options(),
             group_id=f"agency-{self.code}",
             client_id=f"agency-{self.code}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
-            **self.kafka.security,
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.kafka.bootstrap_servers,
+            **self.kafka.client_options(),
             client_id=f"agency-{self.code}",
             enable_idempotence=self.kafka.idempotence,
             acks="all",
             linger_ms=0,
-            **self.kafka.security,
         )
         await producer.start()
         try:
             await consumer.start()
+            self.connected.set()
             try:
                 await self._loop(consumer, producer)
             finally:
+                self.connected.clear()
                 await consumer.stop()
         finally:
             await producer.stop()
