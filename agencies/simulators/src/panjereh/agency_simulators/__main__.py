@@ -130,7 +130,13 @@ def main(args: Sequence[str] | None = None) -> int:
         failure_rate=options.failure_rate,
         seed=options.seed,
     )
-    asyncio.run(run(codes, kafka=kafka, faults=faults, health_port=settings.health_port))
+    main_task = run(codes, kafka=kafka, faults=faults, health_port=settings.health_port)
+    try:
+        import uvloop  # noqa: PLC0415 - optional: a faster event loop where it installs
+    except ImportError:
+        asyncio.run(main_task)
+    else:
+        uvloop.run(main_task)
     return 0
 
 
