@@ -33,6 +33,8 @@ class AnswerListener:
         self._connection: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        #: Successful (re)connections so far, for observability.
+        self.connects = 0
 
     async def start(self) -> None:
         """Listen in the background; until connected, waiters rely on polling alone."""
@@ -89,6 +91,7 @@ class AnswerListener:
         connection.add_termination_listener(self._on_termination)
         self._connection = connection
         self._lost.clear()
+        self.connects += 1
 
     async def _keep_connected(self) -> None:
         first = True
