@@ -171,6 +171,27 @@ async def broker(
         await asyncio.gather(*tasks)
 
 
+async def send_reply(
+    broker: Broker,
+    inquiry_id: str,
+    source: str,
+    *,
+    status: str = "ok",
+    result: dict[str, Any] | None = None,
+) -> None:
+    """Put an agency's reply on ``inquiry.replies`` as if ``source`` had sent it."""
+    event = CloudEvent.from_event(
+        InquiryReply(inquiry_id=inquiry_id, status=status, result=result),  # type: ignore[arg-type]
+        source=source,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=broker.kafka, enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait("inquiry.replies", event.to_bytes(), key=inquiry_id.encode())
+    finally:
+        await producer.stop()
+
+
 async def audit_count(broker: Broker, decision: str) -> int:
     rows = await broker.sql(
         "SELECT count(*) AS n FROM inquiry_broker.audit_entry WHERE decision = $1", decision
@@ -548,17 +569,7 @@ class TestReplies:
         good = {"degree": "master", "field": "حقوق", "university": "دانشگاه تهران"}
 
         async def reply(source: str, result: dict[str, Any]) -> None:
-            event = CloudEvent.from_event(
-                InquiryReply(inquiry_id=inquiry_id, status="ok", result=result), source=source
-            )
-            producer = AIOKafkaProducer(bootstrap_servers=broker.kafka, enable_idempotence=False)
-            await producer.start()
-            try:
-                await producer.send_and_wait(
-                    "inquiry.replies", event.to_bytes(), key=inquiry_id.encode()
-                )
-            finally:
-                await producer.stop()
+            await send_reply(broker, inquiry_id, source, result=result)
 
         inbox = "SELECT count(*) AS n FROM inquiry_broker.inbox_message WHERE topic = $1"
         seen_before = (await broker.sql(inbox, "inquiry.replies"))[0]["n"]
@@ -577,3 +588,31 @@ class TestReplies:
         final = await broker.client.get(f"/api/v1/inquiries/{inquiry_id}", headers=caller)
         assert final.json()["status"] == "failed"
         assert final.json()["signature"] is None  # failures are not signed as answers
+
+    async def test_an_agency_error_is_retried_until_the_attempts_run_out(
+        self, broker: Broker
+    ) -> None:
+        await publish_card(broker, "degree-check", "education", ["education.degree"])
+        await broker.sql(
+            "UPDATE inquiry_broker.inquiry_type SET timeout_ms = 20000 WHERE name = $1",
+            "education.degree",
+        )
+        caller = broker.client_token("service:requests")
+        pending = await broker.ask(
+            "education.degree",
+            caller=caller,
+            service_code="degree-check",
+            subject="0650451252",
+            wait=0,
+        )
+        inquiry_id = pending.json()["inquiry_id"]
+        attempts = "SELECT attempts, status FROM inquiry_broker.inquiry WHERE id = $1"
+        for expected in (2, 3):
+            await send_reply(broker, inquiry_id, "agency/education", status="error")
+            await broker.eventually(
+                attempts, lambda rows, n=expected: rows[0]["attempts"] == n, uuid.UUID(inquiry_id)
+            )
+            assert (await broker.sql(attempts, uuid.UUID(inquiry_id)))[0]["status"] == "pending"
+        await send_reply(broker, inquiry_id, "agency/education", status="error")
+        failed = await broker.client.get(f"/api/v1/inquiries/{inquiry_id}?wait=10", headers=caller)
+        assert (failed.json()["status"], failed.json()["error"]) == ("failed", "agency_error")

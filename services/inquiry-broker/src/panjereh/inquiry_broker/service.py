@@ -326,6 +326,9 @@ async def _publish_answer(session: AsyncSession, inquiry: Inquiry) -> None:
 async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: AnswerSigner) -> None:
     """An agency's reply (``inquiry.replies``): complete the pending inquiry it answers.
 
+    An ``error`` reply is retried (sent again at once) while attempts and time remain; the
+    last one fails the inquiry.
+
     Replies to unknown, already final or another agency's inquiries change nothing: a late
     reply after a timeout, a duplicate after a resend, or a forged one.
     """
@@ -349,8 +352,8 @@ async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: Answ
             extra={"inquiry_id": str(inquiry_id), "source": event.source},
         )
         return
+    inquiry_type = await InquiryTypeRepository(session).get(inquiry.type)
     if reply.status == "ok":
-        inquiry_type = await InquiryTypeRepository(session).get(inquiry.type)
         result = reply.result or {}
         if inquiry_type is not None and next(
             iter(_validator_for(inquiry_type.output_schema).iter_errors(result)), None
@@ -360,6 +363,14 @@ async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: Answ
             _complete(inquiry, status="answered", result=result, signer=signer)
     elif reply.status == "not_found":
         _complete(inquiry, status="not_found", result=None, signer=signer)
+    elif (
+        inquiry_type is not None
+        and inquiry.attempts < inquiry_type.max_attempts
+        and inquiry.deadline_at > _now()
+    ):
+        # the agency failed this attempt: try again at once, within the same deadline
+        await _send(session, inquiry, inquiry_type, now=_now())
+        return
     else:
         _complete(inquiry, status="failed", result=None, signer=None, error="agency_error")
     await session.flush()
