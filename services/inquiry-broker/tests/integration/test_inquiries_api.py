@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from panjereh.agency_sdk import KafkaSettings
+from panjereh.agency_sdk import KafkaSettings, fetch_input_schemas
 from panjereh.agency_simulators import special
 from panjereh.agency_simulators.agencies import build, input_schemas
 from panjereh.common.messaging.envelope import CloudEvent
@@ -528,6 +528,17 @@ class TestRegistry:
         # the simulated agencies validate exactly what the registry publishes
         for name, schema in input_schemas().items():
             assert by_type[name]["input_schema"] == schema, name
+
+    async def test_an_agency_fetches_its_input_schemas_with_the_sdk(self, broker: Broker) -> None:
+        token = broker.client_token("client:mobile-registry", agency="mobile-registry")
+        schemas = await fetch_input_schemas(
+            "",
+            agency="mobile-registry",
+            access_token=token["Authorization"].removeprefix("Bearer "),
+            client=broker.client,
+        )
+        assert list(schemas) == ["mobile-registry.ownership"]
+        assert schemas["mobile-registry.ownership"]["required"] == ["mobile"]
 
     async def test_the_registry_needs_a_token(self, broker: Broker) -> None:
         assert (await broker.client.get("/api/v1/inquiry-types")).status_code == 401
