@@ -12,7 +12,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from panjereh.agency_sdk import KafkaSettings, fetch_input_schemas
 from panjereh.agency_simulators import special
 from panjereh.agency_simulators.agencies import build, input_schemas
@@ -22,7 +25,7 @@ from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.inquiry import InquiryReply
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
-from panjereh.devstack.embedded import create_topics
+from panjereh.devstack.embedded import create_topics, free_port
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.main import create_app
 from panjereh.inquiry_broker.signing import InvalidAnswerSignature, b64url, b64url_decode, verify
@@ -627,3 +630,72 @@ class TestReplies:
         await send_reply(broker, inquiry_id, "agency/education", status="error")
         failed = await broker.client.get(f"/api/v1/inquiries/{inquiry_id}?wait=10", headers=caller)
         assert (failed.json()["status"], failed.json()["error"]) == ("failed", "agency_error")
+
+
+FLAKY_OWNER = "1583250689"
+
+
+@pytest.fixture(scope="module")
+async def land_registry() -> AsyncIterator[tuple[str, list[str]]]:
+    """An agency with an HTTP connector (a real server on loopback) and the calls it got."""
+    calls: list[str] = []
+    app = FastAPI()
+
+    @app.post("/connector")
+    async def answer(body: dict[str, Any]) -> JSONResponse:
+        calls.append(body["inquiry_id"])
+        if body["subject"] == FLAKY_OWNER and calls.count(body["inquiry_id"]) == 1:
+            return JSONResponse({"detail": "registry busy"}, status_code=503)
+        return JSONResponse({"status": "ok", "result": {"parcels": 2}})
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes no started event
+            await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/connector", calls
+    server.should_exit = True
+    await task
+
+
+class TestHttpConnector:
+    async def test_a_type_with_a_connector_is_answered_over_http_and_signed(
+        self, broker: Broker, land_registry: tuple[str, list[str]]
+    ) -> None:
+        url, calls = land_registry
+        await broker.sql(
+            """INSERT INTO inquiry_broker.inquiry_type (name, provider_agency, title,
+            subject_kind, input_schema, output_schema, delivery, connector_url, timeout_ms,
+            max_attempts, cache_ttl_seconds, personal_data_class) VALUES ('land-registry.deeds',
+            'land-registry', '{"fa": "اسناد ملکی"}', 'national_code', '{"type": "object"}',
+            '{"type": "object", "required": ["parcels"]}', 'http', $1, 5000, 3, 0, 'property')
+            ON CONFLICT (name) DO NOTHING""",
+            url,
+        )
+        await publish_card(broker, "deed-service", "land-registry", ["land-registry.deeds"])
+        caller = broker.client_token("service:requests")
+        response = await broker.ask(
+            "land-registry.deeds", caller=caller, service_code="deed-service"
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "answered"
+        assert response.json()["result"] == {"parcels": 2}
+        keys = (await broker.client.get("/api/v1/inquiry-types/keys")).json()
+        assert verify(response.json()["signature"], keys)["result"] == {"parcels": 2}
+        assert calls.count(response.json()["inquiry_id"]) == 1
+
+    async def test_a_failing_connector_is_called_again(
+        self, broker: Broker, land_registry: tuple[str, list[str]]
+    ) -> None:
+        _, calls = land_registry
+        response = await broker.ask(
+            "land-registry.deeds",
+            caller=broker.client_token("service:requests"),
+            service_code="deed-service",
+            subject=FLAKY_OWNER,
+        )
+        assert response.json()["status"] == "answered"
+        assert calls.count(response.json()["inquiry_id"]) == 2

@@ -13,6 +13,7 @@ from panjereh.common.auth import Principal, require_role
 from panjereh.common.db import Database
 from panjereh.common.messaging.outbox import OutboxRelay
 from panjereh.inquiry_broker import service
+from panjereh.inquiry_broker.connectors import ConnectorDispatcher
 from panjereh.inquiry_broker.errors import InquiryNotPermitted
 from panjereh.inquiry_broker.models import Inquiry
 from panjereh.inquiry_broker.repository import InquiryRepository
@@ -30,6 +31,7 @@ class BrokerRuntime:
     keys: BrokerKeys
     relay: OutboxRelay
     listener: AnswerListener
+    connectors: ConnectorDispatcher
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:

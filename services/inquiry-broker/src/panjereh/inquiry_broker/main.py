@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from panjereh.common.app import create_service_app
@@ -25,6 +26,7 @@ from panjereh.common.settings import Environment
 from panjereh.contracts import topics
 from panjereh.inquiry_broker import service
 from panjereh.inquiry_broker.config import Settings
+from panjereh.inquiry_broker.connectors import ConnectorDispatcher
 from panjereh.inquiry_broker.dependencies import BrokerRuntime
 from panjereh.inquiry_broker.handlers import register_catalog_handlers, register_reply_handlers
 from panjereh.inquiry_broker.models import messaging
@@ -113,6 +115,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_attempts=settings.kafka_consumer_max_attempts,
         )
         register_catalog_handlers(catalog)
+        connector_http = httpx.AsyncClient(follow_redirects=False)
+        connectors = ConnectorDispatcher(
+            database=database,
+            signer=keys.signer,
+            client=connector_http,
+            poll_interval=settings.sweep_interval_seconds,
+        )
         listener = AnswerListener(
             libpq_dsn(settings.database_url), poll_interval=settings.answer_poll_interval_seconds
         )
@@ -121,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=keys,
             relay=relay,
             listener=listener,
+            connectors=connectors,
         )
         sweeper: asyncio.Task[None] | None = None
         async with install_auth(app, settings):
@@ -130,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if settings.run_consumers:
                     await replies.start()
                     await catalog.start()
+                    await connectors.start()
                     sweeper = asyncio.create_task(
                         _sweep(database, relay, settings.sweep_interval_seconds), name="sweeper"
                     )
@@ -139,6 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     sweeper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await sweeper
+                await connectors.stop()
+                await connector_http.aclose()
                 await catalog.stop()
                 await replies.stop()
                 await relay.stop()

@@ -107,6 +107,8 @@ class Inquiry(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     type: Mapped[str] = mapped_column(Text)
     provider_agency: Mapped[str] = mapped_column(Text)
+    #: Set for types delivered to an HTTP connector instead of the agency's Kafka topic.
+    connector_url: Mapped[str | None] = mapped_column(Text)
     #: Needed to (re)send the inquiry to the provider; never logged nor put in events.
     subject: Mapped[str] = mapped_column(Text)
     subject_hash: Mapped[str] = mapped_column(Text)

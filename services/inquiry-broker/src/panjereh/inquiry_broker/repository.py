@@ -16,7 +16,7 @@ from panjereh.inquiry_broker.models import (
     InquiryType,
     PublishedCard,
 )
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,9 +130,29 @@ class InquiryRepository:
             select(Inquiry)
             .where(
                 Inquiry.status == "pending",
-                or_(Inquiry.deadline_at <= now, Inquiry.next_attempt_at <= now),
+                or_(
+                    Inquiry.deadline_at <= now,
+                    # HTTP connector attempts are made by the connector dispatcher
+                    and_(Inquiry.next_attempt_at <= now, Inquiry.connector_url.is_(None)),
+                ),
             )
             .order_by(Inquiry.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def due_connector_calls(self, *, now: datetime, limit: int = 50) -> Sequence[Inquiry]:
+        """Pending HTTP-connector inquiries due an attempt, locked for this replica."""
+        query = (
+            select(Inquiry)
+            .where(
+                Inquiry.status == "pending",
+                Inquiry.connector_url.is_not(None),
+                Inquiry.next_attempt_at <= now,
+                Inquiry.deadline_at > now,
+            )
+            .order_by(Inquiry.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )

@@ -75,7 +75,11 @@ async def create_inquiry(
             keys=runtime.keys,
             idempotency_key=idempotency_key,
         )
-    runtime.relay.wake()  # committed: publish now rather than at the next poll
+    # committed: publish (or call the connector) now rather than at the next poll
+    if inquiry.connector_url is not None:
+        runtime.connectors.wake()
+    else:
+        runtime.relay.wake()
     inquiry = await runtime.wait_for_answer(inquiry, wait=wait)
     response.status_code = 200 if inquiry.status in TERMINAL_STATUSES else 202
     return InquiryRead.of(inquiry)

@@ -161,7 +161,7 @@ async def request_inquiry(
             extra={"inquiry_type": inquiry_type.name, "reason": decision.reason.value},
         )
         raise InquiryNotPermitted(decision.reason.value)
-    if inquiry_type.delivery != "kafka":
+    if inquiry_type.delivery == "http" and not inquiry_type.connector_url:
         raise DeliveryUnsupported
 
     inquiry = Inquiry(
@@ -184,6 +184,7 @@ async def request_inquiry(
         attempts=0,
         created_at=now,
         deadline_at=now + timedelta(milliseconds=inquiry_type.timeout_ms),
+        connector_url=inquiry_type.connector_url if inquiry_type.delivery == "http" else None,
     )
     cached = None
     if inquiry_type.cache_ttl_seconds > 0:
@@ -195,6 +196,10 @@ async def request_inquiry(
         _complete(inquiry, status=cached.status, result=cached.result, signer=keys.signer)
         await InquiryRepository(session).add(inquiry)
         await _publish_answer(session, inquiry)
+        return inquiry
+    if inquiry.connector_url is not None:
+        inquiry.next_attempt_at = now  # the connector dispatcher calls it (after commit)
+        await InquiryRepository(session).add(inquiry)
         return inquiry
     await InquiryRepository(session).add(inquiry)
     await _send(session, inquiry, inquiry_type, now=now)
@@ -235,29 +240,71 @@ async def _send(
     session: AsyncSession, inquiry: Inquiry, inquiry_type: InquiryType, *, now: datetime
 ) -> None:
     """Route one attempt to the provider's topic (through the outbox) and plan the next."""
+    _plan_attempt(inquiry, inquiry_type, now=now)
+    await outbox.add(
+        session,
+        _message(inquiry),
+        key=str(inquiry.id),
+        topic=agency_inquiries(inquiry.provider_agency),
+    )
+    await session.flush()
+
+
+def _plan_attempt(inquiry: Inquiry, inquiry_type: InquiryType, *, now: datetime) -> timedelta:
+    """Count an attempt made now and schedule the next; returns the spacing between them."""
     inquiry.attempts += 1
     inquiry.last_sent_at = now
     spacing = timedelta(milliseconds=inquiry_type.timeout_ms / max(inquiry_type.max_attempts, 1))
     inquiry.next_attempt_at = (
         now + spacing if inquiry.attempts < inquiry_type.max_attempts else None
     )
-    await outbox.add(
-        session,
-        InquiryToAgency(
-            inquiry_id=str(inquiry.id),
-            type=inquiry.type,
-            subject=inquiry.subject,
-            params=inquiry.params,
-            purpose=InquiryPurpose(
-                service_code=inquiry.service_code or "-",
-                tracking_code=inquiry.tracking_code,
-                legal_basis=inquiry.legal_basis or "-",
-            ),
+    return spacing
+
+
+def _message(inquiry: Inquiry) -> InquiryToAgency:
+    return InquiryToAgency(
+        inquiry_id=str(inquiry.id),
+        type=inquiry.type,
+        subject=inquiry.subject,
+        params=inquiry.params,
+        purpose=InquiryPurpose(
+            service_code=inquiry.service_code or "-",
+            tracking_code=inquiry.tracking_code,
+            legal_basis=inquiry.legal_basis or "-",
         ),
-        key=str(inquiry.id),
-        topic=agency_inquiries(inquiry.provider_agency),
     )
+
+
+@dataclass(frozen=True)
+class ConnectorCall:
+    """One attempt to be made on an agency's HTTP connector, outside any transaction."""
+
+    inquiry_id: uuid.UUID
+    url: str
+    payload: dict[str, Any]
+    timeout_seconds: float
+
+
+async def claim_connector_calls(session: AsyncSession, *, now: datetime) -> list[ConnectorCall]:
+    """Take the HTTP-connector attempts that are due (this replica's, SKIP LOCKED)."""
+    due = await InquiryRepository(session).due_connector_calls(now=now)
+    if not due:
+        return []
+    types = {t.name: t for t in await InquiryTypeRepository(session).all()}
+    calls = []
+    for inquiry in due:
+        assert inquiry.connector_url is not None
+        spacing = _plan_attempt(inquiry, types[inquiry.type], now=now)
+        calls.append(
+            ConnectorCall(
+                inquiry_id=inquiry.id,
+                url=inquiry.connector_url,
+                payload=_message(inquiry).model_dump(mode="json"),
+                timeout_seconds=max(spacing.total_seconds(), 0.1),
+            )
+        )
     await session.flush()
+    return calls
 
 
 async def get_inquiry(
@@ -352,16 +399,43 @@ async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: Answ
             extra={"inquiry_id": str(inquiry_id), "source": event.source},
         )
         return
+    await _apply_answer(session, inquiry, status=reply.status, result=reply.result, signer=signer)
+
+
+async def record_connector_answer(
+    session: AsyncSession,
+    *,
+    inquiry_id: uuid.UUID,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner,
+) -> None:
+    """What an agency's HTTP connector answered (``error`` also for no usable answer)."""
+    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
+    if inquiry is None or inquiry.status != "pending":
+        return
+    await _apply_answer(session, inquiry, status=status, result=result, signer=signer)
+
+
+async def _apply_answer(
+    session: AsyncSession,
+    inquiry: Inquiry,
+    *,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner,
+) -> None:
+    """Complete a pending inquiry with the provider's answer, or try again after an error."""
     inquiry_type = await InquiryTypeRepository(session).get(inquiry.type)
-    if reply.status == "ok":
-        result = reply.result or {}
+    if status == "ok":
+        result = result or {}
         if inquiry_type is not None and next(
             iter(_validator_for(inquiry_type.output_schema).iter_errors(result)), None
         ):
             _complete(inquiry, status="failed", result=None, signer=None, error="invalid_result")
         else:
             _complete(inquiry, status="answered", result=result, signer=signer)
-    elif reply.status == "not_found":
+    elif status == "not_found":
         _complete(inquiry, status="not_found", result=None, signer=signer)
     elif (
         inquiry_type is not None
@@ -369,7 +443,11 @@ async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: Answ
         and inquiry.deadline_at > _now()
     ):
         # the agency failed this attempt: try again at once, within the same deadline
-        await _send(session, inquiry, inquiry_type, now=_now())
+        if inquiry.connector_url is not None:
+            inquiry.next_attempt_at = _now()
+            await session.flush()
+        else:
+            await _send(session, inquiry, inquiry_type, now=_now())
         return
     else:
         _complete(inquiry, status="failed", result=None, signer=None, error="agency_error")

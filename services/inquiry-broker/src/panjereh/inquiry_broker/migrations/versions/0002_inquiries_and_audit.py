@@ -222,6 +222,7 @@ def upgrade() -> None:
         sa.Column("id", postgresql.UUID(as_uuid=True), nullable=False),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("provider_agency", sa.Text, nullable=False),
+        sa.Column("connector_url", sa.Text),
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("subject_hash", sa.Text, nullable=False),
         sa.Column("params", jsonb, nullable=False),
