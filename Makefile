@@ -50,6 +50,9 @@ format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+bench: install ## run every benchmark in bench/ (each prints its own numbers)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
 contracts: install ## regenerate the event contracts' JSON-schema snapshot and AsyncAPI document
 	$(PY) -m panjereh.contracts.snapshot --write
 	$(PY) -m panjereh.contracts.asyncapi

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from panjereh.common.settings import ServiceSettings
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 
@@ -11,3 +12,8 @@ class Settings(ServiceSettings):
     service_name: ClassVar[str] = "catalog"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/catalog"
+    #: The organisation whose catalog authority approves cards (stored on every version:
+    #: which body approves has changed over the years, so it is data, not code).
+    approving_organisation: str = "administrative-and-recruitment-affairs-organization"
+    #: An agency counts as connected when it was active within this many minutes.
+    agency_connected_window_minutes: int = Field(default=24 * 60, ge=1)

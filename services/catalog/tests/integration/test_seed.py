@@ -1,0 +1,28 @@
+"""The demo seed: complete, announced through the outbox, and idempotent."""
+
+from __future__ import annotations
+
+import pytest
+from panjereh.catalog.seed import seed
+from panjereh.common.db import Database
+from sqlalchemy import text
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_second_run_changes_nothing(catalog_database: Database) -> None:
+    report = await seed(catalog_database, approving_organisation="test-authority")
+    assert (report.agencies_added, report.cards_added) == (0, 0)
+
+
+async def test_every_seeded_card_is_announced_once(catalog_database: Database) -> None:
+    async with catalog_database.transaction() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT event_type, count(*) AS n, count(DISTINCT key) AS keys "
+                    "FROM catalog.outbox_message GROUP BY event_type"
+                )
+            )
+        ).all()
+    assert [(r.event_type, r.n, r.keys) for r in rows] == [("catalog.service.published.v1", 45, 45)]
