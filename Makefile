@@ -57,9 +57,6 @@ contracts: install ## regenerate the event contracts' JSON-schema snapshot and A
 	$(PY) -m panjereh.contracts.snapshot --write
 	$(PY) -m panjereh.contracts.asyncapi
 
-bench: install ## run every benchmark in bench/ (one JSON line each)
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
-
 lock: $(UV) ## refresh uv.lock after changing dependencies
 	$(UV) lock --python $(PYTHON)
 

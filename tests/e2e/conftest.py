@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from panjereh.devstack.testing import RunningStack, start_stack, stop_stack
 
 
@@ -23,7 +22,4 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]
 @pytest.fixture
 def gateway(platform: RunningStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=platform.gateway, timeout=10.0) as client:
-        # an outside client: once any app of this test process has instrumented httpx
-        # globally, the instrumentation would replace the traceparent a test sends
-        HTTPXClientInstrumentor.uninstrument_client(client)
         yield client
