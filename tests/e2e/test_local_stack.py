@@ -15,6 +15,8 @@ from panjereh.devstack.testing import RunningStack, start_stack, stop_stack
 pytestmark = pytest.mark.e2e
 
 SERVICES = {"catalog", "identity", "requests", "inquiry-broker"}
+#: Processes without a port of their own, started by the stack too.
+EXTRAS = {"agency-simulators"}
 
 
 def alive(pid: int) -> bool:
@@ -117,7 +119,7 @@ class TestStop:
         state = stack.state()
         processes = state["processes"]
         assert isinstance(processes, dict)
-        assert set(processes) == {*SERVICES, "gateway"}
+        assert set(processes) == {*SERVICES, "gateway", *EXTRAS}
         pids = [int(pid) for pid in processes.values()]
         broker = state["broker"]
         assert isinstance(broker, int)

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from panjereh.contracts.topics import PLATFORM_TOPICS, with_dead_letters
+from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, with_dead_letters
 from panjereh.devstack.embedded import (
     EmbeddedKafka,
     EmbeddedPostgres,
@@ -58,6 +58,26 @@ SERVICES: tuple[Component, ...] = (
     ),
 )
 GATEWAY = Component("gateway", "panjereh.gateway", "PANJEREH_GATEWAY_", 0, None)
+
+
+@dataclass(frozen=True)
+class ExtraProcess:
+    """A process beyond the FastAPI components: ``python -m <module>``, no port of its own."""
+
+    name: str
+    module: str
+
+
+#: The simulated agencies answer inquiries from their topics (started after topics exist).
+SIMULATORS = ExtraProcess("agency-simulators", "panjereh.agency_simulators")
+EXTRAS: tuple[ExtraProcess, ...] = (SIMULATORS,)
+
+
+def simulated_agency_topics() -> list[str]:
+    """``agency.<code>.inquiries`` for every simulated agency."""
+    from panjereh.agency_simulators.agencies import AGENCIES  # noqa: PLC0415
+
+    return [agency_inquiries(code) for code in sorted(AGENCIES)]
 
 
 @dataclass
@@ -152,7 +172,9 @@ class Stack:
             self.env.setdefault("PANJEREH_KAFKA_IDEMPOTENCE", "false")
         from panjereh.devstack.embedded import create_topics  # noqa: PLC0415
 
-        await create_topics(bootstrap, with_dead_letters(PLATFORM_TOPICS))
+        await create_topics(
+            bootstrap, [*with_dead_letters(PLATFORM_TOPICS), *simulated_agency_topics()]
+        )
         say(f"Kafka: ready at {bootstrap}")
 
     async def _run_everywhere(self, module: str, what: str) -> None:
@@ -205,6 +227,8 @@ class Stack:
         )
         for component in (*SERVICES, GATEWAY):
             self._spawn(component)
+        for extra in EXTRAS:
+            self._spawn_extra(extra)
         self._write_state()
 
     def _spawn(self, component: Component) -> None:
@@ -229,6 +253,18 @@ class Stack:
         ]
         self.processes[component.name] = subprocess.Popen(  # noqa: S603 - our own command
             command,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only sets the death signal
+        )
+        log.close()
+
+    def _spawn_extra(self, extra: ExtraProcess) -> None:
+        log = (self.log_dir / f"{extra.name}.log").open("ab")
+        self.processes[extra.name] = subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "-m", extra.module],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -276,7 +312,7 @@ class Stack:
     def stop(self) -> None:
         say("Stopping ...")
         # the gateway first, so no new traffic reaches services that are draining
-        order = ["gateway", *[c.name for c in reversed(SERVICES)]]
+        order = ["gateway", *[c.name for c in reversed(SERVICES)], *[e.name for e in EXTRAS]]
         running = [self.processes[n] for n in order if n in self.processes]
         for process in running:
             if process.poll() is None:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from panjereh.common.settings import ServiceSettings
+from panjereh.common.settings import Environment, ServiceSettings
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -13,3 +14,35 @@ class Settings(ServiceSettings):
     service_name: ClassVar[str] = "inquiry-broker"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/inquiry_broker"
+    #: Key of the HMAC that turns a national code into the audit log's ``subject_hash``.
+    subject_hash_key: SecretStr = SecretStr("dev-only-subject-hash-key")
+    #: PEM of the ES256 (P-256) private key that signs answers; every replica needs the same
+    #: one. Empty in dev/test: an ephemeral key is generated per process.
+    signing_private_key: SecretStr = SecretStr("")
+    #: The login role the service runs as in production; migration 0003 makes the audit log
+    #: append-only for it. Empty locally (see that migration).
+    audit_append_only_role: str = Field(default="", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
+    #: Principals (``service:<name>``) that act for any published card's purpose.
+    card_acting_services: frozenset[str] = frozenset({"service:requests"})
+    #: How often a replica looks for overdue inquiries to resend or time out.
+    sweep_interval_seconds: float = Field(default=0.5, gt=0)
+    #: How often a waiting caller re-reads its inquiry when no NOTIFY woke it (a safety net).
+    answer_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    #: How long Kafka may hold an empty fetch of ``inquiry.replies``. A waiting caller pays up
+    #: to this per reply on brokers that do not wake a held fetch (Tansu): keep it short.
+    replies_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
+    #: False for API-only replicas: no reply/catalog consumers and no sweeper in this process.
+    run_consumers: bool = True
+
+    def _secret_values(self) -> dict[str, str]:
+        values = super()._secret_values()
+        # an empty signing key is "generate one", which is refused below outside dev/test
+        values.pop("signing_private_key", None)
+        return values
+
+    @model_validator(mode="after")
+    def _signing_key_in_production(self) -> Settings:
+        if self.environment is Environment.PROD and not self.signing_private_key.get_secret_value():
+            msg = "signing_private_key must be set in production (shared by every replica)"
+            raise ValueError(msg)
+        return self

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import Any
+
 from panjereh.common.db import service_metadata
 from panjereh.common.messaging.tables import messaging_tables
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "inquiry_broker"
 
@@ -14,3 +30,134 @@ class Base(DeclarativeBase):
 
 
 messaging = messaging_tables(Base.metadata)
+
+
+class InquiryType(Base):
+    """An entry of the registry: what can be asked, of whom, and how it is delivered."""
+
+    __tablename__ = "inquiry_type"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    provider_agency: Mapped[str] = mapped_column(Text)
+    title: Mapped[dict[str, str]] = mapped_column(JSONB)
+    subject_kind: Mapped[str] = mapped_column(Text)
+    input_schema: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    output_schema: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    delivery: Mapped[str] = mapped_column(Text)
+    connector_url: Mapped[str | None] = mapped_column(Text)
+    timeout_ms: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    cache_ttl_seconds: Mapped[int] = mapped_column(Integer)
+    personal_data_class: Mapped[str] = mapped_column(Text)
+
+
+class AccessGrant(Base):
+    """An explicit permission, with its legal basis, for access no service card covers."""
+
+    __tablename__ = "access_grant"
+    __table_args__ = (UniqueConstraint("principal", "inquiry_type"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    principal: Mapped[str] = mapped_column(Text)
+    inquiry_type: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PublishedCard(Base):
+    """Replica of the catalog's published service cards: what the access policy reads."""
+
+    __tablename__ = "published_card"
+
+    service_code: Mapped[str] = mapped_column(Text, primary_key=True)
+    agency: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    inquiry_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    retired: Mapped[bool] = mapped_column(server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Inquiry(Base):
+    """One question asked of a provider agency, and its answer."""
+
+    __tablename__ = "inquiry"
+    __table_args__ = (
+        Index(
+            "ix_inquiry_pending_deadline",
+            "deadline_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_inquiry_pending_next_attempt",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_inquiry_cache_key_answered_at", "cache_key", "answered_at"),
+        Index(
+            "uq_inquiry_caller_idempotency_key",
+            "caller",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    provider_agency: Mapped[str] = mapped_column(Text)
+    #: Set for types delivered to an HTTP connector instead of the agency's Kafka topic.
+    connector_url: Mapped[str | None] = mapped_column(Text)
+    #: Needed to (re)send the inquiry to the provider; never logged nor put in events.
+    subject: Mapped[str] = mapped_column(Text)
+    subject_hash: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    cache_key: Mapped[str] = mapped_column(Text)
+    caller: Mapped[str] = mapped_column(Text)
+    caller_role: Mapped[str] = mapped_column(Text)
+    caller_agency: Mapped[str | None] = mapped_column(Text)
+    service_code: Mapped[str | None] = mapped_column(Text)
+    tracking_code: Mapped[str | None] = mapped_column(Text)
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    signature: Mapped[str | None] = mapped_column(Text)
+    cached_from: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    #: The caller's ``Idempotency-Key`` and a hash of its request body, when it sent one.
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    request_hash: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When to resend if no answer came yet (``None``: no attempt left before the deadline).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """One access decision, chained to the previous entry by its hash (append-only)."""
+
+    __tablename__ = "audit_entry"
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decision: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    inquiry_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    inquiry_type: Mapped[str] = mapped_column(Text)
+    provider_agency: Mapped[str | None] = mapped_column(Text)
+    caller: Mapped[str] = mapped_column(Text)
+    caller_role: Mapped[str | None] = mapped_column(Text)
+    caller_agency: Mapped[str | None] = mapped_column(Text)
+    #: Keyed hash (HMAC) of the subject's national code: the citizen's tracker finds its
+    #: entries without the audit table holding national codes.
+    subject_hash: Mapped[str] = mapped_column(Text, index=True)
+    service_code: Mapped[str | None] = mapped_column(Text)
+    tracking_code: Mapped[str | None] = mapped_column(Text)
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(Text)
+    entry_hash: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,224 @@
+"""An agency connected to the inquiry broker over Kafka.
+
+``Agency`` consumes ``agency.<code>.inquiries`` with manual commits, validates every inquiry
+against the registry's input schema for its type, calls the handler registered for that type,
+replies on ``inquiry.replies`` and commits the offset only after the broker acknowledged the
+reply. A crash between reply and commit redelivers the inquiry; the broker ignores a second
+reply for the same inquiry id, so "at least once" is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
+from jsonschema import Draft202012Validator
+from panjereh.agency_sdk.errors import InquiryNotFound, InvalidInquiry
+from panjereh.agency_sdk.messages import (
+    CLOUDEVENTS_CONTENT_TYPE,
+    INQUIRY_REPLIES_TOPIC,
+    Inquiry,
+    Reply,
+    ReplyStatus,
+    decode,
+    encode_reply,
+    inquiries_topic,
+)
+from pydantic import ValidationError
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Inquiry], Awaitable[Mapping[str, Any]]]
+#: Headers copied from an inquiry to its reply so that a trace spans the agency too.
+_PROPAGATED_HEADERS = frozenset({"traceparent", "tracestate"})
+
+
+@dataclass
+class KafkaSettings:
+    """How to reach the platform's Kafka with the agency's own credentials.
+
+    ``idempotence`` is off only for brokers lacking it (the embedded Tansu). With a
+    ``SASL_*`` protocol give the agency's user and password (SCRAM-SHA-512 in the platform's
+    Strimzi cluster); with ``SSL``/``SASL_SSL`` the cluster's CA file.
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    idempotence: bool = True
+    #: How long the broker may hold a fetch while no inquiry arrives. Apache Kafka answers a
+    #: held fetch as soon as an inquiry lands; a broker that does not (the embedded Tansu)
+    #: adds up to this much latency per inquiry, so lower it there (the simulators use 25).
+    fetch_max_wait_ms: int = 100
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection keyword arguments shared by aiokafka's consumer and producer."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in {"SSL", "SASL_SSL"}:
+            options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        if self.security_protocol.startswith("SASL_"):
+            options.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return options
+
+
+class Agency:
+    """One agency: ``@agency.handler("type")`` functions answer its inquiries."""
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        kafka: KafkaSettings | None = None,
+        input_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        concurrency: int = 64,
+    ) -> None:
+        self.code = code
+        self.kafka = kafka or KafkaSettings()
+        self.topic = inquiries_topic(code)
+        self.handlers: dict[str, Handler] = {}
+        self._validators = {
+            name: Draft202012Validator(dict(schema))
+            for name, schema in (input_schemas or {}).items()
+        }
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = asyncio.Event()
+        #: Set once connected to Kafka (a health check's "ready").
+        self.connected = asyncio.Event()
+        #: Set once the consumer has its partitions (tests await it).
+        self.ready = asyncio.Event()
+
+    def handler(self, inquiry_type: str) -> Callable[[Handler], Handler]:
+        """Register the function that answers ``inquiry_type``."""
+
+        def register(function: Handler) -> Handler:
+            self.handlers[inquiry_type] = function
+            return function
+
+        return register
+
+    def use_input_schemas(self, schemas: Mapping[str, Mapping[str, Any]]) -> None:
+        """Validate inquiries against these ``{type: JSON Schema of params}`` from the registry."""
+        self._validators = {
+            name: Draft202012Validator(dict(schema)) for name, schema in schemas.items()
+        }
+
+    # ------------------------------------------------------------------ answering
+    async def answer(self, inquiry: Inquiry) -> Reply:
+        """The reply to ``inquiry``: what the handler returns, or why there is none."""
+        try:
+            self._validate(inquiry)
+            handler = self.handlers[inquiry.type]
+            async with self._slots:
+                result = await handler(inquiry)
+        except InquiryNotFound:
+            return Reply(inquiry_id=inquiry.inquiry_id, status=ReplyStatus.NOT_FOUND)
+        except InvalidInquiry as exc:
+            return Reply(inquiry_id=inquiry.inquiry_id, status=ReplyStatus.ERROR, error=str(exc))
+        except Exception:
+            logger.exception("handler failed", extra={"inquiry_id": str(inquiry.inquiry_id)})
+            return Reply(
+                inquiry_id=inquiry.inquiry_id, status=ReplyStatus.ERROR, error="handler_failed"
+            )
+        return Reply(inquiry_id=inquiry.inquiry_id, status=ReplyStatus.OK, result=dict(result))
+
+    def _validate(self, inquiry: Inquiry) -> None:
+        if inquiry.type not in self.handlers:
+            msg = "unsupported_type"
+            raise InvalidInquiry(msg)
+        validator = self._validators.get(inquiry.type)
+        if validator is not None:
+            problem = next(iter(validator.iter_errors(inquiry.params)), None)
+            if problem is not None:
+                # the field path only: values may be personal data
+                where = ".".join(str(part) for part in problem.absolute_path) or "params"
+                msg = f"invalid_input: {where}"
+                raise InvalidInquiry(msg)
+
+    # ------------------------------------------------------------------ Kafka loop
+    async def run(self) -> None:
+        """Consume and answer until :meth:`stop` is called (or the task is cancelled)."""
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            **self.kafka.client_options(),
+            group_id=f"agency-{self.code}",
+            client_id=f"agency-{self.code}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
+        )
+        producer = AIOKafkaProducer(
+            **self.kafka.client_options(),
+            client_id=f"agency-{self.code}",
+            enable_idempotence=self.kafka.idempotence,
+            acks="all",
+            linger_ms=0,
+        )
+        await producer.start()
+        try:
+            await consumer.start()
+            self.connected.set()
+            try:
+                await self._loop(consumer, producer)
+            finally:
+                self.connected.clear()
+                await consumer.stop()
+        finally:
+            await producer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            if consumer.assignment():
+                self.ready.set()
+            for partition, records in batches.items():
+                await self._answer_batch(producer, records)
+                await consumer.commit({partition: records[-1].offset + 1})
+
+    async def _answer_batch(self, producer: AIOKafkaProducer, records: list[Any]) -> None:
+        """Answer a partition's records concurrently; return once every reply is acknowledged."""
+        replies = await asyncio.gather(*(self._reply_to(record) for record in records))
+        deliveries = [
+            await producer.send(
+                INQUIRY_REPLIES_TOPIC,
+                value=encode_reply(reply, agency=self.code),
+                key=str(reply.inquiry_id).encode(),
+                headers=headers,
+            )
+            for reply, headers in replies
+            if reply is not None
+        ]
+        await asyncio.gather(*deliveries)
+
+    async def _reply_to(self, record: Any) -> tuple[Reply | None, list[tuple[str, bytes]]]:
+        headers = [
+            (name, value) for name, value in (record.headers or ()) if name in _PROPAGATED_HEADERS
+        ]
+        headers.append(("content-type", CLOUDEVENTS_CONTENT_TYPE.encode()))
+        try:
+            inquiry = Inquiry.model_validate(decode(record.value).data)
+        except ValidationError:
+            # not an inquiry at all: nothing to answer, nobody waiting on an id we can read
+            logger.warning(
+                "unreadable record skipped",
+                extra={"topic": record.topic, "offset": record.offset},
+            )
+            return None, headers
+        return await self.answer(inquiry), headers

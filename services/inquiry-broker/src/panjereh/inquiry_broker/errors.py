@@ -1,0 +1,66 @@
+"""The inquiry broker's expected failures, each with a stable code (rendered as RFC 9457)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from panjereh.common.errors import AppError, NotFound, Text
+
+
+class InquiryTypeUnknown(AppError):
+    status = 422
+    code = "inquiry_type_unknown"
+    title = Text("نوع استعلام در فهرست استعلام‌ها نیست", "No such inquiry type in the registry")
+
+
+class InvalidSubject(AppError):
+    status = 422
+    code = "invalid_subject"
+    title = Text("کد ملی موضوع استعلام معتبر نیست", "The subject's national code is not valid")
+
+
+class InvalidParams(AppError):
+    status = 422
+    code = "validation_failed"
+    title = Text("پارامترهای استعلام معتبر نیستند", "The inquiry parameters are not valid")
+
+    def __init__(self, errors: Sequence[Mapping[str, str]]) -> None:
+        super().__init__(errors=errors)
+
+
+class InquiryNotPermitted(AppError):
+    """Refused by the access policy. The refusal is audited: the boundary commits it."""
+
+    status = 403
+    code = "inquiry_not_permitted"
+    title = Text(
+        "این استعلام برای این هدف به شما مجاز نیست",
+        "This inquiry is not permitted to you for this purpose",
+    )
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(extra={"reason": reason})
+        self.reason = reason
+
+
+class InquiryNotFound(NotFound):
+    code = "inquiry_not_found"
+    title = Text("استعلام یافت نشد", "Inquiry not found")
+
+
+class IdempotencyKeyReused(AppError):
+    status = 409
+    code = "idempotency_key_reused"
+    title = Text(
+        "این کلید یکتایی پیش‌تر با درخواست دیگری به کار رفته است",
+        "This Idempotency-Key was already used with a different request",
+    )
+
+
+class DeliveryUnsupported(AppError):
+    status = 501
+    code = "delivery_unsupported"
+    title = Text(
+        "روش تحویل این نوع استعلام هنوز پشتیبانی نمی‌شود",
+        "This inquiry type's delivery is not supported yet",
+    )

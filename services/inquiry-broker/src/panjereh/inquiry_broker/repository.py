@@ -1,0 +1,227 @@
+"""Named queries of the inquiry broker, in the domain's words."""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from panjereh.inquiry_broker.audit import GENESIS, HASHED_FIELDS, entry_hash
+from panjereh.inquiry_broker.models import (
+    AccessGrant,
+    AuditEntry,
+    Inquiry,
+    InquiryType,
+    PublishedCard,
+)
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+#: One advisory lock serialises appends to the audit chain across every replica.
+_AUDIT_CHAIN_LOCK = zlib.crc32(b"inquiry_broker.audit_entry")
+#: The channel a committed answer is announced on (payload: the inquiry id).
+ANSWERED_CHANNEL = "inquiry_answered"
+
+
+class InquiryTypeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def all(self) -> Sequence[InquiryType]:
+        return (await self.session.scalars(select(InquiryType).order_by(InquiryType.name))).all()
+
+    async def get(self, name: str) -> InquiryType | None:
+        return await self.session.get(InquiryType, name)
+
+
+class GrantRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def active_for_type(self, inquiry_type: str) -> Sequence[AccessGrant]:
+        query = select(AccessGrant).where(
+            AccessGrant.inquiry_type == inquiry_type, AccessGrant.revoked_at.is_(None)
+        )
+        return (await self.session.scalars(query)).all()
+
+
+class CardRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, service_code: str) -> PublishedCard | None:
+        return await self.session.get(PublishedCard, service_code)
+
+    async def save_published(
+        self,
+        *,
+        service_code: str,
+        agency: str,
+        version: int,
+        inquiry_types: list[str],
+        legal_basis: str | None,
+    ) -> None:
+        """Keep the newest version: an older one arriving late changes nothing."""
+        values: dict[str, Any] = {
+            "service_code": service_code,
+            "agency": agency,
+            "version": version,
+            "inquiry_types": inquiry_types,
+            "legal_basis": legal_basis,
+            "retired": False,
+            "updated_at": func.now(),
+        }
+        statement = insert(PublishedCard).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[PublishedCard.service_code],
+            set_={k: statement.excluded[k] for k in values if k != "service_code"},
+            where=PublishedCard.version <= statement.excluded.version,
+        )
+        await self.session.execute(statement)
+
+    async def retire(self, *, service_code: str, version: int) -> None:
+        await self.session.execute(
+            update(PublishedCard)
+            .where(PublishedCard.service_code == service_code, PublishedCard.version <= version)
+            .values(retired=True, updated_at=func.now())
+        )
+
+
+class InquiryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, inquiry: Inquiry) -> None:
+        self.session.add(inquiry)
+        await self.session.flush()
+
+    async def get(self, inquiry_id: uuid.UUID) -> Inquiry | None:
+        return await self.session.get(Inquiry, inquiry_id, populate_existing=True)
+
+    async def get_for_update(self, inquiry_id: uuid.UUID) -> Inquiry | None:
+        return await self.session.get(
+            Inquiry, inquiry_id, with_for_update=True, populate_existing=True
+        )
+
+    async def by_idempotency_key(self, caller: str, key: str) -> Inquiry | None:
+        query = select(Inquiry).where(Inquiry.caller == caller, Inquiry.idempotency_key == key)
+        return (await self.session.scalars(query)).first()
+
+    async def latest_answer(self, cache_key: str, *, since: datetime) -> Inquiry | None:
+        """The freshest answer (found or not found) to the same question since ``since``."""
+        query = (
+            select(Inquiry)
+            .where(
+                Inquiry.cache_key == cache_key,
+                Inquiry.answered_at >= since,
+                Inquiry.status.in_(("answered", "not_found")),
+            )
+            .order_by(Inquiry.answered_at.desc())
+            .limit(1)
+        )
+        return (await self.session.scalars(query)).first()
+
+    async def overdue(self, *, now: datetime, limit: int = 100) -> Sequence[Inquiry]:
+        """Pending inquiries due a resend or past their deadline, locked for this replica."""
+        query = (
+            select(Inquiry)
+            .where(
+                Inquiry.status == "pending",
+                or_(
+                    Inquiry.deadline_at <= now,
+                    # HTTP connector attempts are made by the connector dispatcher
+                    and_(Inquiry.next_attempt_at <= now, Inquiry.connector_url.is_(None)),
+                ),
+            )
+            .order_by(Inquiry.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def due_connector_calls(self, *, now: datetime, limit: int = 50) -> Sequence[Inquiry]:
+        """Pending HTTP-connector inquiries due an attempt, locked for this replica."""
+        query = (
+            select(Inquiry)
+            .where(
+                Inquiry.status == "pending",
+                Inquiry.connector_url.is_not(None),
+                Inquiry.next_attempt_at <= now,
+                Inquiry.deadline_at > now,
+            )
+            .order_by(Inquiry.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def announce_answer(self, inquiry_id: uuid.UUID) -> None:
+        """NOTIFY waiting callers on every replica, delivered when this transaction commits."""
+        await self.session.execute(select(func.pg_notify(ANSWERED_CHANNEL, str(inquiry_id))))
+
+
+class AuditRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def append(self, fields: dict[str, Any]) -> AuditEntry:
+        """Chain ``fields`` after the last entry. Holds the chain lock until commit."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK)))
+        last = await self.session.scalar(
+            select(AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+        )
+        prev_hash = last or GENESIS
+        entry = AuditEntry(
+            **{name: fields.get(name) for name in HASHED_FIELDS},
+            prev_hash=prev_hash,
+            entry_hash=entry_hash(prev_hash, fields),
+        )
+        self.session.add(entry)
+        await self.session.flush()
+        return entry
+
+    async def walk(self, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
+        """Every entry in chain order, as plain mappings, a batch at a time."""
+        after = 0
+        columns = [getattr(AuditEntry, name) for name in ("seq", *HASHED_FIELDS)]
+        columns += [AuditEntry.prev_hash, AuditEntry.entry_hash]
+        while True:
+            rows = (
+                (
+                    await self.session.execute(
+                        select(*columns)
+                        .where(AuditEntry.seq > after)
+                        .order_by(AuditEntry.seq)
+                        .limit(batch)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield dict(row)
+            after = rows[-1]["seq"]
+
+    async def for_subject(
+        self, subject_hash: str, *, offset: int, limit: int
+    ) -> tuple[Sequence[tuple[AuditEntry, InquiryType | None]], int]:
+        total = await self.session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.subject_hash == subject_hash)
+        )
+        result = await self.session.execute(
+            select(AuditEntry, InquiryType)
+            .outerjoin(InquiryType, InquiryType.name == AuditEntry.inquiry_type)
+            .where(AuditEntry.subject_hash == subject_hash)
+            .order_by(AuditEntry.seq.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        rows = [(entry, inquiry_type) for entry, inquiry_type in result.all()]
+        return rows, int(total or 0)

@@ -1,0 +1,126 @@
+"""The audit log on a real, migrated PostgreSQL: the chain, tampering, append-only role."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from panjereh.common.db import Database
+from panjereh.common.migrations import downgrade, upgrade
+from panjereh.common.testing.plugin import MigratedDatabase
+from panjereh.inquiry_broker.audit import ChainVerifier
+from panjereh.inquiry_broker.repository import AuditRepository
+
+pytestmark = pytest.mark.integration
+
+PACKAGE = "panjereh.inquiry_broker"
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def fields(n: int) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "recorded_at": datetime.now(UTC),
+        "decision": "allowed",
+        "reason": "card",
+        "inquiry_id": uuid.uuid4(),
+        "inquiry_type": "tax.clearance",
+        "provider_agency": "tax",
+        "caller": "requests",
+        "caller_role": "service:requests",
+        "caller_agency": None,
+        "subject_hash": "cd" * 32,
+        "service_code": "S-1",
+        "tracking_code": f"T-{n}",
+        "legal_basis": "قانون مالیات‌های مستقیم",
+    }
+
+
+async def verify(database: Database) -> tuple[int, Any]:
+    async with database.transaction() as session:
+        verifier = ChainVerifier()
+        async for entry in AuditRepository(session).walk(batch=2):
+            broken = verifier.check(entry)
+            if broken is not None:
+                return verifier.checked, broken
+        return verifier.checked, None
+
+
+async def test_concurrent_appends_chain_and_a_changed_row_is_named(
+    migrated_database: MigratedDatabase,
+) -> None:
+    url = await migrated_database(PACKAGE)
+    database = Database(url)
+    try:
+
+        async def append(n: int) -> None:
+            async with database.transaction() as session:
+                await AuditRepository(session).append(fields(n))
+
+        # concurrent writers (as from two replicas) still form one unbroken chain
+        await asyncio.gather(*(append(n) for n in range(8)))
+        assert await verify(database) == (8, None)
+
+        connection = await asyncpg.connect(libpq(url))
+        try:
+            target = await connection.fetchrow(
+                "SELECT seq, id FROM inquiry_broker.audit_entry ORDER BY seq OFFSET 4 LIMIT 1"
+            )
+            await connection.execute(
+                "UPDATE inquiry_broker.audit_entry SET tracking_code = 'forged' WHERE seq = $1",
+                target["seq"],
+            )
+        finally:
+            await connection.close()
+        checked, broken = await verify(database)
+    finally:
+        await database.dispose()
+    assert broken is not None
+    assert (broken.seq, broken.id, broken.problem) == (
+        target["seq"],
+        target["id"],
+        "content_changed",
+    )
+    assert checked == 5
+
+
+async def test_the_service_role_cannot_change_or_delete_audit_entries(
+    migrated_database: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = await migrated_database(PACKAGE)
+    role = f"broker_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(libpq(url))
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    finally:
+        await admin.close()
+    monkeypatch.setenv("PANJEREH_INQUIRY_BROKER_AUDIT_APPEND_ONLY_ROLE", role)
+    await asyncio.to_thread(downgrade, PACKAGE, url, "0002")
+    await asyncio.to_thread(upgrade, PACKAGE, url)
+
+    # the embedded server trusts local connections: log in as the service role
+    service_url = url.replace("postgres@", f"{role}@", 1)
+    database = Database(service_url)
+    try:
+        async with database.transaction() as session:
+            await AuditRepository(session).append(fields(1))
+    finally:
+        await database.dispose()
+    connection = await asyncpg.connect(libpq(service_url))
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM inquiry_broker.audit_entry") == 1
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("UPDATE inquiry_broker.audit_entry SET reason = 'x'")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("DELETE FROM inquiry_broker.audit_entry")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("TRUNCATE inquiry_broker.audit_entry")
+    finally:
+        await connection.close()

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+from panjereh.inquiry_broker.config import Settings
+from panjereh.inquiry_broker.signing import AnswerSigner
+from pydantic import ValidationError
+
+PEM = AnswerSigner.generate().private_pem()
+
+
+class TestProductionSettings:
+    def test_a_signing_key_is_required(self) -> None:
+        with pytest.raises(ValidationError, match="signing_private_key"):
+            Settings(environment="prod", subject_hash_key="a-real-key-from-the-vault")
+
+    def test_the_placeholder_subject_hash_key_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="subject_hash_key"):
+            Settings(environment="prod", signing_private_key=PEM)
+
+    def test_real_secrets_are_accepted(self) -> None:
+        settings = Settings(
+            environment="prod", signing_private_key=PEM, subject_hash_key="k-7f3a9c1e"
+        )
+        assert settings.signing_private_key.get_secret_value() == PEM
+
+    def test_dev_needs_no_secrets(self) -> None:
+        assert Settings(environment="dev").signing_private_key.get_secret_value() == ""
+
+
+@pytest.mark.parametrize("role", ["x; DROP TABLE audit_entry", "Robert", "a-b"])
+def test_the_append_only_role_must_be_a_plain_identifier(role: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(audit_append_only_role=role)
