@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from panjereh.catalog.seed import seed
 from panjereh.common.db import Database
 from panjereh.common.migrations import upgrade

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from panjereh.agency_sdk.national_code import complete
 from panjereh.common.migrations import upgrade
 from panjereh.common.testing.tokens import JwksServer, SigningKey, TokenFactory, bearer

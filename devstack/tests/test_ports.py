@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from panjereh.devstack.embedded import PortInUseError, ensure_port_free, free_port
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from panjereh.devstack.stack import SERVICES
 
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"

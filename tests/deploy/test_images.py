@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from panjereh.devstack.stack import GATEWAY, SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

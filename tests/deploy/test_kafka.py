@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from panjereh.contracts.topics import (
     INQUIRY_REPLIES,
     PLATFORM_TOPICS,

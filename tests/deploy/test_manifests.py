@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
 from panjereh.devstack.stack import GATEWAY, SERVICES
 
 SERVICE_NAMES = [component.name for component in SERVICES]

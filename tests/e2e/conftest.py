@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from panjereh.devstack.testing import RunningStack, start_stack, stop_stack
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
 from panjereh.devstack.testing import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e

@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from panjereh.agency_simulators import special
 from panjereh.devstack.testing import RunningStack
 

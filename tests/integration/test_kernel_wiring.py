@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import pytest
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry.trace import SpanKind
+from sqlalchemy import text
+
 from panjereh.catalog.config import Settings as CatalogSettings
 from panjereh.catalog.main import create_app as create_catalog_app
 from panjereh.common.app import create_service_app
@@ -17,7 +19,6 @@ from panjereh.common.db import Database
 from panjereh.common.settings import ServiceSettings
 from panjereh.common.telemetry import in_memory_exporter
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
-from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ import importlib
 
 import asyncpg
 import pytest
+
 from panjereh.common.migrations import downgrade, upgrade
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 

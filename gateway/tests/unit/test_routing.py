@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from panjereh.gateway.routing import upstream_for
 
 

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.catalog.config import Settings
 from panjereh.catalog.main import create_app
 from panjereh.catalog.seed import seed
@@ -13,7 +15,6 @@ from panjereh.common.db import Database
 from panjereh.common.testing.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.contracts.topics import PLATFORM_TOPICS
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def _seeded(migrated_database: MigratedDatabase) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import httpx
+
 from panjereh.agency_sdk import KafkaSettings
 from panjereh.agency_simulators.agencies import build
 from panjereh.agency_simulators.health import serve_health

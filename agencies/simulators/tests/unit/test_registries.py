@@ -4,6 +4,7 @@ import uuid
 from datetime import date
 
 import pytest
+
 from panjereh.agency_sdk import Inquiry, InquiryNotFound, KafkaSettings, ReplyStatus
 from panjereh.agency_sdk import national_code as codes
 from panjereh.agency_simulators import registries, special

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, with_dead_letters
 from panjereh.devstack.embedded import (
     EmbeddedKafka,

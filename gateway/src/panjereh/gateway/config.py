@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from panjereh.common.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from panjereh.common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

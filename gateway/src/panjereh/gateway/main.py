@@ -7,13 +7,14 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response
+
 from panjereh.common.app import create_service_app
 from panjereh.common.health import ReadinessCheck
 from panjereh.common.logging import configure_logging
 from panjereh.gateway.config import Settings
 from panjereh.gateway.proxy import RouteNotFound, forward
 from panjereh.gateway.routing import upstream_for
-from starlette.responses import Response
 
 PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 from fastapi import Request
-from panjereh.common.errors import AppError, NotFound, Text
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
+
+from panjereh.common.errors import AppError, NotFound, Text
 
 # RFC 9110 §7.6.1 connection-specific headers, never forwarded
 HOP_BY_HOP = frozenset(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from panjereh.agency_sdk import Agency, Inquiry, InquiryNotFound, KafkaSettings
 from panjereh.agency_sdk.messages import INQUIRY_REPLIES_TOPIC, INQUIRY_REQUESTED_TYPE
 from panjereh.devstack.embedded import create_topics

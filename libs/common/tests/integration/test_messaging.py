@@ -20,6 +20,9 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.app import create_service_app
 from panjereh.common.db import Database, service_metadata
 from panjereh.common.messaging import outbox
@@ -36,8 +39,6 @@ from panjereh.common.testing.kafka import create_topics, produce, read_topic
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.contracts.events import Event
 from panjereh.devstack.embedded import EmbeddedKafka, free_port
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 pytestmark = pytest.mark.integration
 

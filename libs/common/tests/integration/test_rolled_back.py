@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
+
 from panjereh.common.db import Database
 from panjereh.common.testing.plugin import MigratedDatabase, rolled_back
-from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from jose import jwk
+
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import (
     CurrentCitizen,

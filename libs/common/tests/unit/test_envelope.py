@@ -9,6 +9,8 @@ from typing import ClassVar
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from pydantic import Field, ValidationError
+
 from panjereh.common.messaging.envelope import (
     CloudEvent,
     extract_trace_context,
@@ -18,7 +20,6 @@ from panjereh.common.messaging.envelope import (
 from panjereh.common.messaging.kafka import consumer_options, producer_options
 from panjereh.common.settings import ServiceSettings
 from panjereh.contracts.events import Event
-from pydantic import Field, ValidationError
 
 
 class ThingMoved(Event):

@@ -6,11 +6,12 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+
 from panjereh.common.app import create_service_app
 from panjereh.common.errors import AppError, Text
 from panjereh.common.settings import ServiceSettings
 from panjereh.common.testing.plugin import running_app
-from pydantic import BaseModel, Field
 
 
 class ChallengeExpired(AppError):

@@ -3,9 +3,10 @@ from __future__ import annotations
 import ssl
 
 import pytest
+from pydantic import SecretStr, ValidationError
+
 from panjereh.common.messaging.kafka import connection_options, producer_options
 from panjereh.common.settings import Environment, ServiceSettings
-from pydantic import SecretStr, ValidationError
 
 
 class WithSecret(ServiceSettings):

@@ -19,6 +19,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+
 from panjereh.common.app import create_service_app
 from panjereh.common.logging import JsonFormatter
 from panjereh.common.settings import ServiceSettings

@@ -10,13 +10,14 @@ from typing import Any
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
+
 from panjereh.contracts import asyncapi, snapshot, topics
 from panjereh.contracts.catalog import ServicePublished
 from panjereh.contracts.identity import CitizenRegistered
 from panjereh.contracts.inquiry import InquiryPurpose, InquiryReply, InquiryToAgency
 from panjereh.contracts.registry import ALL_EVENTS, by_type
 from panjereh.contracts.requests import RequestStatusChanged
-from pydantic import ValidationError
 
 ASYNCAPI_SCHEMA = (
     Path(__file__).parents[1] / "data" / "asyncapi-3.0.0" / "asyncapi-3.0.0.schema.json"

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.catalog.models import messaging
 from panjereh.catalog.seed_data import cards
 from panjereh.common.db import Database
@@ -23,7 +25,6 @@ from panjereh.common.settings import ServiceSettings
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts import topics
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
-from sqlalchemy.ext.asyncio import AsyncSession
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.catalog import service
 from panjereh.catalog.repository import SearchFilters
 from panjereh.catalog.schemas import CardCreate, SearchResults
 from panjereh.catalog.seed_data import AGENCIES, cards
-from sqlalchemy.ext.asyncio import AsyncSession
 
 pytestmark = pytest.mark.integration
 

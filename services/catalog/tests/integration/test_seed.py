@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
+
 from panjereh.catalog.seed import seed
 from panjereh.common.db import Database
-from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.catalog import service
 from panjereh.catalog.errors import (
     CardInvalid,
@@ -20,9 +24,6 @@ from panjereh.catalog.repository import SearchFilters
 from panjereh.catalog.schemas import CardCreate, CardUpdate
 from panjereh.catalog.seed_data import cards
 from panjereh.common.errors import AppError
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 pytestmark = pytest.mark.integration
 

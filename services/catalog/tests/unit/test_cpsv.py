@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyshacl import validate
+from rdflib import Graph, Literal, Namespace, URIRef
+
 from panjereh.catalog import cpsv
 from panjereh.catalog.schemas import CardRead
 from panjereh.catalog.seed_data import AGENCIES, cards
-from pyshacl import validate
-from rdflib import Graph, Literal, Namespace, URIRef
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cpsv-ap-3.2.0"
 CPSV = Namespace("http://purl.org/vocab/cpsv#")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from panjereh.catalog.repository import FacetBits
 from panjereh.catalog.schemas import CardContent
 from panjereh.catalog.seed import synthetic_cards

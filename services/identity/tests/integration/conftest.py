@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from fastapi import FastAPI
+
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.identity.main import create_app
 from panjereh.identity.testing import InquiryBrokerDouble, loopback_server, settings_for_tests

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
+
 from panjereh.identity import service
 from panjereh.identity.dependencies import unit_of_work
 from panjereh.identity.models import OtpChallenge, RateLimitCounter

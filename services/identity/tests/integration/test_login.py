@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+
 from panjereh.common.testing.plugin import running_app
 from panjereh.identity.main import create_app
 from panjereh.identity.testing import (

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+from sqlalchemy import text
+
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.common.testing.kafka import create_topics, produce, read_topic
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
@@ -23,7 +25,6 @@ from panjereh.identity.testing import (
     national_code_for,
     settings_for_tests,
 )
-from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+
 from panjereh.identity import service
 from panjereh.identity.dependencies import unit_of_work
 from panjereh.identity.keys import KeySet, SigningKeyPair, generate_private_key

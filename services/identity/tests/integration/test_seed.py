@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+
 from panjereh.identity.dependencies import unit_of_work
 from panjereh.identity.repository import StaffRoleRepository
 from panjereh.identity.seed import DEV_STAFF, dev_client_secret, dev_clients, main, seed

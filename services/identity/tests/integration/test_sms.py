@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+
 from panjereh.common.db import Database
 from panjereh.common.testing.plugin import running_app
 from panjereh.identity.crypto import Keys

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+
 from panjereh.common.db import Database
 from panjereh.common.testing.plugin import MigratedDatabase
 from panjereh.identity import keys as keys_module

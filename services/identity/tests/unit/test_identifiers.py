@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from panjereh.identity.identifiers import (
     InvalidIdentifier,
     ascii_digits,

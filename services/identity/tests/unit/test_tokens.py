@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt
+
 from panjereh.identity.keys import (
     KeySet,
     SigningKeyPair,

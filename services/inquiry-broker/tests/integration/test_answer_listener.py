@@ -7,6 +7,7 @@ import time
 
 import asyncpg
 import pytest
+
 from panjereh.common.testing.plugin import MigratedDatabase
 from panjereh.inquiry_broker.repository import ANSWERED_CHANNEL
 from panjereh.inquiry_broker.waiting import AnswerListener, libpq_dsn

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+
 from panjereh.common.db import Database
 from panjereh.common.migrations import downgrade, upgrade
 from panjereh.common.testing.plugin import MigratedDatabase

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.topics import PLATFORM_TOPICS

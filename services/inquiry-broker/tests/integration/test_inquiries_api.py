@@ -16,6 +16,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+
 from panjereh.agency_sdk import KafkaSettings, fetch_input_schemas
 from panjereh.agency_simulators import special
 from panjereh.agency_simulators.agencies import build, input_schemas

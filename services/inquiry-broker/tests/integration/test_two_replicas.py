@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from panjereh.agency_sdk import KafkaSettings
 from panjereh.agency_sdk.national_code import complete
 from panjereh.agency_simulators.agencies import Faults, build

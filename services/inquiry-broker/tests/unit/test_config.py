@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.signing import AnswerSigner
-from pydantic import ValidationError
 
 PEM = AnswerSigner.generate().private_pem()
 

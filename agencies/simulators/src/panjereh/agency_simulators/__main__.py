@@ -14,11 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import Literal
 
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from panjereh.agency_sdk import KafkaSettings
 from panjereh.agency_simulators.agencies import AGENCIES, Faults, build
 from panjereh.agency_simulators.health import serve_health
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger("panjereh.agency_simulators")
 

@@ -18,6 +18,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
+
 from panjereh.agency_sdk.errors import InquiryNotFound, InvalidInquiry
 from panjereh.agency_sdk.messages import (
     CLOUDEVENTS_CONTENT_TYPE,
@@ -29,7 +31,6 @@ from panjereh.agency_sdk.messages import (
     encode_reply,
     inquiries_topic,
 )
-from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 

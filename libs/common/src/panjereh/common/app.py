@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from starlette.types import Lifespan
+
 from panjereh.common.errors import install_error_handlers
 from panjereh.common.health import Readiness, health_router
 from panjereh.common.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from panjereh.common.settings import ServiceSettings
 from panjereh.common.telemetry import TraceparentMiddleware, instrument_app, telemetry_lifespan
-from starlette.types import Lifespan
 
 
 def _operation_id(route: APIRoute) -> str:

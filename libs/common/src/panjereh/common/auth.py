@@ -26,6 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jose import jwk, jwt
 from jose.backends.base import Key
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTError
+
 from panjereh.common.errors import Forbidden, ServiceUnavailable, Text, Unauthorized
 from panjereh.common.settings import ServiceSettings
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from panjereh.common.telemetry import instrument_engine
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -19,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from panjereh.common.telemetry import instrument_engine
 
 #: Constraint names derived from a convention so migrations are stable and reviewable.
 NAMING_CONVENTION = {

@@ -11,10 +11,11 @@ import secrets
 from collections.abc import MutableMapping
 from typing import Any
 
-from panjereh.common.errors import PayloadTooLarge, Text, problem_response
-from panjereh.common.logging import request_id_var
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from panjereh.common.errors import PayloadTooLarge, Text, problem_response
+from panjereh.common.logging import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

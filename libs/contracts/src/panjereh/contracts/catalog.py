@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from panjereh.contracts import topics
 from panjereh.contracts.events import Event
-from pydantic import Field
 
 
 class ServicePublished(Event):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from panjereh.contracts import topics
 from panjereh.contracts.events import Event
-from pydantic import BaseModel, ConfigDict, Field
 
 InquiryStatus = Literal["ok", "not_found", "error"]
 

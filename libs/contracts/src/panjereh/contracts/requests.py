@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from panjereh.contracts import topics
 from panjereh.contracts.events import Event
-from pydantic import Field
 
 RequestStatus = Literal[
     "submitted",

@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.catalog.config import Settings
 from panjereh.common.db import Database
-from sqlalchemy.ext.asyncio import AsyncSession
 
 MAX_PAGE_SIZE = 100
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+
 from panjereh.catalog.config import Settings
 from panjereh.catalog.models import messaging
 from panjereh.catalog.router import router

@@ -17,8 +17,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from panjereh.common.db import service_metadata
-from panjereh.common.messaging.tables import messaging_tables
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -33,6 +31,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from panjereh.common.db import service_metadata
+from panjereh.common.messaging.tables import messaging_tables
 
 SCHEMA = "catalog"
 

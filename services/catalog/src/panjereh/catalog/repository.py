@@ -9,17 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from panjereh.catalog.models import (
-    Agency,
-    CardTransition,
-    IdempotencyRecord,
-    SearchWord,
-    ServiceCard,
-    ServiceCardDraft,
-    ServiceCardVersion,
-    ServiceListing,
-)
-from panjereh.catalog.schemas import Audience, ChannelType, LifeEvent
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -36,6 +25,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSQUERY, TSVECTOR, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.catalog.models import (
+    Agency,
+    CardTransition,
+    IdempotencyRecord,
+    SearchWord,
+    ServiceCard,
+    ServiceCardDraft,
+    ServiceCardVersion,
+    ServiceListing,
+)
+from panjereh.catalog.schemas import Audience, ChannelType, LifeEvent
 
 FACETS = ("agency", "category", "life_event", "channel", "maturity", "audience")
 #: How many indexed words a misspelt query word may stand for

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request
+from pydantic import BeforeValidator
+from starlette.responses import JSONResponse, Response
+
 from panjereh.catalog import cpsv, persian, service
 from panjereh.catalog.dependencies import (
     CatalogSettings,
@@ -34,8 +37,6 @@ from panjereh.catalog.schemas import (
     VersionSummary,
 )
 from panjereh.common.auth import CurrentPrincipal
-from pydantic import BeforeValidator
-from starlette.responses import JSONResponse, Response
 
 router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"])
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.catalog import service
 from panjereh.catalog.config import Settings
 from panjereh.catalog.repository import AgencyRepository, CardRepository
@@ -23,7 +25,6 @@ from panjereh.catalog.schemas import AgencyCreate, CardCreate
 from panjereh.catalog.seed_data import AGENCIES, INQUIRY_PROVIDERS, card, cards
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
-from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger("panjereh.catalog.seed")
 

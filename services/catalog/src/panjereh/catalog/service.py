@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.catalog import cpsv, persian
 from panjereh.catalog.errors import (
     AgencyCodeTaken,
@@ -68,8 +71,6 @@ from panjereh.catalog.validation import check_card
 from panjereh.common.errors import Text
 from panjereh.common.messaging import outbox
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
-from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 CATALOG_AUTHORITY = "catalog-authority"
 PLATFORM_ADMIN = "platform-admin"

@@ -17,6 +17,7 @@ from typing import Any
 import cel
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+
 from panjereh.catalog.schemas import (
     ONLINE_CHANNELS,
     CardContent,

@@ -6,9 +6,10 @@ import ipaddress
 from enum import StrEnum
 from typing import ClassVar
 
-from panjereh.common.settings import Environment, ServiceSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
+
+from panjereh.common.settings import Environment, ServiceSettings
 
 #: The dev-only master secret. Contains a placeholder marker, so a production process refuses it.
 DEV_SECRET_KEY = "dev-only-identity-master-key-change-me"  # noqa: S105 - refused in prod

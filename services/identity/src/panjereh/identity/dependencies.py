@@ -13,6 +13,8 @@ from typing import Annotated
 from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.db import Database
 from panjereh.identity import service
 from panjereh.identity.config import Settings
@@ -22,7 +24,6 @@ from panjereh.identity.inquiries import InquiryClient
 from panjereh.identity.keys import DatabaseKeySource, SecretKeySource
 from panjereh.identity.schemas import OtpRequest
 from panjereh.identity.sms import ENQUEUED, SmsDispatcher
-from sqlalchemy.ext.asyncio import AsyncSession
 
 MAX_FORM_BYTES = 8 * 1024
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.messaging.consumer import Handler
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.requests import RequestStatusChanged
 from panjereh.identity import service
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
-from sqlalchemy.ext.asyncio import AsyncSession
 
 CONSUMER_NAME = "identity-notifications"
 

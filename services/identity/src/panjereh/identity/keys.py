@@ -31,11 +31,12 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
 from panjereh.identity.models import SigningKey
-from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 ALGORITHM = "ES256"
 #: how long after retirement a key stays in the JWKS, on top of the access-token lifetime

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import TokenVerifier
 from panjereh.common.db import Database
@@ -32,7 +34,6 @@ from panjereh.identity.sms import (
     SmsGateway,
     VerifyLookupSmsGateway,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from panjereh.common.db import service_metadata
-from panjereh.common.messaging.tables import messaging_tables
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -23,6 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from panjereh.common.db import service_metadata
+from panjereh.common.messaging.tables import messaging_tables
 
 SCHEMA = "identity"
 

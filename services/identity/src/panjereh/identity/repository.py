@@ -7,6 +7,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.identity.models import (
     Citizen,
     DevSms,
@@ -18,9 +22,6 @@ from panjereh.identity.models import (
     SmsMessage,
     StaffRole,
 )
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class CitizenRepository:

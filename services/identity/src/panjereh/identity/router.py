@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from starlette.responses import JSONResponse
+
 from panjereh.common.auth import CurrentCitizen, Principal, require_role
 from panjereh.identity import service
 from panjereh.identity.dependencies import (
@@ -34,7 +36,6 @@ from panjereh.identity.schemas import (
     StaffRolesUpdate,
     TokenPairRead,
 )
-from starlette.responses import JSONResponse
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -7,13 +7,14 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
 from panjereh.identity.identifiers import (
     InvalidIdentifier,
     ascii_digits,
     normalize_mobile,
     normalize_national_code,
 )
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 def _national_code(value: str) -> str:

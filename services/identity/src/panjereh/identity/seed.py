@@ -16,13 +16,14 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.db import Database
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
 from panjereh.identity.keys import DatabaseKeySource
 from panjereh.identity.models import MachineClient, StaffRole
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
 

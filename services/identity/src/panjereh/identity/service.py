@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.messaging import outbox
 from panjereh.contracts.identity import CitizenRegistered
 from panjereh.identity.config import Settings
@@ -70,7 +72,6 @@ from panjereh.identity.schemas import (
 )
 from panjereh.identity.sms import enqueue
 from panjereh.identity.tokens import TokenPolicy, issue_access_token
-from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
 

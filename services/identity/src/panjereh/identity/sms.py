@@ -22,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from panjereh.identity.crypto import Keys
 from panjereh.identity.models import DevSms, SmsMessage
 from panjereh.identity.repository import SmsRepository
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 logger = logging.getLogger(__name__)
 

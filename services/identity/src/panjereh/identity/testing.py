@@ -17,12 +17,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
-from panjereh.identity.config import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
+from panjereh.identity.config import Settings
 
 #: a national code (valid checksum) the registry double has no record of
 UNKNOWN_TO_REGISTRY = "0076229645"

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jose import jwt
+
 from panjereh.identity.keys import ALGORITHM, KeySet
 
 

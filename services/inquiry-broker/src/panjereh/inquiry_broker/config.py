@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from panjereh.common.settings import Environment, ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+
+from panjereh.common.settings import Environment, ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
 from panjereh.common.db import Database
 from panjereh.inquiry_broker import service
 from panjereh.inquiry_broker.service import ConnectorCall

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.auth import Principal, require_role
 from panjereh.common.db import Database
 from panjereh.common.messaging.outbox import OutboxRelay
@@ -20,7 +22,6 @@ from panjereh.inquiry_broker.repository import InquiryRepository
 from panjereh.inquiry_broker.schemas import TERMINAL_STATUSES
 from panjereh.inquiry_broker.service import BrokerKeys
 from panjereh.inquiry_broker.waiting import AnswerListener
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass

@@ -6,13 +6,14 @@ each runs in the consumer's transaction, with the event id recorded in the inbox
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.messaging.consumer import Handler, IdempotentConsumer
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.inquiry import InquiryReply
 from panjereh.inquiry_broker import service
 from panjereh.inquiry_broker.signing import AnswerSigner
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def reply_handler(signer: AnswerSigner) -> Handler:

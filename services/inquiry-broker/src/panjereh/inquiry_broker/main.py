@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import install_auth
 from panjereh.common.db import Database

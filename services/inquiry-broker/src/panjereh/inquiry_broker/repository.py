@@ -8,6 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.inquiry_broker.audit import GENESIS, HASHED_FIELDS, entry_hash
 from panjereh.inquiry_broker.models import (
     AccessGrant,
@@ -16,9 +20,6 @@ from panjereh.inquiry_broker.models import (
     InquiryType,
     PublishedCard,
 )
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 #: One advisory lock serialises appends to the audit chain across every replica.
 _AUDIT_CHAIN_LOCK = zlib.crc32(b"inquiry_broker.audit_entry")

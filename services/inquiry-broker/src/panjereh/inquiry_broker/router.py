@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Response
+
 from panjereh.common.auth import CurrentCitizen, CurrentClient
 from panjereh.contracts.topics import agency_inquiries
 from panjereh.inquiry_broker import service

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from panjereh.inquiry_broker.models import Inquiry
 from pydantic import BaseModel, ConfigDict, Field
+
+from panjereh.inquiry_broker.models import Inquiry
 
 T = TypeVar("T")
 

@@ -18,6 +18,8 @@ from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from panjereh.common.auth import Principal
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.envelope import CloudEvent
@@ -52,7 +54,6 @@ from panjereh.inquiry_broker.repository import (
 )
 from panjereh.inquiry_broker.schemas import InquiryCreate
 from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
-from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+
 from panjereh.inquiry_broker.canonical import canonical_json
 
 ALGORITHM = "ES256"

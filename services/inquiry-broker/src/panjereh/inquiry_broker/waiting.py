@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+
 from panjereh.inquiry_broker.repository import ANSWERED_CHANNEL
 
 logger = logging.getLogger(__name__)

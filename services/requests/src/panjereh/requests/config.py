@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from panjereh.common.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from panjereh.common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

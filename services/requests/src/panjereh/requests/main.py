@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import install_auth
 from panjereh.common.db import Database

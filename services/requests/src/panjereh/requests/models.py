@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import DeclarativeBase
+
 from panjereh.common.db import service_metadata
 from panjereh.common.messaging.tables import messaging_tables
-from sqlalchemy.orm import DeclarativeBase
 
 SCHEMA = "requests"
 

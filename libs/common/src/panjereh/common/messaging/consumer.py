@@ -19,11 +19,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import OffsetAndMetadata
 from opentelemetry import trace
-from panjereh.common.db import Database
-from panjereh.common.messaging.envelope import CloudEvent, extract_trace_context
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.common.db import Database
+from panjereh.common.messaging.envelope import CloudEvent, extract_trace_context
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

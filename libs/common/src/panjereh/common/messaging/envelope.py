@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from opentelemetry import propagate
 from opentelemetry.context import Context
-from panjereh.contracts.events import Event
 from pydantic import BaseModel, ConfigDict, Field
+
+from panjereh.contracts.events import Event
 
 #: Kafka record headers are ``(name, bytes)`` pairs.
 KafkaHeaders = Sequence[tuple[str, bytes]]

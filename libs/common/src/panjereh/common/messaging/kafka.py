@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from aiokafka.helpers import create_ssl_context
+
 from panjereh.common.health import ReadinessCheck
 from panjereh.common.settings import ServiceSettings
 

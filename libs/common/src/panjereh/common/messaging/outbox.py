@@ -24,12 +24,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
-from panjereh.common.db import Database
-from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
-from panjereh.contracts.events import Event
 from sqlalchemy import Table, Text, func, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.common.db import Database
+from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
+from panjereh.contracts.events import Event
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

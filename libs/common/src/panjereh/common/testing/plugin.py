@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from panjereh.common.db import Database
-from panjereh.common.migrations import upgrade
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from panjereh.common.db import Database
+from panjereh.common.migrations import upgrade
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from panjereh.catalog.models import SCHEMA
 from sqlalchemy.dialects import postgresql
+
+from panjereh.catalog.models import SCHEMA
 
 revision: str = "0002"
 down_revision: str | None = "0001"

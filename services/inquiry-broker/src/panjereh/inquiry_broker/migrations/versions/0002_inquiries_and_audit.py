@@ -11,8 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from panjereh.inquiry_broker.models import SCHEMA
 from sqlalchemy.dialects import postgresql
+
+from panjereh.inquiry_broker.models import SCHEMA
 
 revision: str = "0002"
 down_revision: str | None = "0001"

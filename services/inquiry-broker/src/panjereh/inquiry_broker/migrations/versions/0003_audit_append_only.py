@@ -16,6 +16,7 @@ Create Date: 2026-11-28
 from collections.abc import Sequence
 
 from alembic import op
+
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.models import SCHEMA
 
