@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from panjereh.identity.identifiers import (
+from panjereh.contracts.identifiers import (
     InvalidIdentifier,
     ascii_digits,
     normalize_mobile,

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from panjereh.contracts.identifiers import complete_national_code
 from panjereh.identity.config import Settings
 
 #: a national code (valid checksum) the registry double has no record of
@@ -40,9 +41,7 @@ def national_code_for(seed: int) -> str:
     base = f"{(seed * 7919 + 100_000_007) % 10**9:09d}"
     if len(set(base)) == 1 or base[3:9] == "000000":
         base = "1" + base[1:8] + "7"
-    remainder = sum(int(d) * (10 - i) for i, d in enumerate(base)) % 11
-    check = remainder if remainder < 2 else 11 - remainder
-    return f"{base}{check}"
+    return complete_national_code(base)
 
 
 def mobile_for(seed: int) -> str:

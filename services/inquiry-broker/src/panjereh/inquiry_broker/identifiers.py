@@ -10,20 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
+from panjereh.contracts.identifiers import InvalidIdentifier
+from panjereh.contracts.identifiers import normalize_national_code as normalize
 
 
 def normalize_national_code(raw: str) -> str | None:
     """The valid 10-digit national code in ``raw``, or ``None``."""
-    digits = raw.translate(_DIGITS).replace(" ", "").replace("-", "")
-    if not digits.isascii() or not digits.isdigit() or not 8 <= len(digits) <= 10:
+    try:
+        return normalize(raw)
+    except InvalidIdentifier:
         return None
-    code = digits.zfill(10)
-    if len(set(code)) == 1 or code[3:9] == "000000":
-        return None
-    remainder = sum(int(d) * (10 - i) for i, d in enumerate(code[:9])) % 11
-    check = remainder if remainder < 2 else 11 - remainder
-    return code if int(code[9]) == check else None
 
 
 def subject_hash(key: bytes, subject: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from panjereh.identity.identifiers import (
+from panjereh.contracts.identifiers import (
     InvalidIdentifier,
     ascii_digits,
     is_valid_legal_entity_id,

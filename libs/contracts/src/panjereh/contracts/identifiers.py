@@ -2,7 +2,9 @@
 
 Pure functions, no I/O: each ``normalize_*`` returns the canonical ASCII form or raises
 :class:`InvalidIdentifier`; each ``is_valid_*`` answers without raising. Rules and test
-vectors are in DOMAIN.md ("Identifiers").
+vectors are in DOMAIN.md ("Identifiers"). They live with the contracts because these
+identifiers are what the contracts carry (inquiry subjects, citizens, agencies' replies):
+identity, the inquiry broker and the agency SDK all validate them with this one module.
 """
 
 from __future__ import annotations
@@ -54,11 +56,19 @@ def normalize_national_code(value: str) -> str:
     return code
 
 
+def national_code_check_digit(first_nine: str) -> int:
+    """The tenth digit that makes ``first_nine`` (nine ASCII digits) a valid national code."""
+    remainder = sum(int(digit) * (10 - index) for index, digit in enumerate(first_nine)) % 11
+    return remainder if remainder < 2 else 11 - remainder
+
+
+def complete_national_code(first_nine: str) -> str:
+    """``first_nine`` followed by its check digit (for documented test and synthetic codes)."""
+    return first_nine + str(national_code_check_digit(first_nine))
+
+
 def _national_code_checksum_ok(code: str) -> bool:
-    digits = [int(c) for c in code]
-    remainder = sum(d * (10 - i) for i, d in enumerate(digits[:9])) % 11
-    expected = remainder if remainder < 2 else 11 - remainder
-    return digits[9] == expected
+    return int(code[9]) == national_code_check_digit(code[:9])
 
 
 def is_valid_national_code(value: str) -> bool:
