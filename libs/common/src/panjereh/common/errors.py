@@ -94,6 +94,16 @@ class Conflict(AppError):
     title = Text("با وضعیت فعلی ناسازگار است", "Conflict")
 
 
+class IdempotencyKeyReused(Conflict):
+    """CONTRACT.md: the same ``Idempotency-Key`` with a different body is refused."""
+
+    code = "idempotency_key_reused"
+    title = Text(
+        "این کلید یکتایی پیش‌تر با درخواست دیگری به کار رفته است",
+        "This Idempotency-Key was already used with a different request",
+    )
+
+
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from panjereh.common.errors import AppError, Conflict, Forbidden, NotFound, Text, ValidationFailed
+from panjereh.common.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Text,
+    ValidationFailed,
+)
 
 
 class ServiceNotFound(NotFound):
@@ -56,15 +62,6 @@ class NotYourAgency(Forbidden):
 class RoleRequired(Forbidden):
     code = "forbidden"
     title = Text("اجازه این کار را ندارید", "Forbidden")
-
-
-class IdempotencyKeyReused(AppError):
-    status = 409
-    code = "idempotency_key_reused"
-    title = Text(
-        "این کلید یکتایی قبلاً با محتوای دیگری به کار رفته است",
-        "This Idempotency-Key was already used with a different request",
-    )
 
 
 class InvalidIdempotencyKey(ValidationFailed):

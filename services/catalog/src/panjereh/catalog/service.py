@@ -22,7 +22,6 @@ from panjereh.catalog.errors import (
     AgencyCodeTaken,
     AgencyNotFound,
     CardInvalid,
-    IdempotencyKeyReused,
     InvalidIdempotencyKey,
     InvalidTransition,
     NotYourAgency,
@@ -68,7 +67,7 @@ from panjereh.catalog.schemas import (
     VersionSummary,
 )
 from panjereh.catalog.validation import check_card
-from panjereh.common.errors import Text
+from panjereh.common.errors import IdempotencyKeyReused, Text
 from panjereh.common.messaging import outbox
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from panjereh.common.errors import AppError, NotFound, Text
+from panjereh.common.errors import (
+    AppError,
+    NotFound,
+    Text,
+)
 
 
 class InquiryTypeUnknown(AppError):
@@ -46,15 +50,6 @@ class InquiryNotPermitted(AppError):
 class InquiryNotFound(NotFound):
     code = "inquiry_not_found"
     title = Text("استعلام یافت نشد", "Inquiry not found")
-
-
-class IdempotencyKeyReused(AppError):
-    status = 409
-    code = "idempotency_key_reused"
-    title = Text(
-        "این کلید یکتایی پیش‌تر با درخواست دیگری به کار رفته است",
-        "This Idempotency-Key was already used with a different request",
-    )
 
 
 class DeliveryUnsupported(AppError):

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.auth import Principal
+from panjereh.common.errors import IdempotencyKeyReused
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
@@ -36,7 +37,6 @@ from panjereh.inquiry_broker import audit, policy
 from panjereh.inquiry_broker.canonical import canonical_json
 from panjereh.inquiry_broker.errors import (
     DeliveryUnsupported,
-    IdempotencyKeyReused,
     InquiryNotFound,
     InquiryNotPermitted,
     InquiryTypeUnknown,
