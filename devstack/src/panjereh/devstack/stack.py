@@ -121,8 +121,7 @@ class Stack:
 
         await self._start_database()
         await self._start_broker()
-        await self._run_everywhere("migrate", "migrations")
-        await self._run_everywhere("seed", "seed data")
+        await self._prepare_services()
         self._start_processes()
         await self._wait_ready()
         say(f"Panjereh is ready in {time.monotonic() - started:.1f} s")
@@ -178,19 +177,29 @@ class Stack:
         )
         say(f"Kafka: ready at {bootstrap}")
 
-    async def _run_everywhere(self, module: str, what: str) -> None:
-        """Run ``python -m <package>.<module>`` for every service that has one, in parallel."""
-        targets = [c for c in SERVICES if importlib.util.find_spec(f"{c.package}.{module}")]
-        if not targets:
-            return
-        say(f"Running {what} for {', '.join(c.name for c in targets)} ...")
-        results = await asyncio.gather(
-            *(self._run_module(f"{c.package}.{module}", c.name, module) for c in targets)
-        )
-        failed = [name for name, code in results if code != 0]
+    async def _prepare_services(self) -> None:
+        """Migrate, then seed, each service; the services side by side.
+
+        A service's seed needs only its own schema, so one service's seed data need not wait
+        for another's migrations.
+        """
+        steps = {
+            c.name: [m for m in ("migrate", "seed") if importlib.util.find_spec(f"{c.package}.{m}")]
+            for c in SERVICES
+        }
+        say("Running migrations and seed data ...")
+        results = await asyncio.gather(*(self._prepare(c, steps[c.name]) for c in SERVICES))
+        failed = [failure for failure in results if failure]
         if failed:
-            msg = f"{what} failed for {', '.join(failed)}; see {self.log_dir}"
+            msg = f"{', '.join(failed)} failed; see {self.log_dir}"
             raise StackError(msg)
+
+    async def _prepare(self, component: Component, steps: Sequence[str]) -> str | None:
+        for step in steps:
+            _, code = await self._run_module(f"{component.package}.{step}", component.name, step)
+            if code != 0:
+                return f"{step} of {component.name}"
+        return None
 
     async def _run_module(self, module: str, name: str, step: str) -> tuple[str, int]:
         log = self.log_dir / f"{name}.{step}.log"
