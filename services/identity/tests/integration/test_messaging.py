@@ -21,6 +21,7 @@ from panjereh.contracts.requests import RequestStatusChanged
 from panjereh.identity.main import create_app
 from panjereh.identity.testing import (
     InquiryBrokerDouble,
+    login,
     mobile_for,
     national_code_for,
     settings_for_tests,
@@ -56,29 +57,6 @@ async def wired(
         yield app, client
 
 
-async def login(client: httpx.AsyncClient, seed: int) -> dict[str, Any]:
-    mobile = mobile_for(seed)
-    challenge = await client.post(
-        "/api/v1/auth/otp", json={"national_code": national_code_for(seed), "mobile": mobile}
-    )
-    assert challenge.status_code == 202, challenge.text
-    for _ in range(200):
-        items = (await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile})).json()
-        if items["items"]:
-            break
-        await asyncio.sleep(0.025)
-    verified = await client.post(
-        "/api/v1/auth/otp/verify",
-        json={
-            "challenge_id": challenge.json()["challenge_id"],
-            "code": items["items"][0]["tokens"][0],
-        },
-    )
-    assert verified.status_code == 200, verified.text
-    tokens: dict[str, Any] = verified.json()
-    return tokens
-
-
 async def outbox_sms(client: httpx.AsyncClient, mobile: str, count: int) -> list[dict[str, Any]]:
     for _ in range(400):
         items: list[dict[str, Any]] = (
@@ -96,7 +74,7 @@ class TestCitizenRegisteredEvent:
     ) -> None:
         _, client = wired
         seed = 880_001
-        tokens = await login(client, seed)
+        tokens = await login(client, national_code_for(seed), mobile_for(seed))
         citizen_id = jwt.get_unverified_claims(tokens["access_token"])["sub"]
         records = await read_topic(
             kafka_bootstrap_servers, topics.IDENTITY_CITIZEN_REGISTERED, count=1
@@ -116,7 +94,9 @@ class TestStatusChangeSms:
     ) -> None:
         _, client = wired
         seed = 880_002
-        tokens = await login(client, seed)  # the first SMS: the login code
+        tokens = await login(
+            client, national_code_for(seed), mobile_for(seed)
+        )  # the first SMS: the login code
         citizen_id = jwt.get_unverified_claims(tokens["access_token"])["sub"]
         change = RequestStatusChanged.model_validate(
             {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -19,7 +18,7 @@ from jose import jwt
 from panjereh.identity import service
 from panjereh.identity.dependencies import unit_of_work
 from panjereh.identity.keys import KeySet, SigningKeyPair, generate_private_key
-from panjereh.identity.testing import mobile_for, national_code_for
+from panjereh.identity.testing import login, mobile_for, national_code_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,28 +29,6 @@ def b64(data: bytes) -> str:
 
 def segment(value: dict[str, Any]) -> str:
     return b64(json.dumps(value, separators=(",", ":")).encode())
-
-
-async def login(client: httpx.AsyncClient, national_code: str, mobile: str) -> dict[str, Any]:
-    challenge = await client.post(
-        "/api/v1/auth/otp", json={"national_code": national_code, "mobile": mobile}
-    )
-    assert challenge.status_code == 202, challenge.text
-    for _ in range(200):
-        items = (await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile})).json()
-        if items["items"]:
-            break
-        await asyncio.sleep(0.025)
-    verified = await client.post(
-        "/api/v1/auth/otp/verify",
-        json={
-            "challenge_id": challenge.json()["challenge_id"],
-            "code": items["items"][0]["tokens"][0],
-        },
-    )
-    assert verified.status_code == 200, verified.text
-    tokens: dict[str, Any] = verified.json()
-    return tokens
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -48,6 +49,34 @@ def mobile_for(seed: int) -> str:
     """A well-formed mobile that the doubles (and the simulators) treat as owned."""
     number = f"0912{(seed * 104_729 + 1234) % 10**7:07d}"
     return number if not number.endswith("0000") else number[:-1] + "1"
+
+
+async def login(client: httpx.AsyncClient, national_code: str, mobile: str) -> dict[str, Any]:
+    """The whole OTP login against a dev-mode identity: the tokens it issues."""
+    challenge = await client.post(
+        "/api/v1/auth/otp", json={"national_code": national_code, "mobile": mobile}
+    )
+    if challenge.status_code != 202:
+        msg = f"OTP request refused: {challenge.status_code} {challenge.text}"
+        raise AssertionError(msg)
+    items: dict[str, Any] = {"items": []}
+    for _ in range(200):  # the SMS is queued in the same transaction, sent just after
+        items = (await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile})).json()
+        if items["items"]:
+            break
+        await asyncio.sleep(0.025)
+    verified = await client.post(
+        "/api/v1/auth/otp/verify",
+        json={
+            "challenge_id": challenge.json()["challenge_id"],
+            "code": items["items"][0]["tokens"][0],
+        },
+    )
+    if verified.status_code != 200:
+        msg = f"OTP verification refused: {verified.status_code} {verified.text}"
+        raise AssertionError(msg)
+    tokens: dict[str, Any] = verified.json()
+    return tokens
 
 
 def settings_for_tests(database_url: str, broker_url: str, **overrides: Any) -> Settings:
