@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["panjereh.common.testing.plugin"]
+pytest_plugins = ["panjereh.common.testing.plugin", "panjereh.devstack.pytest_plugin"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 
 from panjereh.catalog.seed import seed
-from panjereh.common.db import Database
+from panjereh.common.db import Database, ensure_databases
 from panjereh.common.migrations import upgrade
-from panjereh.devstack.embedded import EmbeddedPostgres, ensure_databases, free_port
+from panjereh.devstack.embedded import EmbeddedPostgres, free_port
 
 QUERIES: dict[str, list[dict[str, str | int]]] = {
     "browse": [{}, {"page": 3}, {"page_size": 50}],

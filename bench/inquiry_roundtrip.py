@@ -28,16 +28,12 @@ from pathlib import Path
 import httpx
 
 from panjereh.agency_sdk.national_code import complete
+from panjereh.common.db import ensure_databases
+from panjereh.common.messaging.kafka import create_topics
 from panjereh.common.migrations import upgrade
 from panjereh.common.testing.tokens import JwksServer, SigningKey, TokenFactory, bearer
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
-from panjereh.devstack.embedded import (
-    EmbeddedKafka,
-    EmbeddedPostgres,
-    create_topics,
-    ensure_databases,
-    free_port,
-)
+from panjereh.devstack.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 
 TARGET_P99_MS = 50.0
 

@@ -3,9 +3,6 @@ the lifespan."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry.trace import SpanKind
@@ -16,6 +13,7 @@ from panjereh.catalog.main import create_app as create_catalog_app
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import TokenVerifier
 from panjereh.common.db import Database
+from panjereh.common.lifespan import Resources
 from panjereh.common.settings import ServiceSettings
 from panjereh.common.telemetry import in_memory_exporter
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
@@ -37,16 +35,11 @@ def traced_app(database_url: str) -> FastAPI:
             )
         return {"tables": int(count or 0)}
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.database = Database(database_url)
-        try:
-            yield
-        finally:
-            await app.state.database.dispose()
+    async def setup(app: FastAPI, resources: Resources) -> None:
+        resources.database(ServiceSettings(database_url=database_url))
 
     return create_service_app(
-        title="traced", settings=ServiceSettings(), lifespan=lifespan, routers=[router]
+        title="traced", settings=ServiceSettings(), setup=setup, routers=[router]
     )
 
 

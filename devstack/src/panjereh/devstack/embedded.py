@@ -8,7 +8,6 @@ producers, so the platform's correctness comes from its outbox and inbox, not th
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import ctypes
@@ -20,10 +19,8 @@ import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-
-import asyncpg
 
 logger = logging.getLogger(__name__)
 
@@ -130,21 +127,6 @@ class EmbeddedPostgres:
         self._server = None
 
 
-async def ensure_databases(admin_url: str, names: Sequence[str]) -> None:
-    """Create each database in ``names`` that does not exist yet (``admin_url`` is libpq-style)."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        existing = {
-            row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")
-        }
-        for name in names:
-            if name not in existing:
-                # identifiers cannot be bound as parameters; names come from our own code
-                await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
 class EmbeddedKafka:
     """The Tansu broker, listening on 127.0.0.1 only, with memory storage."""
 
@@ -194,29 +176,3 @@ class EmbeddedKafka:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-async def create_topics(
-    bootstrap_servers: str, topics: Sequence[str], *, partitions: int = 3
-) -> None:
-    """Create ``topics`` that do not exist yet (replication factor 1: one embedded broker)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: PLC0415
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    for attempt in range(50):
-        try:
-            await admin.start()
-            break
-        except Exception:
-            if attempt == 49:
-                raise
-            await asyncio.sleep(0.1)
-    try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in dict.fromkeys(topics) if t not in existing]
-        if missing:
-            await admin.create_topics(
-                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
-            )
-    finally:
-        await admin.close()

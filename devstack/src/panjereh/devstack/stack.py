@@ -24,13 +24,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from panjereh.common.db import ensure_databases
+from panjereh.common.messaging.kafka import create_topics
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, with_dead_letters
 from panjereh.devstack.embedded import (
     EmbeddedKafka,
     EmbeddedPostgres,
     PortInUseError,
     die_with_parent,
-    ensure_databases,
     ensure_port_free,
 )
 
@@ -170,8 +171,6 @@ class Stack:
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
             # Tansu rejects InitProducerId: idempotence must be off against it
             self.env.setdefault("PANJEREH_KAFKA_IDEMPOTENCE", "false")
-        from panjereh.devstack.embedded import create_topics  # noqa: PLC0415
-
         await create_topics(
             bootstrap, [*with_dead_letters(PLATFORM_TOPICS), *simulated_agency_topics()]
         )

@@ -1,9 +1,6 @@
-"""Gateway application: ``create_app()`` and its lifespan."""
+"""Gateway application: ``create_app()`` and its setup."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -11,6 +8,7 @@ from starlette.responses import Response
 
 from panjereh.common.app import create_service_app
 from panjereh.common.health import ReadinessCheck
+from panjereh.common.lifespan import Resources
 from panjereh.common.logging import configure_logging
 from panjereh.gateway.config import Settings
 from panjereh.gateway.proxy import RouteNotFound, forward
@@ -28,18 +26,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     upstreams = settings.upstreams()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def setup(app: FastAPI, resources: Resources) -> None:
         timeout = httpx.Timeout(
             settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
         )
         limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            app.state.http = client
-            # the gateway is ready when every upstream is: one component per service
-            for name, base_url in upstreams.items():
-                app.state.readiness.add(name, _upstream_check(client, base_url))
-            yield
+        # upstreams are the platform's own services, not outside systems: a plain client
+        client = await resources.enter(httpx.AsyncClient(timeout=timeout, limits=limits))
+        app.state.http = client
+        # the gateway is ready when every upstream is: one component per service
+        for name, base_url in upstreams.items():
+            resources.ready_when(name, _upstream_check(client, base_url))
 
     router = APIRouter()
 
@@ -52,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     configure_logging(settings.service_name, settings.log_level)
     return create_service_app(
-        title="Panjereh gateway", settings=settings, lifespan=lifespan, routers=[router]
+        title="Panjereh gateway", settings=settings, setup=setup, routers=[router]
     )
 
 

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from panjereh.agency_sdk import Agency, Inquiry, InquiryNotFound, KafkaSettings
 from panjereh.agency_sdk.messages import INQUIRY_REPLIES_TOPIC, INQUIRY_REQUESTED_TYPE
-from panjereh.devstack.embedded import create_topics
+from panjereh.common.messaging.kafka import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import pytest
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.app import create_service_app
 from panjereh.common.db import Database, service_metadata
+from panjereh.common.lifespan import Resources
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.consumer import (
     DLQ_ATTEMPTS_HEADER,
@@ -202,20 +202,15 @@ def make_outbox_app(
             )
         return {"event_id": str(event_id)}
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def setup(app: FastAPI, resources: Resources) -> None:
         app.state.database = database
         relay = relay_for(database, tables, settings.kafka_bootstrap_servers)
         relays.append(relay)
-        app.state.readiness.add("broker", broker_readiness_check(settings, timeout=0.5))
-        await relay.start()
-        try:
-            yield
-        finally:
-            await relay.stop()
+        resources.ready_when("broker", broker_readiness_check(settings, timeout=0.5))
+        await resources.start(relay)
 
     app = create_service_app(
-        title="kernel test", settings=settings, lifespan=lifespan, routers=[router]
+        title="kernel test", settings=settings, setup=setup, routers=[router]
     )
     return app, relays
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -41,14 +40,9 @@ def build_app() -> FastAPI:
         msg = "secret internals"
         raise RuntimeError(msg)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-
     return create_service_app(
         title="test",
         settings=ServiceSettings(max_body_bytes=2048),
-        lifespan=lifespan,
         routers=[router],
     )
 

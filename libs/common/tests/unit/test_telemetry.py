@@ -10,8 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -38,12 +37,8 @@ def build_app() -> FastAPI:
         logger.info("saying hello")
         return {"hello": "world"}
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-
     return create_service_app(
-        title="telemetry test", settings=ServiceSettings(), lifespan=lifespan, routers=[router]
+        title="telemetry test", settings=ServiceSettings(), routers=[router]
     )
 
 
@@ -145,13 +140,9 @@ EXPORTING_PROCESS = textwrap.dedent(
     from panjereh.common.settings import ServiceSettings
     from panjereh.common.testing.plugin import running_app
 
-    @asynccontextmanager
-    async def lifespan(app):
-        yield
-
     async def main():
         settings = ServiceSettings(otlp_endpoint=sys.argv[1])
-        app = create_service_app(title="otlp", settings=settings, lifespan=lifespan)
+        app = create_service_app(title="otlp", settings=settings)
         async with running_app(app) as client:
             await client.get("/traced-path")
 

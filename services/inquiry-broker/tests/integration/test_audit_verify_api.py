@@ -8,7 +8,7 @@ import pytest
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.topics import PLATFORM_TOPICS
-from panjereh.devstack.embedded import create_topics
+from panjereh.common.messaging.kafka import create_topics
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.main import create_app
 

@@ -26,7 +26,8 @@ from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.inquiry import InquiryReply
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
-from panjereh.devstack.embedded import create_topics, free_port
+from panjereh.common.messaging.kafka import create_topics
+from panjereh.devstack.embedded import free_port
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.main import create_app
 from panjereh.inquiry_broker.signing import InvalidAnswerSignature, b64url, b64url_decode, verify

@@ -20,7 +20,8 @@ from panjereh.agency_simulators.agencies import Faults, build
 from panjereh.common.testing.plugin import MigratedDatabase
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
-from panjereh.devstack.embedded import create_topics, free_port
+from panjereh.common.messaging.kafka import create_topics
+from panjereh.devstack.embedded import free_port
 from panjereh.inquiry_broker.signing import AnswerSigner
 
 pytestmark = pytest.mark.integration

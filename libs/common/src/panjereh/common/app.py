@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
-from starlette.types import Lifespan
 
 from panjereh.common.errors import install_error_handlers
 from panjereh.common.health import Readiness, health_router
-from panjereh.common.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from panjereh.common.lifespan import Resources, Setup
+from panjereh.common.middleware import (
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+    StorableTextMiddleware,
+)
 from panjereh.common.settings import ServiceSettings
 from panjereh.common.telemetry import TraceparentMiddleware, instrument_app, telemetry_lifespan
 
@@ -24,21 +29,27 @@ def create_service_app(
     *,
     title: str,
     settings: ServiceSettings,
-    lifespan: Lifespan[FastAPI],
+    setup: Setup | None = None,
     routers: Sequence[APIRouter] = (),
     readiness: Readiness | None = None,
 ) -> FastAPI:
     """A FastAPI app with problem+json errors, request ids, tracing, the body limit and health.
 
-    The caller's ``lifespan`` opens resources (engine, producer, consumers, token verifier) and
-    registers their readiness checks on ``app.state.readiness``; nothing is opened here. Every
-    response carries ``X-Request-ID`` and ``traceparent``.
+    ``setup(app, resources)`` opens what the process needs (engine, relay, consumers, token
+    verifier) through :class:`~panjereh.common.lifespan.Resources`, which closes it all in
+    reverse order at shutdown; nothing is opened at import. Every response carries
+    ``X-Request-ID`` and ``traceparent``; text PostgreSQL cannot store is refused with 422.
     """
     readiness = readiness or Readiness()
 
     @asynccontextmanager
     async def lifespan_with_telemetry(app: FastAPI) -> AsyncIterator[None]:
-        async with telemetry_lifespan(settings.otlp_endpoint), lifespan(app):
+        async with (
+            telemetry_lifespan(settings.otlp_endpoint),
+            contextlib.AsyncExitStack() as stack,
+        ):
+            if setup is not None:
+                await setup(app, Resources(app, stack))
             yield
 
     app = FastAPI(
@@ -50,6 +61,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.readiness = readiness
     install_error_handlers(app)
+    app.add_middleware(StorableTextMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     # added last so it runs first among ours, right inside the OpenTelemetry server span

@@ -1,9 +1,14 @@
 """Access-token verification: ES256 JWTs issued by identity, checked against its JWKS.
 
-A service creates one :class:`TokenVerifier` in its lifespan (``async with install_auth(app,
-settings):``) and its endpoints ask for the caller through the typed dependencies below:
-``CurrentPrincipal``, ``OptionalPrincipal``, ``CurrentCitizen``, ``CurrentClient``, and the
-factories ``require_role``, ``require_any_role``, ``require_agency_role``, ``require_scope``.
+A service creates one :class:`TokenVerifier` in its setup (``await
+resources.enter(install_auth(app, settings))``) and its endpoints ask for the caller through the
+typed dependencies below: ``CurrentPrincipal``, ``OptionalPrincipal``, and the factories
+``require_role``, ``require_any_role``, ``require_qualified_role``, ``require_scope``,
+``require_role_with_claim`` and ``require_that``.
+
+The kernel knows no role names and no domain claims: which roles exist and what a claim such as
+the subject's national code means is the platform's vocabulary (``panjereh.contracts.access``).
+Roles may be qualified (``<role>:<qualifier>``, e.g. an office and the unit it is held in).
 
 Every failure is problem+json: 401 with ``WWW-Authenticate: Bearer`` when the token is missing
 or not acceptable, 403 when it is acceptable but lacks the role or scope.
@@ -38,8 +43,8 @@ ALLOWED_ALGORITHMS: tuple[str, ...] = ("ES256",)
 #: Longer tokens are refused before any parsing.
 MAX_TOKEN_BYTES = 8192
 
-CITIZEN = "citizen"
-CLIENT_ROLE_PREFIXES = ("client:", "service:")
+#: Claims the verifier reads itself; every other string claim lands in ``Principal.claims``.
+REGISTERED_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "sub", "jti", "roles", "scope"})
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -88,17 +93,19 @@ class SigningKeysUnavailable(ServiceUnavailable):
 # --------------------------------------------------------------------------------- principal
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a citizen, a staff member or a machine client."""
+    """Who is calling: the token's subject, roles, scopes and other claims."""
 
     subject: str
     roles: frozenset[str] = frozenset()
-    #: Citizens and staff only. Personal data: kept out of ``repr`` so it never reaches logs.
-    national_code: str | None = field(default=None, repr=False)
-    #: Machine clients: the agency the client acts for.
-    agency: str | None = None
     scopes: frozenset[str] = frozenset()
     token_id: str | None = None
     expires_at: datetime | None = None
+    #: Other string claims of the token. They may be personal data (a national code), so they
+    #: are kept out of ``repr`` and never reach logs.
+    claims: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def claim(self, name: str) -> str | None:
+        return self.claims.get(name)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -106,30 +113,20 @@ class Principal:
     def has_any_role(self, *roles: str) -> bool:
         return not self.roles.isdisjoint(roles)
 
-    def has_agency_role(self, role: str, agency: str) -> bool:
-        """``has_agency_role("officer", "tax")`` ⇔ the token carries ``officer:tax``."""
-        return f"{role}:{agency}" in self.roles
+    def has_qualified_role(self, role: str, qualifier: str) -> bool:
+        """``has_qualified_role("officer", "tax")`` ⇔ the token carries ``officer:tax``."""
+        return f"{role}:{qualifier}" in self.roles
 
-    def agencies_for(self, role: str) -> frozenset[str]:
-        """The agencies this principal holds ``role`` in (``officer:tax`` → ``tax``)."""
+    def qualifiers_of(self, role: str) -> frozenset[str]:
+        """Where this principal holds ``role`` (``officer:tax`` → ``tax``)."""
         prefix = f"{role}:"
         return frozenset(r[len(prefix) :] for r in self.roles if r.startswith(prefix))
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
 
-    @property
-    def is_citizen(self) -> bool:
-        return CITIZEN in self.roles
 
-    @property
-    def is_client(self) -> bool:
-        return any(role.startswith(CLIENT_ROLE_PREFIXES) for role in self.roles)
-
-    @property
-    def client_id(self) -> str | None:
-        """For machine clients the subject is the ``client_id``; ``None`` for people."""
-        return self.subject if self.is_client else None
+_MALFORMED = Text("ادعاهای توکن نادرست است", "The token claims are malformed")
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
@@ -137,8 +134,6 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     subject = claims.get("sub")
     roles = claims.get("roles", [])
     scope = claims.get("scope", "")
-    national_code = claims.get("national_code")
-    agency = claims.get("agency")
     jti = claims.get("jti")
     if (
         not isinstance(subject, str)
@@ -146,23 +141,20 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         or not isinstance(roles, list)
         or not all(isinstance(role, str) for role in roles)
         or not isinstance(scope, str)
-        or not isinstance(national_code, str | None)
-        or not isinstance(agency, str | None)
         or not isinstance(jti, str | None)
     ):
-        raise TokenInvalid(Text("ادعاهای توکن نادرست است", "The token claims are malformed"))
-    principal = Principal(
+        raise TokenInvalid(_MALFORMED)
+    extra = {name: value for name, value in claims.items() if name not in REGISTERED_CLAIMS}
+    if not all(isinstance(value, str | None) for value in extra.values()):
+        raise TokenInvalid(_MALFORMED)
+    return Principal(
         subject=subject,
         roles=frozenset(roles),
-        national_code=national_code,
-        agency=agency,
         scopes=frozenset(scope.split()),
         token_id=jti,
         expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC) if "exp" in claims else None,
+        claims={name: value for name, value in extra.items() if isinstance(value, str)},
     )
-    if principal.is_citizen and not principal.national_code:
-        raise TokenInvalid(Text("ادعاهای توکن نادرست است", "The token claims are malformed"))
-    return principal
 
 
 # -------------------------------------------------------------------------------- JWKS cache
@@ -398,21 +390,6 @@ CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
 OptionalPrincipal = Annotated[Principal | None, Depends(_optional_principal)]
 
 
-async def _current_citizen(principal: CurrentPrincipal) -> Principal:
-    if not principal.is_citizen:
-        raise Forbidden(Text("این کار ویژه شهروندان است", "Only citizens may do this"))
-    return principal
-
-
-async def _current_client(principal: CurrentPrincipal) -> Principal:
-    if not principal.is_client:
-        raise Forbidden(Text("این کار ویژه سامانه‌های متصل است", "Only machine clients may do this"))
-    return principal
-
-
-CurrentCitizen = Annotated[Principal, Depends(_current_citizen)]
-CurrentClient = Annotated[Principal, Depends(_current_client)]
-
 PrincipalDependency = Callable[..., Awaitable[Principal]]
 
 
@@ -435,26 +412,26 @@ def require_any_role(*roles: str) -> PrincipalDependency:
     return dependency
 
 
-def require_agency_role(
-    role: str, agency: str | None = None, *, path_param: str | None = None
+def require_qualified_role(
+    role: str, qualifier: str | None = None, *, path_param: str | None = None
 ) -> PrincipalDependency:
-    """The caller holds ``<role>:<agency>``.
+    """The caller holds ``<role>:<qualifier>``.
 
-    The agency is ``agency`` when given, else the value of the path parameter ``path_param``
-    (``require_agency_role("agency-admin", path_param="agency_code")``); with neither, any
-    agency will do and the endpoint checks ownership of the object it loads with
-    ``principal.has_agency_role`` / ``principal.agencies_for``.
+    The qualifier is ``qualifier`` when given, else the value of the path parameter
+    ``path_param`` (``require_qualified_role("agency-admin", path_param="agency_code")``); with
+    neither, any qualifier will do and the endpoint checks ownership of the object it loads
+    with ``principal.has_qualified_role`` / ``principal.qualifiers_of``.
     """
-    if agency is not None and path_param is not None:
-        msg = "give either agency or path_param, not both"
+    if qualifier is not None and path_param is not None:
+        msg = "give either qualifier or path_param, not both"
         raise ValueError(msg)
 
     async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
-        wanted = agency if path_param is None else request.path_params.get(path_param)
-        if agency is None and path_param is None:
-            allowed = bool(principal.agencies_for(role))
+        wanted = qualifier if path_param is None else request.path_params.get(path_param)
+        if qualifier is None and path_param is None:
+            allowed = bool(principal.qualifiers_of(role))
         else:
-            allowed = isinstance(wanted, str) and principal.has_agency_role(role, wanted)
+            allowed = isinstance(wanted, str) and principal.has_qualified_role(role, wanted)
         if not allowed:
             raise Forbidden
         return principal
@@ -468,6 +445,35 @@ def require_scope(scope: str) -> PrincipalDependency:
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if not principal.has_scope(scope):
             raise InsufficientScope(scope)
+        return principal
+
+    return dependency
+
+
+def require_role_with_claim(
+    role: str, claim: str, *, refusal: Text | None = None
+) -> PrincipalDependency:
+    """The caller holds ``role`` (403 otherwise), and its token carries ``claim``.
+
+    A token with the role but without the claim was issued wrongly: 401 ``token_invalid``.
+    """
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_role(role):
+            raise Forbidden(refusal)
+        if not principal.claim(claim):
+            raise TokenInvalid(_MALFORMED)
+        return principal
+
+    return dependency
+
+
+def require_that(check: Callable[[Principal], bool], *, refusal: Text) -> PrincipalDependency:
+    """The caller passes ``check``; 403 with ``refusal`` as the detail otherwise."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not check(principal):
+            raise Forbidden(refusal)
         return principal
 
     return dependency

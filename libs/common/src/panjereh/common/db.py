@@ -1,15 +1,28 @@
-"""Database plumbing: engine, sessions, and the transaction boundary.
+"""Database plumbing: engine, sessions, and the one transaction boundary.
 
 Service code receives an :class:`~sqlalchemy.ext.asyncio.AsyncSession` and only ``add``s and
-``flush``es; the boundary that opened the session (a request dependency, a consumer's unit of
-work) commits or rolls back. That is what makes "change state + write the outbox row" atomic.
+``flush``es; the boundary that opened the session (:meth:`Database.transaction`, used by the
+request dependency, the consumers' and workers' units of work) commits or rolls back. That is
+what makes "change state + write the outbox row" atomic.
+
+Two rules of the boundary:
+
+* **Errors roll back, unless they keep changes.** An error class that also derives from
+  :class:`KeepChanges` is a refusal whose own record is a fact (an audit entry of a denied
+  inquiry, a counted wrong OTP try): the unit of work commits, then the error propagates.
+* **No network while a transaction is open.** :func:`in_transaction` says whether the current
+  task holds one; the kernel's HTTP client (:mod:`panjereh.common.http`) refuses to send
+  while it does. Claim → call outside → record: never call out while holding locks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -29,6 +42,37 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+#: How many units of work the current task has open (0 outside any).
+_open_transactions: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "panjereh_open_transactions", default=0
+)
+_AFTER_COMMIT = "panjereh.after_commit"
+
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+class KeepChanges:
+    """Mix into an error class whose unit of work must commit before the error propagates.
+
+    ``class InquiryNotPermitted(Forbidden, KeepChanges)``: the denial's audit entry is kept
+    and the caller still gets the 403. Explicit in the type, so a reader sees it where the
+    error is declared.
+    """
+
+
+def in_transaction() -> bool:
+    """True while the current task is inside a unit of work of :meth:`Database.transaction`."""
+    return _open_transactions.get() > 0
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` once ``session``'s unit of work has committed (never on rollback).
+
+    For waking a worker whose work the transaction just queued (an SMS, an outbox row): the
+    worker then sees the committed rows at once instead of at its next poll.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def service_metadata(schema: str) -> MetaData:
@@ -62,9 +106,34 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work: commits when the block ends normally, rolls back on any error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A unit of work: commits when the block ends normally, rolls back on any error.
+
+        An error that is a :class:`KeepChanges` commits first, then propagates. Callbacks
+        registered with :func:`after_commit` run after a successful commit.
+        """
+        depth = _open_transactions.get()
+        token = _open_transactions.set(depth + 1)
+        committed = False
+        try:
+            async with self.sessions() as session:
+                try:
+                    yield session
+                except BaseException as exc:
+                    if isinstance(exc, KeepChanges):
+                        await session.commit()
+                        committed = True
+                    else:
+                        await session.rollback()
+                    raise
+                else:
+                    await session.commit()
+                    committed = True
+                finally:
+                    callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+        finally:
+            _restore(token, depth)
+        if committed:
+            await _run_after_commit(callbacks)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -72,3 +141,37 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _restore(token: contextvars.Token[int], depth: int) -> None:
+    try:
+        _open_transactions.reset(token)
+    except ValueError:
+        # the block was left in another context than it was entered in (a dependency torn
+        # down by the framework elsewhere): restore the count rather than the token
+        _open_transactions.set(depth)
+
+
+async def _run_after_commit(callbacks: Sequence[AfterCommit]) -> None:
+    for callback in callbacks:
+        outcome: Any = callback()
+        if outcome is not None:
+            await outcome
+
+
+async def ensure_databases(admin_url: str, names: Sequence[str]) -> None:
+    """Create each database in ``names`` that does not exist yet (``admin_url`` is libpq-style).
+
+    Used by the local stack and the test plugin; names come from the platform's own code.
+    """
+    connection = await asyncpg.connect(admin_url)
+    try:
+        existing = {
+            row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")
+        }
+        for name in names:
+            if name not in existing:
+                # identifiers cannot be bound as parameters
+                await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()

@@ -17,6 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from panjereh.common.fields import FieldError, field_errors
+from panjereh.common.negotiation import preferred_language as negotiated_language
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -47,7 +50,7 @@ class AppError(Exception):
         self,
         detail: Text | None = None,
         *,
-        errors: Sequence[Mapping[str, str]] = (),
+        errors: Sequence[Mapping[str, str] | FieldError] = (),
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
@@ -104,6 +107,11 @@ class IdempotencyKeyReused(Conflict):
     )
 
 
+class InvalidIdempotencyKey(ValidationFailed):
+    code = "invalid_idempotency_key"
+    title = Text("کلید یکتایی معتبر نیست", "The Idempotency-Key is not valid")
+
+
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"
@@ -143,22 +151,7 @@ _STATUS_ERRORS: dict[int, type[AppError]] = {
 
 def preferred_language(request: Request) -> str:
     """``en`` when the client prefers English over Persian, else ``fa`` (the default)."""
-    header = request.headers.get("accept-language", "")
-    best, best_q = "fa", -1.0
-    for part in header.split(","):
-        tag, _, params = part.strip().partition(";")
-        language = tag.strip().lower()[:2]
-        if language not in {"fa", "en"}:
-            continue
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                quality = 0.0
-        if quality > best_q:
-            best, best_q = language, quality
-    return best
+    return negotiated_language(request.headers.get("accept-language"))
 
 
 def problem_response(request: Request, error: AppError) -> JSONResponse:
@@ -172,7 +165,7 @@ def problem_response(request: Request, error: AppError) -> JSONResponse:
         "instance": request.url.path,
     }
     if error.errors:
-        body["errors"] = error.errors
+        body["errors"] = [_rendered(entry, language) for entry in error.errors]
     body.update(error.extra)
     request_id = getattr(request.state, "request_id", None)
     if request_id:
@@ -185,18 +178,12 @@ def problem_response(request: Request, error: AppError) -> JSONResponse:
     )
 
 
-def _field_path(location: Sequence[Any]) -> str:
-    parts = [str(part) for part in location]
-    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
-        parts = parts[1:] if parts[0] == "body" else parts
-    return ".".join(parts) or "body"
-
-
-def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": _field_path(item.get("loc", ())), "message": str(item.get("msg", ""))}
-        for item in exc.errors()
-    ]
+def _rendered(entry: Mapping[str, str] | FieldError, language: str) -> dict[str, str]:
+    if isinstance(entry, FieldError):
+        return entry.render(language)
+    rendered = dict(entry)
+    rendered.setdefault("code", "invalid")
+    return rendered
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -210,7 +197,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         error = ValidationFailed(
             Text("برخی فیلدها معتبر نیستند", "Some fields are not valid"),
-            errors=validation_errors(exc),
+            errors=field_errors(exc.errors(), preferred_language(request)),
         )
         return problem_response(request, error)
 

@@ -20,7 +20,16 @@ _LEGAL_ENTITY_WEIGHTS = (29, 27, 23, 19, 17)
 
 
 class InvalidIdentifier(ValueError):
-    """An identifier that cannot be normalised or fails its check."""
+    """An identifier that cannot be normalised or fails its check.
+
+    ``code`` is stable for machines (``national_code_checksum`` ...); ``messages`` says it in
+    Persian and English, so an API can show it next to the field in the caller's language.
+    """
+
+    def __init__(self, code: str, *, fa: str, en: str) -> None:
+        super().__init__(en)
+        self.code = code
+        self.messages = {"fa": fa, "en": en}
 
 
 def ascii_digits(text: str) -> str:
@@ -40,19 +49,31 @@ def normalize_national_code(value: str) -> str:
     """
     code = _compact(value)
     if not code.isascii() or not code.isdigit() or not 8 <= len(code) <= 10:
-        msg = "a national code has 10 digits"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "national_code_length",
+            fa="کد ملی ۱۰ رقم دارد",
+            en="a national code has 10 digits",
+        )
     code = code.zfill(10)
     if len(set(code)) == 1:
         # 1111111111 and friends pass the bare checksum but were never issued
-        msg = "a national code cannot repeat one digit"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "national_code_repeated_digit",
+            fa="کد ملی نمی‌تواند تنها یک رقم تکراری باشد",
+            en="a national code cannot repeat one digit",
+        )
     if code[3:9] == "000000":
-        msg = "a national code cannot have six zeros in its middle"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "national_code_zeros",
+            fa="کد ملی نمی‌تواند شش صفر در میانه داشته باشد",
+            en="a national code cannot have six zeros in its middle",
+        )
     if not _national_code_checksum_ok(code):
-        msg = "the national code's check digit does not match"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "national_code_checksum",
+            fa="رقم کنترل کد ملی درست نیست",
+            en="the national code's check digit does not match",
+        )
     return code
 
 
@@ -83,11 +104,17 @@ def normalize_legal_entity_id(value: str) -> str:
     """The 11-digit legal-entity national ID (شناسه ملی) for ``value``."""
     code = _compact(value)
     if not code.isascii() or not code.isdigit() or len(code) != 11:
-        msg = "a legal-entity national ID has 11 digits"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "legal_id_length",
+            fa="شناسه ملی اشخاص حقوقی ۱۱ رقم دارد",
+            en="a legal-entity national ID has 11 digits",
+        )
     if len(set(code)) == 1:
-        msg = "a legal-entity national ID cannot repeat one digit"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "legal_id_repeated_digit",
+            fa="شناسه ملی نمی‌تواند تنها یک رقم تکراری باشد",
+            en="a legal-entity national ID cannot repeat one digit",
+        )
     digits = [int(c) for c in code]
     shift = digits[9] + 2
     total = sum(
@@ -96,8 +123,11 @@ def normalize_legal_entity_id(value: str) -> str:
     )
     remainder = total % 11
     if (0 if remainder == 10 else remainder) != digits[10]:
-        msg = "the legal-entity national ID's check digit does not match"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "legal_id_checksum",
+            fa="رقم کنترل شناسه ملی درست نیست",
+            en="the legal-entity national ID's check digit does not match",
+        )
     return code
 
 
@@ -118,8 +148,11 @@ def normalize_mobile(value: str) -> str:
     compact = _compact(value)
     match = _MOBILE.match(compact) if compact.isascii() else None
     if match is None:
-        msg = "a mobile number looks like 09xxxxxxxxx"
-        raise InvalidIdentifier(msg)
+        raise InvalidIdentifier(
+            "mobile_format",
+            fa="شماره همراه به شکل ۰۹xxxxxxxxx است",
+            en="a mobile number looks like 09xxxxxxxxx",
+        )
     return "0" + match.group(1)
 
 

@@ -9,9 +9,12 @@ never auto-commit: the idempotent consumer commits offset + 1 after its DB trans
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.helpers import create_ssl_context
 
@@ -104,3 +107,47 @@ def broker_readiness_check(settings: ServiceSettings, *, timeout: float = 1.5) -
         await check_broker(options.pop("bootstrap_servers"), within=timeout, **options)
 
     return check
+
+
+async def create_topics(
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    *,
+    partitions: int = 3,
+    replication_factor: int = 1,
+    within: float = 20.0,
+    **connection: Any,
+) -> list[str]:
+    """Create the ``topics`` that do not exist yet, retrying while the broker comes up.
+
+    For the local stack and tests (one broker: replication factor 1); in production topics are
+    declared resources of the cluster operator, never created by services. Returns the names
+    it created.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=2000, **connection
+        )
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [name for name in dict.fromkeys(topics) if name not in existing]
+            if missing:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,
+                        )
+                        for name in missing
+                    ]
+                )
+            return missing
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+        finally:
+            await admin.close()

@@ -60,3 +60,36 @@ def drop_messaging_tables_v1(schema: str) -> None:
     op.drop_table("inbox_message", schema=schema)
     op.drop_index("ix_outbox_message_unsent", table_name="outbox_message", schema=schema)
     op.drop_table("outbox_message", schema=schema)
+
+
+def create_idempotency_table_v1(schema: str) -> None:
+    """``idempotency_record`` (see :mod:`panjereh.common.idempotency`)."""
+    op.create_table(
+        "idempotency_record",
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("operation", sa.Text, nullable=False),
+        sa.Column("request_hash", sa.Text, nullable=False),
+        sa.Column("status_code", sa.SmallInteger, nullable=False),
+        sa.Column("response", postgresql.JSONB, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("actor", "key", name="pk_idempotency_record"),
+        schema=schema,
+    )
+    create_idempotency_index_v1(schema)
+
+
+def create_idempotency_index_v1(schema: str) -> None:
+    """The index pruning uses; alone for a service that made the table before the kernel did."""
+    op.create_index(
+        "ix_idempotency_record_created_at", "idempotency_record", ["created_at"], schema=schema
+    )
+
+
+def drop_idempotency_table_v1(schema: str) -> None:
+    op.drop_index(
+        "ix_idempotency_record_created_at", table_name="idempotency_record", schema=schema
+    )
+    op.drop_table("idempotency_record", schema=schema)

@@ -1,4 +1,4 @@
-"""Kafka helpers for tests: create topics, read back everything a topic holds.
+"""Kafka helpers for tests: create topics (the kernel's), read back everything a topic holds.
 
 Reading uses a group-less consumer assigned to every partition from the beginning, so a
 helper never joins (or disturbs) the group of the consumer under test.
@@ -12,34 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-
-async def create_topics(
-    bootstrap_servers: str, topics: Sequence[str], *, partitions: int = 3, within: float = 20.0
-) -> None:
-    """Create the ``topics`` that do not exist yet, retrying while the broker comes up."""
-    deadline = time.monotonic() + within
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
-        try:
-            await admin.start()
-            existing = set(await admin.list_topics())
-            missing = [name for name in dict.fromkeys(topics) if name not in existing]
-            if missing:
-                await admin.create_topics(
-                    [
-                        NewTopic(name, num_partitions=partitions, replication_factor=1)
-                        for name in missing
-                    ]
-                )
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-        finally:
-            await admin.close()
+from panjereh.common.messaging.kafka import create_topics
 
 
 async def read_topic(
@@ -106,3 +80,6 @@ async def produce(
         await producer.send_and_wait(topic, value=value, key=key, headers=list(headers))
     finally:
         await producer.stop()
+
+
+__all__ = ["create_topics", "produce", "read_topic"]

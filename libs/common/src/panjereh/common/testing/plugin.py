@@ -1,20 +1,18 @@
-"""Pytest plugin: real PostgreSQL and Kafka-protocol broker for integration tests.
+"""Pytest plugin: migrated databases, rolled-back units of work, in-process apps, tokens.
 
-Servers are the embedded ones ``make run`` uses, started once per test session in a temporary
-directory on free ports; set ``PANJEREH_TEST_DATABASE_URL`` (a server URL, e.g.
-``postgresql://user:pw@host:5432``) or ``PANJEREH_TEST_KAFKA_BOOTSTRAP_SERVERS`` to use
-external ones instead. Each call of ``migrated_database`` gets a fresh database built by the
-service's own Alembic migrations, never ``create_all``.
+Domain-free and server-agnostic: ``migrated_database`` builds a fresh database with a
+service's own Alembic migrations (never ``create_all``) on the server the ``postgres_server``
+fixture provides. The platform's plugin (``panjereh.devstack.pytest_plugin``) provides that
+fixture (the embedded server ``make run`` uses, or ``PANJEREH_TEST_DATABASE_URL``), the broker
+and the platform-aware ``token_factory``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -22,7 +20,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from panjereh.common.db import Database
+from panjereh.common.db import Database, ensure_databases
 from panjereh.common.migrations import upgrade
 
 if TYPE_CHECKING:
@@ -40,29 +38,8 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    external = os.environ.get("PANJEREH_TEST_DATABASE_URL")
-    if external:
-        base = external.rstrip("/").replace("postgresql+asyncpg://", "postgresql://", 1)
-        yield PostgresServer(
-            f"{base}/postgres",
-            lambda name: f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}",
-        )
-        return
-    from panjereh.devstack.embedded import EmbeddedPostgres  # noqa: PLC0415
-
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
-    server.start()
-    try:
-        yield PostgresServer(server.url("postgres", driver="postgresql"), server.url)
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
 async def migrated_database(postgres_server: PostgresServer) -> MigratedDatabase:
     """A factory: ``await migrated_database("panjereh.catalog")`` → URL of a fresh, migrated DB."""
-    from panjereh.devstack.embedded import ensure_databases  # noqa: PLC0415
 
     async def create(package: str) -> str:
         name = f"test_{package.rsplit('.', 1)[-1]}_{secrets.token_hex(4)}"
@@ -72,23 +49,6 @@ async def migrated_database(postgres_server: PostgresServer) -> MigratedDatabase
         return url
 
     return create
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    external = os.environ.get("PANJEREH_TEST_KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
-        return
-    from panjereh.devstack.embedded import EmbeddedKafka, free_port  # noqa: PLC0415
-
-    log_path: Path = tmp_path_factory.mktemp("kafka") / "broker.log"
-    broker = EmbeddedKafka(free_port(), log_path=log_path)
-    broker.start()
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
 
 
 @asynccontextmanager
@@ -123,7 +83,6 @@ async def running_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 from panjereh.common.testing.tokens import (  # noqa: E402
     jwks_server,
     jwks_url,
-    token_factory,
     token_signing_key,
 )
 
@@ -132,10 +91,8 @@ __all__ = [
     "PostgresServer",
     "jwks_server",
     "jwks_url",
-    "kafka_bootstrap_servers",
     "migrated_database",
-    "postgres_server",
+    "rolled_back",
     "running_app",
-    "token_factory",
     "token_signing_key",
 ]

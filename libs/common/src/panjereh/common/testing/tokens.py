@@ -6,7 +6,8 @@ Fixtures (registered by ``panjereh.common.testing.plugin``):
 - ``token_signing_key`` (session): the :class:`SigningKey` tokens are signed with;
 - ``jwks_server`` (session): the running :class:`JwksServer`; ``jwks_url``: its URL, to pass as
   ``Settings(jwks_url=jwks_url)``;
-- ``token_factory``: ``token_factory(roles=["officer:tax"], national_code=...)`` → a token.
+- the ``token_factory`` fixture is the platform's (it knows the roles): see
+  ``panjereh.devstack.pytest_plugin``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from jose import jwk, jwt
+from jose import jwt
+
+from panjereh.common.jwk import generate_private_key, private_pem, public_jwk, public_pem
 
 TEST_ISSUER = "panjereh-identity"
 TEST_AUDIENCE = "panjereh"
-#: A national code with a valid checksum, used as the default citizen in tokens.
-TEST_NATIONAL_CODE = "0013542419"
 
 _UNSET: Any = object()
 
@@ -45,25 +44,14 @@ def _json_segment(value: Mapping[str, Any]) -> str:
 
 
 class SigningKey:
-    """An ES256 key pair with a ``kid``; ``public_jwk`` is what the JWKS publishes."""
+    """An ES256 key pair with a chosen ``kid``; ``public_jwk`` is what the JWKS publishes."""
 
     def __init__(self, kid: str) -> None:
         self.kid = kid
-        private = ec.generate_private_key(ec.SECP256R1())
-        self.private_pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        self.public_pem = (
-            private.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-        public: dict[str, Any] = jwk.construct(self.public_pem, algorithm="ES256").to_dict()
-        self.public_jwk: dict[str, Any] = {**public, "kid": kid, "use": "sig", "alg": "ES256"}
+        private = generate_private_key()
+        self.private_pem = private_pem(private)
+        self.public_pem = public_pem(private.public_key())
+        self.public_jwk: dict[str, Any] = {**public_jwk(private), "kid": kid}
 
     def sign(self, claims: Mapping[str, Any], *, headers: Mapping[str, Any] | None = None) -> str:
         token: str = jwt.encode(
@@ -125,7 +113,11 @@ class JwksServer:
 
 
 class TokenFactory:
-    """Mints access tokens signed by ``key``; every claim can be overridden or left out."""
+    """Mints access tokens signed by ``key``; every claim can be overridden or left out.
+
+    Domain-free: the platform's defaults (a citizen with a national code, ...) come from a
+    subclass overriding :meth:`defaults` (the platform's pytest plugin registers one).
+    """
 
     def __init__(
         self, key: SigningKey, *, issuer: str = TEST_ISSUER, audience: str = TEST_AUDIENCE
@@ -134,34 +126,33 @@ class TokenFactory:
         self.issuer = issuer
         self.audience = audience
 
+    def defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Claims to use where the caller gave none (``given`` holds what it did give)."""
+        return {"sub": "subject-1", "roles": []}
+
     def claims(
         self,
         *,
-        sub: str = _UNSET,
-        roles: Sequence[str] = ("citizen",),
-        national_code: str | None = _UNSET,
-        agency: str | None = None,
         scopes: Sequence[str] = (),
         iss: str | None = _UNSET,
         aud: str | None = _UNSET,
         exp: datetime | timedelta | int | None = timedelta(minutes=15),
         nbf: datetime | timedelta | int | None = timedelta(0),
         extra: Mapping[str, Any] | None = None,
+        **named: Any,
     ) -> dict[str, Any]:
-        """The claim set; ``None`` leaves a claim out, a ``timedelta`` is relative to now."""
+        """The claim set; ``None`` leaves a claim out, a ``timedelta`` is relative to now.
+
+        ``named`` are claims by name (``sub``, ``roles``, or any other); those not given take
+        :meth:`defaults`.
+        """
         now = int(time.time())
-        is_citizen = "citizen" in roles or any(r.split(":")[0] in _STAFF for r in roles)
+        given = {name: value for name, value in named.items() if value is not _UNSET}
         values: dict[str, Any] = {
+            **self.defaults(given),
+            **given,
             "iss": self.issuer if iss is _UNSET else iss,
             "aud": self.audience if aud is _UNSET else aud,
-            "sub": ("client-" + secrets.token_hex(4) if agency else "person-1")
-            if sub is _UNSET
-            else sub,
-            "roles": list(roles),
-            "national_code": (TEST_NATIONAL_CODE if is_citizen else None)
-            if national_code is _UNSET
-            else national_code,
-            "agency": agency,
             "scope": " ".join(scopes) or None,
             "iat": now,
             "exp": _instant(exp, now),
@@ -169,6 +160,8 @@ class TokenFactory:
             "jti": secrets.token_hex(16),
             **(extra or {}),
         }
+        if "roles" in values and values["roles"] is not None:
+            values["roles"] = list(values["roles"])
         return {name: value for name, value in values.items() if value is not None}
 
     def __call__(
@@ -209,9 +202,6 @@ class TokenFactory:
         return key.sign(self.claims(**claims), headers={"typ": "JWT"})
 
 
-_STAFF = frozenset({"officer", "agency-admin", "catalog-authority", "platform-admin"})
-
-
 def _instant(value: datetime | timedelta | int | None, now: int) -> int | None:
     if value is None:
         return None
@@ -246,9 +236,3 @@ def jwks_server(token_signing_key: SigningKey) -> Iterator[JwksServer]:
 @pytest.fixture(scope="session")
 def jwks_url(jwks_server: JwksServer) -> str:
     return jwks_server.url
-
-
-@pytest.fixture(scope="session")
-def token_factory(token_signing_key: SigningKey, jwks_server: JwksServer) -> TokenFactory:
-    """Depends on ``jwks_server`` so that any test minting tokens has the keys served."""
-    return TokenFactory(token_signing_key)

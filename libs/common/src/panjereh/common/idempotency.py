@@ -1,0 +1,221 @@
+"""``Idempotency-Key`` for every creating POST (CONTRACT.md, "Conventions").
+
+The same key with the same body answers what the first request answered; with another body
+(or another operation) it is 409 ``idempotency_key_reused``. Keys belong to the caller: two
+callers may use the same key without meeting.
+
+Races: the first step takes a transaction-scoped advisory lock on (caller, key). A concurrent
+duplicate waits on that lock until the first transaction ends, then finds its record and
+replays it; it never inserts a second row, so it never surfaces as an ``IntegrityError``.
+
+Each service declares the table on its metadata (:func:`idempotency_table`) and creates it
+with :func:`panjereh.common.messaging.migration_ops.create_idempotency_table_v1`; endpoints
+take the header through :data:`IdempotencyKey` and run the creation through :func:`once`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header
+from pydantic import BaseModel
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.common.errors import IdempotencyKeyReused, InvalidIdempotencyKey
+from panjereh.common.errors import Text as Words
+from panjereh.common.fields import field_error
+
+MAX_KEY_LENGTH = 200
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    """Declare ``idempotency_record`` on a service's metadata."""
+    return Table(
+        "idempotency_record",
+        metadata,
+        Column("actor", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("operation", Text, nullable=False),
+        Column("request_hash", Text, nullable=False),
+        Column("status_code", SmallInteger, nullable=False),
+        Column("response", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("actor", "key"),
+        Index("ix_idempotency_record_created_at", "created_at"),
+    )
+
+
+def fingerprint(operation: str, body: Any) -> str:
+    """A stable hash of what was asked: the operation and the body's JSON form."""
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
+    canonical = json.dumps(
+        {"operation": operation, "body": body},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a creating POST answers: fresh, or replayed for a repeated key."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.replayed:
+            self.headers.setdefault(REPLAYED_HEADER, "true")
+
+
+class IdempotencyStore:
+    """The first answers to keyed requests, in one service's ``idempotency_record`` table."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    async def claim(
+        self, session: AsyncSession, *, actor: str, key: str, operation: str, request_hash: str
+    ) -> Outcome | None:
+        """The stored answer for (actor, key), or ``None``: then this transaction owns the key.
+
+        Raises :class:`IdempotencyKeyReused` when the key was used for something else.
+        """
+        await session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"{actor}\n{key}", 0)))
+        )
+        row = (
+            await session.execute(
+                select(
+                    self.table.c.operation,
+                    self.table.c.request_hash,
+                    self.table.c.status_code,
+                    self.table.c.response,
+                ).where(self.table.c.actor == actor, self.table.c.key == key)
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        if row.operation != operation or row.request_hash != request_hash:
+            raise IdempotencyKeyReused
+        return Outcome(status_code=row.status_code, body=dict(row.response), replayed=True)
+
+    async def remember(
+        self,
+        session: AsyncSession,
+        *,
+        actor: str,
+        key: str,
+        operation: str,
+        request_hash: str,
+        outcome: Outcome,
+    ) -> None:
+        await session.execute(
+            insert(self.table).values(
+                actor=actor,
+                key=key,
+                operation=operation,
+                request_hash=request_hash,
+                status_code=outcome.status_code,
+                response=outcome.body,
+            )
+        )
+
+    async def prune(self, session: AsyncSession, *, before: datetime) -> int:
+        """Forget keys first used before ``before``; how many were forgotten."""
+        result = await session.execute(delete(self.table).where(self.table.c.created_at < before))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def once(
+    session: AsyncSession,
+    store: IdempotencyStore,
+    *,
+    actor: str,
+    key: str | None,
+    operation: str,
+    request: Any,
+    create: Callable[[], Awaitable[Outcome]],
+) -> Outcome:
+    """Run ``create`` at most once per (actor, key); without a key, just run it.
+
+    ``create`` runs in ``session``'s transaction, so its effects and the remembered answer
+    commit (or roll back) together.
+    """
+    if key is None:
+        return await create()
+    request_hash = fingerprint(operation, request)
+    earlier = await store.claim(
+        session, actor=actor, key=key, operation=operation, request_hash=request_hash
+    )
+    if earlier is not None:
+        return earlier
+    outcome = await create()
+    await store.remember(
+        session,
+        actor=actor,
+        key=key,
+        operation=operation,
+        request_hash=request_hash,
+        outcome=outcome,
+    )
+    return outcome
+
+
+def _idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="repeat a creating request safely: same key and body, same answer",
+        ),
+    ] = None,
+) -> str | None:
+    if key is None:
+        return None
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise InvalidIdempotencyKey(
+            Words(
+                f"کلید یکتایی باید ۱ تا {MAX_KEY_LENGTH} نویسه اسکی قابل چاپ باشد",
+                f"An Idempotency-Key is 1 to {MAX_KEY_LENGTH} printable ASCII characters",
+            ),
+            errors=[
+                field_error(
+                    "Idempotency-Key",
+                    "invalid_idempotency_key",
+                    fa=f"۱ تا {MAX_KEY_LENGTH} نویسه اسکی قابل چاپ",
+                    en=f"1-{MAX_KEY_LENGTH} printable ASCII characters",
+                )
+            ],
+        )
+    return key
+
+
+#: ``idempotency_key: IdempotencyKey`` in a creating endpoint: the validated header, or None.
+IdempotencyKey = Annotated[str | None, Depends(_idempotency_key)]
