@@ -202,7 +202,15 @@ class OutboxRelay:
             await self._close_producer()
 
     async def publish_once(self) -> int:
-        """Claim, publish and mark one batch; returns how many rows were published."""
+        """Claim, publish and mark one batch; returns how many rows were published.
+
+        The one place the platform talks to the network with a transaction open, on purpose:
+        the claim's row locks and per-key advisory locks are what keep one key's events in
+        order across relay replicas until the broker has acknowledged them. A session-level
+        lock held outside a transaction would do the same but breaks behind a
+        transaction-mode pooler. The locks cover only outbox rows no request writes to, and
+        the producer's request timeout bounds how long they are held.
+        """
         producer = await self._ensure_producer()
         outbox = self._table
         async with self._database.transaction() as session:
