@@ -209,9 +209,7 @@ def make_outbox_app(
         resources.ready_when("broker", broker_readiness_check(settings, timeout=0.5))
         await resources.start(relay)
 
-    app = create_service_app(
-        title="kernel test", settings=settings, setup=setup, routers=[router]
-    )
+    app = create_service_app(title="kernel test", settings=settings, setup=setup, routers=[router])
     return app, relays
 
 

@@ -93,6 +93,18 @@ class Refused(Forbidden, KeepChanges):
     """A refusal whose own record is a fact to keep."""
 
 
+async def write_then_fail(
+    database: Database, error: BaseException, *, body: str = "", callback: Any = None
+) -> None:
+    """A unit of work that writes a note (and registers ``callback``), then raises ``error``."""
+    async with database.transaction() as session:
+        if body:
+            await session.execute(insert(NOTE).values(id=1, body=body))
+        if callback is not None:
+            after_commit(session, callback)
+        raise error
+
+
 class TestTransactionBoundary:
     async def test_a_block_that_ends_normally_commits(self, database: Database) -> None:
         async with database.transaction() as session:
@@ -101,16 +113,12 @@ class TestTransactionBoundary:
 
     async def test_an_error_rolls_everything_back(self, database: Database) -> None:
         with pytest.raises(RuntimeError):
-            async with database.transaction() as session:
-                await session.execute(insert(NOTE).values(id=1, body="lost"))
-                raise RuntimeError
+            await write_then_fail(database, RuntimeError(), body="lost")
         assert await notes(database) == []
 
     async def test_a_keep_changes_error_commits_then_propagates(self, database: Database) -> None:
         with pytest.raises(Refused):
-            async with database.transaction() as session:
-                await session.execute(insert(NOTE).values(id=1, body="audit of the refusal"))
-                raise Refused
+            await write_then_fail(database, Refused(), body="audit of the refusal")
         assert await notes(database) == ["audit of the refusal"]
 
     async def test_after_commit_callbacks_run_after_a_commit_only(self, database: Database) -> None:
@@ -126,9 +134,9 @@ class TestTransactionBoundary:
         assert calls == ["sync", "async"]
 
         with pytest.raises(RuntimeError):
-            async with database.transaction() as session:
-                after_commit(session, lambda: calls.append("rolled back"))
-                raise RuntimeError
+            await write_then_fail(
+                database, RuntimeError(), callback=lambda: calls.append("rolled back")
+            )
         assert calls == ["sync", "async"]
 
     async def test_in_transaction_is_true_only_inside_a_unit_of_work(
@@ -199,8 +207,9 @@ class TestNoNetworkInsideATransaction:
     ) -> None:
         async with outbound_client() as client, database.transaction() as session:
             await session.execute(insert(NOTE).values(id=1, body="locked row"))
+            call = client.get(outside_system)
             with pytest.raises(NetworkCallInTransaction):
-                await client.get(outside_system)
+                await call
 
     async def test_the_callers_own_hooks_still_run(self, outside_system: str) -> None:
         seen: list[str] = []
@@ -287,12 +296,16 @@ class TestIdempotency:
                 session, store, actor="alice", key="k-2", operation="notes.create",
                 request={"body": "one"}, create=self.creator(database, created, "one"),
             )  # fmt: skip
-        with pytest.raises(IdempotencyKeyReused):
+
+        async def second() -> None:
             async with database.transaction() as session:
                 await once(
                     session, store, actor="alice", key="k-2", operation="notes.create",
                     request={"body": "two"}, create=self.creator(database, created, "two"),
                 )  # fmt: skip
+
+        with pytest.raises(IdempotencyKeyReused):
+            await second()
         assert len(created) == 1
 
     async def test_keys_belong_to_their_caller(self, database: Database) -> None:
@@ -340,12 +353,15 @@ class TestIdempotency:
         async def failing() -> Outcome:
             raise RuntimeError
 
-        with pytest.raises(RuntimeError):
+        async def first_attempt() -> None:
             async with database.transaction() as session:
                 await once(
                     session, store, actor="alice", key="retry", operation="notes.create",
                     request={}, create=failing,
                 )  # fmt: skip
+
+        with pytest.raises(RuntimeError):
+            await first_attempt()
         created: list[int] = []
         async with database.transaction() as session:
             outcome = await once(

@@ -130,9 +130,7 @@ def build_app(jwks_url: str, **overrides: Any) -> FastAPI:
     async def setup(app: FastAPI, resources: Resources) -> None:
         await resources.enter(install_auth(app, settings))
 
-    return create_service_app(
-        title="auth test", settings=settings, setup=setup, routers=[router]
-    )
+    return create_service_app(title="auth test", settings=settings, setup=setup, routers=[router])
 
 
 @pytest.fixture(scope="module")

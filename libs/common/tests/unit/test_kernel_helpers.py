@@ -109,7 +109,7 @@ class TestFieldErrors:
             "field": "age",
             "code": "too_young",
             "message": "باید دست‌کم ۱۸ سال داشته باشید",
-        }  # noqa: E501
+        }
         assert errors["name"]["code"] == "too_long"
         assert "5" in errors["name"]["message"]
 

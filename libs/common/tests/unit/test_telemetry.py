@@ -37,9 +37,7 @@ def build_app() -> FastAPI:
         logger.info("saying hello")
         return {"hello": "world"}
 
-    return create_service_app(
-        title="telemetry test", settings=ServiceSettings(), routers=[router]
-    )
+    return create_service_app(title="telemetry test", settings=ServiceSettings(), routers=[router])
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Lists as the contract shapes them: ``?page=&page_size=`` → ``{items, total, page, page_size}``."""
+"""Lists as the contract shapes them: ``?page=&page_size=`` → ``{items, total, page, ...}``."""
 
 from __future__ import annotations
 
