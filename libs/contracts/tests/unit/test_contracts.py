@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from panjereh.contracts import asyncapi, snapshot, topics
-from panjereh.contracts.catalog import ServicePublished
+from panjereh.contracts.catalog import PublishedCard, ServicePublished
 from panjereh.contracts.identity import CitizenRegistered
 from panjereh.contracts.inquiry import InquiryPurpose, InquiryReply, InquiryToAgency
 from panjereh.contracts.registry import ALL_EVENTS, by_type
@@ -86,9 +86,142 @@ class TestEventShapes:
         assert inquiry.model_dump()["purpose"]["legal_basis"] == "law"
 
     def test_service_published_carries_the_full_card_as_json(self) -> None:
-        card: dict[str, Any] = {"code": "passport", "title": {"fa": "گذرنامه"}, "maturity": 4}
-        event = ServicePublished(code="passport", version=2, card=card)
+        card = published_card()
+        event = ServicePublished(
+            code="11020000002", version=2, card=PublishedCard.model_validate(card)
+        )
         assert json.loads(event.model_dump_json())["card"] == card
+
+
+def published_card(**changes: Any) -> dict[str, Any]:
+    """A card as the catalog publishes it (every field, ``null`` where the card has none)."""
+    text = {"fa": "تمدید گذرنامه", "en": "Passport renewal"}
+    card: dict[str, Any] = {
+        "code": "11020000002",
+        "agency": "passport-police",
+        "version": 2,
+        "status": "published",
+        "approved_by": "staff-authority",
+        "approving_organisation": "administrative-and-recruitment-affairs-organization",
+        "approved_at": "2026-03-21T08:30:15.123456Z",
+        "title": text,
+        "process_title": None,
+        "description": {"fa": "تمدید گذرنامه عادی", "en": None},
+        "category": "travel",
+        "parent_service": None,
+        "life_events": ["documents-and-certificates"],
+        "audience": ["citizen"],
+        "recipients": None,
+        "nature": "sovereign",
+        "service_levels": ["national"],
+        "trigger": "request",
+        "keywords": ["گذرنامه"],
+        "legal_basis": [
+            {"title": {"fa": "قانون گذرنامه", "en": None}, "reference": "ماده ۱۸", "url": None}
+        ],
+        "eligibility": None,
+        "channels": [
+            {"type": "web", "url": "https://my.gov.ir/service/11020000002", "description": None}
+        ],
+        "locations": [
+            {"name": text, "address": None, "province": "تهران", "url": None},
+        ],
+        "fees": [
+            {"title": text, "amount_rials": 2000000, "bank_account": None, "legal_basis": None}
+        ],
+        "sla_days": 7,
+        "processing_time": "P7D",
+        "service_hours": None,
+        "frequency": {"times": 1, "per": "year"},
+        "in_person_visits": 0,
+        "electronic_stages": {
+            "information": True,
+            "application": True,
+            "processing": True,
+            "delivery": True,
+        },
+        "documents_required": [],
+        "inquiries": [
+            {
+                "type": "civil-registry.person",
+                "provider_agency": "civil-registry",
+                "data_items": ["alive"],
+                "mode": "online",
+                "purpose": {"fa": "احراز هویت", "en": None},
+            }
+        ],
+        "maturity": 5,
+        "form_schema": {"type": "object", "properties": {}},
+        "decision": {
+            "mode": "automatic",
+            "rules": [
+                {
+                    "id": "alive",
+                    "when": 'inquiries["civil-registry.person"].alive',
+                    "outcome": "approve",
+                    "reason": {"fa": "متقاضی در قید حیات است", "en": None},
+                }
+            ],
+            "otherwise": "reject",
+        },
+        "output": {"fa": "گذرنامه", "en": "Passport"},
+        "prerequisites": [],
+        "steps": [{"fa": "ثبت درخواست", "en": None}],
+        "faq": [{"question": text, "answer": {"fa": "بله", "en": "Yes"}}],
+        "complaint_route": None,
+        "yearly_volume": 1000,
+    }
+    return card | changes
+
+
+class TestPublishedCard:
+    def test_the_card_round_trips_exactly(self) -> None:
+        card = published_card()
+        assert PublishedCard.model_validate(card).model_dump(mode="json") == card
+
+    def test_the_decision_is_typed(self) -> None:
+        decision = PublishedCard.model_validate(published_card()).decision
+        assert (decision.mode, decision.otherwise) == ("automatic", "reject")
+        assert decision.rules[0].outcome == "approve"
+        assert decision.rules[0].reason.fa == "متقاضی در قید حیات است"
+        broken = published_card(decision={"mode": "automatic", "rules": [], "otherwise": "maybe"})
+        with pytest.raises(ValidationError):
+            PublishedCard.model_validate(broken)
+
+    def test_consumers_ignore_fields_added_at_any_depth(self) -> None:
+        card = published_card(added_later={"x": 1})
+        card["decision"]["rules"][0]["weight"] = 3
+        card["title"]["ar"] = "تجديد جواز السفر"
+        event = ServicePublished.parse_data(
+            {"code": "11020000002", "version": 2, "card": card, "channel": "kafka"}
+        )
+        assert event.card.decision.rules[0].id == "alive"
+        assert "added_later" not in event.card.model_dump()
+
+    def test_parts_a_card_may_leave_out_take_the_catalogs_defaults(self) -> None:
+        required = {
+            "code", "agency", "version", "status", "approved_by", "approving_organisation",
+            "approved_at", "title", "description", "category", "audience", "channels",
+            "sla_days", "in_person_visits", "maturity", "decision",
+        }  # fmt: skip
+        minimal = {k: v for k, v in published_card().items() if k in required}
+        minimal["decision"] = {"mode": "agency"}
+        card = PublishedCard.model_validate(minimal)
+        assert (card.nature, card.service_levels, card.trigger) == (
+            "sovereign",
+            ["national"],
+            "request",
+        )
+        assert card.decision.otherwise == "agency"
+        assert card.form_schema == {"type": "object"}
+        assert card.inquiries == []
+        missing = {k: v for k, v in minimal.items() if k != "decision"}
+        with pytest.raises(ValidationError):
+            PublishedCard.model_validate(missing)
+
+    def test_service_published_requires_a_card(self) -> None:
+        with pytest.raises(ValidationError):
+            ServicePublished.model_validate({"code": "x", "version": 1, "card": {"code": "x"}})
 
 
 class TestCommittedDocuments:

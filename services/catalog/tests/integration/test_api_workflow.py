@@ -153,8 +153,10 @@ class TestWorkflowOverHttp:
         )
         published = ServicePublished.model_validate(event.data)
         assert (published.code, published.version) == (code, 1)
-        assert published.card["decision"] == public.json()["decision"]
-        assert "filled_by" not in published.card  # no staff contact details in events
+        assert published.card.decision.model_dump(mode="json") == public.json()["decision"]
+        # the event carries exactly the public card: no staff contact details, nothing lost
+        assert event.data["card"] == public.json()
+        assert "filled_by" not in event.data["card"]
 
         retired = await api.post(
             f"{SERVICES}/{code}/retire", headers=tokens["tax_admin"], json={"reason": "ادغام شد"}
@@ -258,20 +260,48 @@ class TestValidationErrors:
     ) -> None:
         decision = card_body("x")["decision"]
         decision["rules"][1]["when"] = 'inquiries["tax.clearance"].has_debt =='
-        response = await create(api, tokens["tax_admin"], decision=decision)
+        english = tokens["tax_admin"] | {"Accept-Language": "en"}
+        response = await create(api, english, decision=decision)
         assert response.status_code == 422
         (error,) = response.json()["errors"]
-        assert error["field"] == "decision.rules.1.when"
+        assert (error["field"], error["code"]) == ("decision.rules.1.when", "decision_rule_not_cel")
         assert "'no-debt' does not compile" in error["message"]
+        persian = await create(api, tokens["tax_admin"], decision=decision)
+        (error,) = persian.json()["errors"]
+        assert error["code"] == "decision_rule_not_cel"
+        assert "'no-debt' عبارت CEL درستی نیست" in error["message"]
 
     async def test_an_inconsistent_maturity_is_422_naming_it(
         self, api: httpx.AsyncClient, tokens: dict[str, dict[str, str]]
     ) -> None:
         decision = {"mode": "agency", "rules": [], "otherwise": "agency"}
-        response = await create(api, tokens["tax_admin"], decision=decision)
+        english = tokens["tax_admin"] | {"Accept-Language": "en"}
+        response = await create(api, english, decision=decision)
         assert response.status_code == 422
-        assert [e["field"] for e in response.json()["errors"]] == ["decision.mode"]
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("decision.mode", "smart_needs_automatic_decision")
+        ]
         assert "smart" in response.json()["errors"][0]["message"]
+
+    async def test_an_unknown_agency_is_422_naming_it(
+        self, api: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        headers = bearer(token_factory(sub="staff-x", roles=["agency-admin:nowhere"]))
+        response = await create(api, headers, agency="nowhere")
+        assert response.status_code == 422
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("agency", "unknown_agency")
+        ]
+
+    async def test_a_schema_rule_of_the_card_is_422_with_its_code(
+        self, api: httpx.AsyncClient, tokens: dict[str, dict[str, str]]
+    ) -> None:
+        english = tokens["tax_admin"] | {"Accept-Language": "en"}
+        response = await create(api, english, processing_time="three days")
+        assert response.status_code == 422
+        (error,) = response.json()["errors"]
+        assert (error["field"], error["code"]) == ("processing_time", "iso_duration")
+        assert error["message"] == "must be an ISO-8601 duration such as P3D or PT2H"
 
     async def test_persian_is_required_on_human_text(
         self, api: httpx.AsyncClient, tokens: dict[str, dict[str, str]]
@@ -308,6 +338,61 @@ class TestIdempotency:
         await api.post(SERVICES, json=card_body(next_code()), headers=headers)
         other = await api.post(SERVICES, json=card_body(next_code()), headers=headers)
         assert (other.status_code, other.json()["code"]) == (409, "idempotency_key_reused")
+
+    async def test_the_reused_key_leaves_the_first_answer_and_creates_nothing(
+        self, api: httpx.AsyncClient, tokens: dict[str, dict[str, str]]
+    ) -> None:
+        first_body, other_body = card_body(next_code()), card_body(next_code())
+        headers = tokens["tax_admin"] | {"Idempotency-Key": "create-reused"}
+        first = await api.post(SERVICES, json=first_body, headers=headers)
+        other = await api.post(SERVICES, json=other_body, headers=headers)
+        assert (other.status_code, other.json()["code"]) == (409, "idempotency_key_reused")
+        assert other.headers["content-type"] == "application/problem+json"
+        refused = await api.get(
+            f"{SERVICES}/{other_body['code']}/draft", headers=tokens["tax_admin"]
+        )
+        assert refused.status_code == 404  # the refused body created nothing
+        again = await api.post(SERVICES, json=first_body, headers=headers)
+        assert (again.status_code, again.json()) == (201, first.json())
+        assert again.headers["idempotent-replayed"] == "true"
+
+    async def test_a_fresh_answer_is_not_marked_replayed(
+        self, api: httpx.AsyncClient, tokens: dict[str, dict[str, str]]
+    ) -> None:
+        headers = tokens["tax_admin"] | {"Idempotency-Key": "create-fresh"}
+        first = await api.post(SERVICES, json=card_body(next_code()), headers=headers)
+        assert first.status_code == 201
+        assert "idempotent-replayed" not in first.headers
+
+    async def test_keys_belong_to_their_caller(
+        self, api: httpx.AsyncClient, token_factory: TokenFactory
+    ) -> None:
+        """Two admins using one key do not meet: each gets the answer to their own request."""
+        one = bearer(token_factory(sub="staff-tax-1", roles=["agency-admin:tax"]))
+        two = bearer(token_factory(sub="staff-tax-2", roles=["agency-admin:tax"]))
+        key = {"Idempotency-Key": "shared-key"}
+        first = await api.post(SERVICES, json=card_body(next_code()), headers=one | key)
+        second = await api.post(SERVICES, json=card_body(next_code()), headers=two | key)
+        assert (first.status_code, second.status_code) == (201, 201)
+        assert first.json()["code"] != second.json()["code"]
+        assert "idempotent-replayed" not in second.headers
+
+    @pytest.mark.parametrize("key", [b"x" * 201, "clé".encode(), b"tab\there"])
+    async def test_a_malformed_key_is_422_naming_the_header(
+        self, api: httpx.AsyncClient, tokens: dict[str, dict[str, str]], key: bytes
+    ) -> None:
+        code = next_code()
+        # raw bytes: a client may send what httpx would refuse to encode from text
+        headers = [(name.encode(), value.encode()) for name, value in tokens["tax_admin"].items()]
+        headers.append((b"Idempotency-Key", key))
+        response = await api.post(SERVICES, json=card_body(code), headers=headers)
+        assert response.status_code == 422
+        assert response.json()["code"] == "invalid_idempotency_key"
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("Idempotency-Key", "invalid_idempotency_key")
+        ]
+        draft = await api.get(f"{SERVICES}/{code}/draft", headers=tokens["tax_admin"])
+        assert draft.status_code == 404
 
     async def test_without_a_key_a_repeat_is_a_conflict(
         self, api: httpx.AsyncClient, tokens: dict[str, dict[str, str]]
@@ -369,3 +454,5 @@ async def test_concurrent_requests_with_one_key_create_one_card(
     assert first.json() == second.json()
     replayed = sorted(str(r.headers.get("idempotent-replayed")) for r in (first, second))
     assert replayed == ["None", "true"]  # one created it, the other got the same answer
+    steps = await api.get(f"{SERVICES}/{body['code']}/transitions", headers=tokens["authority"])
+    assert [s["action"] for s in steps.json()] == ["created"]  # one card, created once

@@ -52,6 +52,21 @@ class TestSearch:
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "validation_failed"
 
+    async def test_a_nul_byte_in_the_query_is_a_422_naming_the_field(
+        self, public_api: httpx.AsyncClient
+    ) -> None:
+        """PostgreSQL cannot store NUL: refused up front, not a 500 from the driver."""
+        response = await public_api.get(
+            "/api/v1/catalog/services?category=a%00", headers={"Accept-Language": "en"}
+        )
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        body = response.json()
+        assert body["code"] == "validation_failed"
+        assert [(e["field"], e["code"]) for e in body["errors"]] == [
+            ("query.category", "text_not_storable")
+        ]
+
 
 class TestServiceCard:
     async def test_the_published_card_as_json(self, public_api: httpx.AsyncClient) -> None:

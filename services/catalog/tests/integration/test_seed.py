@@ -7,6 +7,8 @@ from sqlalchemy import text
 
 from panjereh.catalog.seed import seed
 from panjereh.common.db import Database
+from panjereh.common.messaging.envelope import CloudEvent
+from panjereh.contracts.catalog import ServicePublished
 
 pytestmark = pytest.mark.integration
 
@@ -27,3 +29,23 @@ async def test_every_seeded_card_is_announced_once(catalog_database: Database) -
             )
         ).all()
     assert [(r.event_type, r.n, r.keys) for r in rows] == [("catalog.service.published.v1", 45, 45)]
+
+
+async def test_every_announced_card_is_a_typed_published_card(catalog_database: Database) -> None:
+    """What the catalog actually wrote to its outbox parses as the contract, without loss."""
+    async with catalog_database.transaction() as session:
+        payloads = (
+            await session.scalars(
+                text(
+                    "SELECT payload FROM catalog.outbox_message "
+                    "WHERE event_type = 'catalog.service.published.v1'"
+                )
+            )
+        ).all()
+    assert len(payloads) == 45
+    for payload in payloads:
+        envelope = CloudEvent.model_validate(payload)
+        # producer-strict: no unknown top-level field, every card field typed as declared
+        event = ServicePublished.model_validate(envelope.data)
+        assert event.card.code == event.code == envelope.subject
+        assert event.model_dump(mode="json")["card"] == envelope.data["card"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -11,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.catalog import service
 from panjereh.catalog.errors import (
     CardInvalid,
     InvalidTransition,
@@ -20,25 +18,22 @@ from panjereh.catalog.errors import (
     ServiceCodeTaken,
     ServiceNotFound,
 )
-from panjereh.catalog.repository import SearchFilters
-from panjereh.catalog.schemas import CardCreate, CardUpdate
+from panjereh.catalog.schemas import CardCreate, CardUpdate, SearchFilters
 from panjereh.catalog.seed_data import cards
+from panjereh.catalog.service import reads, search, workflow
+from panjereh.common.auth import Principal
 from panjereh.common.errors import AppError
+from panjereh.common.fields import FieldError
+from panjereh.common.pagination import Paging
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass(frozen=True)
-class Staff:
-    subject: str
-    roles: frozenset[str] = field(default_factory=frozenset)
-
-
-TAX_ADMIN = Staff("staff-tax", frozenset({"agency-admin:tax"}))
-POLICE_ADMIN = Staff("staff-police", frozenset({"agency-admin:police"}))
-AUTHORITY = Staff("staff-authority", frozenset({"catalog-authority"}))
-CITIZEN = Staff("citizen-1", frozenset({"citizen"}))
-OFFICER = Staff("officer-tax", frozenset({"officer:tax"}))
+TAX_ADMIN = Principal("staff-tax", frozenset({"agency-admin:tax"}))
+POLICE_ADMIN = Principal("staff-police", frozenset({"agency-admin:police"}))
+AUTHORITY = Principal("staff-authority", frozenset({"catalog-authority"}))
+CITIZEN = Principal("citizen-1", frozenset({"citizen"}))
+OFFICER = Principal("officer-tax", frozenset({"officer:tax"}))
 ORG = "test-authority"
 
 
@@ -56,9 +51,9 @@ def edited(card: CardCreate, **changes: Any) -> CardUpdate:
 
 async def published_card(session: AsyncSession, code: str = "77000000001") -> CardCreate:
     card = new_card(code)
-    await service.create_card(session, actor=TAX_ADMIN, card=card)
-    await service.submit_draft(session, actor=TAX_ADMIN, code=code)
-    await service.approve_draft(session, actor=AUTHORITY, code=code, approving_organisation=ORG)
+    await workflow.create_card(session, actor=TAX_ADMIN, card=card)
+    await workflow.submit_draft(session, actor=TAX_ADMIN, code=code)
+    await workflow.approve_draft(session, actor=AUTHORITY, code=code, approving_organisation=ORG)
     return card
 
 
@@ -66,7 +61,7 @@ class TestCreateCard:
     async def test_an_agency_admin_starts_a_draft_of_their_agency(
         self, session: AsyncSession
     ) -> None:
-        draft = await service.create_card(session, actor=TAX_ADMIN, card=new_card())
+        draft = await workflow.create_card(session, actor=TAX_ADMIN, card=new_card())
         assert (draft.state, draft.card_status, draft.latest_version) == (
             "editing",
             "unpublished",
@@ -75,68 +70,73 @@ class TestCreateCard:
         assert draft.updated_by == "staff-tax"
         # a draft is not public
         with pytest.raises(ServiceNotFound):
-            await service.get_published(session, code="77000000001")
+            await reads.get_published(session, code="77000000001")
 
     async def test_an_admin_of_another_agency_cannot(self, session: AsyncSession) -> None:
         with pytest.raises(NotYourAgency):
-            await service.create_card(session, actor=POLICE_ADMIN, card=new_card())
+            await workflow.create_card(session, actor=POLICE_ADMIN, card=new_card())
 
     @pytest.mark.parametrize("actor", [CITIZEN, OFFICER, AUTHORITY])
-    async def test_only_agency_admins_create(self, session: AsyncSession, actor: Staff) -> None:
+    async def test_only_agency_admins_create(self, session: AsyncSession, actor: Principal) -> None:
         with pytest.raises(RoleRequired):
-            await service.create_card(session, actor=actor, card=new_card())
+            await workflow.create_card(session, actor=actor, card=new_card())
 
     async def test_an_existing_code_is_refused(self, session: AsyncSession) -> None:
         with pytest.raises(ServiceCodeTaken):
-            await service.create_card(session, actor=TAX_ADMIN, card=new_card("11050000001"))
+            await workflow.create_card(session, actor=TAX_ADMIN, card=new_card("11050000001"))
 
     async def test_an_unknown_agency_is_named(self, session: AsyncSession) -> None:
-        actor = Staff("x", frozenset({"agency-admin:nowhere"}))
+        actor = Principal("x", frozenset({"agency-admin:nowhere"}))
         with pytest.raises(CardInvalid) as caught:
-            await service.create_card(session, actor=actor, card=new_card(agency="nowhere"))
-        assert caught.value.errors[0]["field"] == "agency"
+            await workflow.create_card(session, actor=actor, card=new_card(agency="nowhere"))
+        (error,) = caught.value.errors
+        assert isinstance(error, FieldError)
+        assert (error.field, error.code) == ("agency", "unknown_agency")
 
     async def test_an_inconsistent_card_changes_nothing(self, session: AsyncSession) -> None:
         with pytest.raises(CardInvalid) as caught:
-            await service.create_card(session, actor=TAX_ADMIN, card=new_card(in_person_visits=2))
-        assert [e["field"] for e in caught.value.errors] == ["in_person_visits"]
+            await workflow.create_card(session, actor=TAX_ADMIN, card=new_card(in_person_visits=2))
+        assert [(e.field, e.code) for e in caught.value.errors if isinstance(e, FieldError)] == [
+            ("in_person_visits", "maturity_needs_no_visit")
+        ]
+        assert len(caught.value.errors) == 1
         with pytest.raises(ServiceNotFound):
-            await service.get_draft(session, actor=TAX_ADMIN, code="77000000001")
+            await reads.get_draft(session, actor=TAX_ADMIN, code="77000000001")
 
 
-Step = Callable[[AsyncSession, Staff], Awaitable[object]]
+Step = Callable[[AsyncSession, Principal], Awaitable[object]]
 
 
-async def edit(session: AsyncSession, actor: Staff) -> object:
-    return await service.update_draft(
+async def edit(session: AsyncSession, actor: Principal) -> object:
+    return await workflow.update_draft(
         session, actor=actor, code="77000000001", content=edited(new_card(), sla_days=2)
     )
 
 
-async def submit(session: AsyncSession, actor: Staff) -> object:
-    return await service.submit_draft(session, actor=actor, code="77000000001")
+async def submit(session: AsyncSession, actor: Principal) -> object:
+    return await workflow.submit_draft(session, actor=actor, code="77000000001")
 
 
-async def approve(session: AsyncSession, actor: Staff) -> object:
-    return await service.approve_draft(
+async def approve(session: AsyncSession, actor: Principal) -> object:
+    return await workflow.approve_draft(
         session, actor=actor, code="77000000001", approving_organisation=ORG
     )
 
 
-async def reject(session: AsyncSession, actor: Staff) -> object:
-    return await service.reject_draft(session, actor=actor, code="77000000001", reason="ناقص است")
+async def reject(session: AsyncSession, actor: Principal) -> object:
+    return await workflow.reject_draft(session, actor=actor, code="77000000001", reason="ناقص است")
 
 
-async def retire(session: AsyncSession, actor: Staff) -> object:
-    return await service.retire_card(session, actor=actor, code="77000000001")
+async def retire(session: AsyncSession, actor: Principal) -> object:
+    return await workflow.retire_card(session, actor=actor, code="77000000001")
 
 
-async def read_draft(session: AsyncSession, actor: Staff) -> object:
-    return await service.get_draft(session, actor=actor, code="77000000001")
+async def read_draft(session: AsyncSession, actor: Principal) -> object:
+    return await reads.get_draft(session, actor=actor, code="77000000001")
 
 
 #: (step, state the card is brought to first, who, expected error or None)
-AUTHORIZATION_TABLE: list[tuple[str, str, Staff, type[AppError] | None]] = [
+AUTHORIZATION_TABLE: list[tuple[str, str, Principal, type[AppError] | None]] = [
     ("edit", "editing", TAX_ADMIN, None),
     ("edit", "editing", POLICE_ADMIN, NotYourAgency),
     ("edit", "editing", AUTHORITY, RoleRequired),
@@ -183,20 +183,20 @@ STEPS: dict[str, Step] = {
     ids=[f"{s}-{st}-{a.subject}" for s, st, a, _ in AUTHORIZATION_TABLE],
 )
 async def test_authorization_table(
-    session: AsyncSession, step: str, state: str, actor: Staff, expected: type[AppError] | None
+    session: AsyncSession, step: str, state: str, actor: Principal, expected: type[AppError] | None
 ) -> None:
-    await service.create_card(session, actor=TAX_ADMIN, card=new_card())
+    await workflow.create_card(session, actor=TAX_ADMIN, card=new_card())
     if state in {"submitted", "published"}:
         await submit(session, TAX_ADMIN)
     if state == "published":
         await approve(session, AUTHORITY)
-    before = await service.list_transitions(session, actor=AUTHORITY, code="77000000001")
+    before = await reads.list_transitions(session, actor=AUTHORITY, code="77000000001")
     if expected is None:
         await STEPS[step](session, actor)
         return
     with pytest.raises(expected):
         await STEPS[step](session, actor)
-    after = await service.list_transitions(session, actor=AUTHORITY, code="77000000001")
+    after = await reads.list_transitions(session, actor=AUTHORITY, code="77000000001")
     assert after == before  # a refused step records nothing
 
 
@@ -205,34 +205,34 @@ class TestApproval:
         self, session: AsyncSession
     ) -> None:
         await published_card(session)
-        card = await service.get_published(session, code="77000000001")
+        card = await reads.get_published(session, code="77000000001")
         assert (card.version, card.status, card.approved_by) == (1, "published", "staff-authority")
         assert card.approving_organisation == ORG
 
     async def test_a_new_version_leaves_the_old_one_as_it_was(self, session: AsyncSession) -> None:
         original = await published_card(session)
-        await service.update_draft(
+        await workflow.update_draft(
             session, actor=TAX_ADMIN, code="77000000001",
             content=edited(original, sla_days=9, title={"fa": "عنوان تازه", "en": "New title"}),
         )  # fmt: skip
         # edits to the draft do not reach the published card before approval
         assert (
-            await service.get_published(session, code="77000000001")
+            await reads.get_published(session, code="77000000001")
         ).sla_days == original.sla_days
         await submit(session, TAX_ADMIN)
         await approve(session, AUTHORITY)
-        latest = await service.get_published(session, code="77000000001")
-        first = await service.get_version(session, code="77000000001", version=1)
+        latest = await reads.get_published(session, code="77000000001")
+        first = await reads.get_version(session, code="77000000001", version=1)
         assert (latest.version, latest.sla_days, latest.title.fa) == (2, 9, "عنوان تازه")
         assert (first.version, first.sla_days, first.status) == (1, original.sla_days, "superseded")
-        history = await service.list_versions(session, code="77000000001", page=1, page_size=20)
+        history = await reads.list_versions(session, code="77000000001", paging=Paging(1, 20))
         assert [v.version for v in history.items] == [2, 1]
         assert history.total == 2
 
     async def test_reject_sends_the_draft_back_with_the_reason(self, session: AsyncSession) -> None:
-        await service.create_card(session, actor=TAX_ADMIN, card=new_card())
+        await workflow.create_card(session, actor=TAX_ADMIN, card=new_card())
         await submit(session, TAX_ADMIN)
-        draft = await service.reject_draft(
+        draft = await workflow.reject_draft(
             session, actor=AUTHORITY, code="77000000001", reason="مبنای قانونی ناقص است"
         )
         assert (draft.state, draft.rejection_reason) == ("rejected", "مبنای قانونی ناقص است")
@@ -244,7 +244,7 @@ class TestApproval:
     ) -> None:
         await published_card(session)
         await retire(session, AUTHORITY)
-        steps = await service.list_transitions(session, actor=TAX_ADMIN, code="77000000001")
+        steps = await reads.list_transitions(session, actor=TAX_ADMIN, code="77000000001")
         assert [(t.action, t.actor, t.version) for t in steps] == [
             ("created", "staff-tax", None),
             ("submitted", "staff-tax", None),
@@ -259,12 +259,10 @@ class TestApproval:
         await published_card(session)
         await retire(session, TAX_ADMIN)
         with pytest.raises(ServiceNotFound):
-            await service.get_published(session, code="77000000001")
-        assert (
-            await service.get_version(session, code="77000000001", version=1)
-        ).status == "retired"
-        found = await service.search_services(
-            session, q="77000000001", filters=SearchFilters(), page=1, page_size=10
+            await reads.get_published(session, code="77000000001")
+        assert (await reads.get_version(session, code="77000000001", version=1)).status == "retired"
+        found = await search.search_services(
+            session, q="77000000001", filters=SearchFilters(), paging=Paging(1, 10)
         )
         assert "77000000001" not in {item.code for item in found.items}
 
@@ -285,5 +283,5 @@ class TestPublishedVersionsAreImmutable:
         with pytest.raises(DBAPIError, match="immutable"):
             async with session.begin_nested():
                 await session.execute(text(statement))
-        first = await service.get_version(session, code="77000000001", version=1)
+        first = await reads.get_version(session, code="77000000001", version=1)
         assert first.approved_by == "staff-authority"

@@ -62,8 +62,3 @@ class NotYourAgency(Forbidden):
 class RoleRequired(Forbidden):
     code = "forbidden"
     title = Text("اجازه این کار را ندارید", "Forbidden")
-
-
-class InvalidIdempotencyKey(ValidationFailed):
-    code = "invalid_idempotency_key"
-    title = Text("کلید یکتایی معتبر نیست", "The Idempotency-Key is not valid")

@@ -9,6 +9,8 @@ A service card is an aggregate of:
 - ``card_transition``: every workflow step with its actor and time;
 - ``service_listing``: the search read model, one row per published card (the latest version),
   with Persian-normalised search columns, a full-text vector and trigram indexes.
+
+The kernel's tables sit beside them: the outbox and inbox, and ``idempotency_record``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from panjereh.common.db import service_metadata
+from panjereh.common.idempotency import idempotency_table
 from panjereh.common.messaging.tables import messaging_tables
 
 SCHEMA = "catalog"
@@ -43,6 +46,8 @@ class Base(DeclarativeBase):
 
 
 messaging = messaging_tables(Base.metadata)
+#: The first answers to keyed creating POSTs (the kernel's shape; see migration 0003).
+idempotency = idempotency_table(Base.metadata)
 
 
 class Agency(Base):
@@ -161,17 +166,3 @@ class SearchWord(Base):
     )
 
     word: Mapped[str] = mapped_column(Text, primary_key=True)
-
-
-class IdempotencyRecord(Base):
-    """The first answer to a creating POST, replayed for the same key and body."""
-
-    __tablename__ = "idempotency_record"
-
-    actor: Mapped[str] = mapped_column(Text, primary_key=True)
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
-    operation: Mapped[str] = mapped_column(Text)
-    request_hash: Mapped[str] = mapped_column(Text)
-    status_code: Mapped[int] = mapped_column(SmallInteger)
-    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -29,28 +29,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from panjereh.catalog.models import (
     Agency,
     CardTransition,
-    IdempotencyRecord,
     SearchWord,
     ServiceCard,
     ServiceCardDraft,
     ServiceCardVersion,
     ServiceListing,
 )
-from panjereh.catalog.schemas import Audience, ChannelType, LifeEvent
+from panjereh.catalog.schemas import Audience, ChannelType, LifeEvent, SearchFilters
 
 FACETS = ("agency", "category", "life_event", "channel", "maturity", "audience")
 #: How many indexed words a misspelt query word may stand for
 SIMILAR_WORDS = 4
-
-
-@dataclass(frozen=True)
-class SearchFilters:
-    agency: str | None = None
-    category: str | None = None
-    life_event: str | None = None
-    channel: str | None = None
-    maturity: int | None = None
-    audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,24 +145,6 @@ class CardRepository:
 
     async def withdraw_listing(self, card_id: uuid.UUID) -> None:
         await self.session.execute(delete(ServiceListing).where(ServiceListing.card_id == card_id))
-
-
-class IdempotencyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def lock(self, actor: str, key: str) -> None:
-        """Serialise concurrent requests with one key until this transaction ends."""
-        await self.session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtextextended(f"{actor}\n{key}", 0)))
-        )
-
-    async def get(self, actor: str, key: str) -> IdempotencyRecord | None:
-        return await self.session.get(IdempotencyRecord, (actor, key))
-
-    async def add(self, record: IdempotencyRecord) -> None:
-        self.session.add(record)
-        await self.session.flush()
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ authority``). Amounts are integers in rials, durations ISO-8601, channels an enu
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +22,9 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+
+from panjereh.common.fields import FieldProblem
+from panjereh.common.pagination import Page
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$"
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -37,8 +41,11 @@ LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 
 def _iso_duration(value: str) -> str:
     if not _ISO_DURATION.match(value):
-        msg = "must be an ISO-8601 duration such as P3D or PT2H"
-        raise ValueError(msg)
+        raise FieldProblem(
+            "iso_duration",
+            fa="باید مدت‌زمانی به قالب ISO-8601 باشد، مانند P3D یا PT2H",
+            en="must be an ISO-8601 duration such as P3D or PT2H",
+        )
     return value
 
 
@@ -286,8 +293,9 @@ class CardContent(Strict):
     @classmethod
     def _no_duplicates(cls, values: list[Any]) -> list[Any]:
         if len(set(values)) != len(values):
-            msg = "must not repeat a value"
-            raise ValueError(msg)
+            raise FieldProblem(
+                "duplicate_value", fa="نباید مقداری تکرار شود", en="must not repeat a value"
+            )
         return values
 
 
@@ -380,14 +388,16 @@ class Facets(BaseModel):
     audience: list[FacetCount]
 
 
-T = TypeVar("T")
+@dataclass(frozen=True)
+class SearchFilters:
+    """The facets a search is narrowed to (each ``None`` when not asked for)."""
 
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    page: int
-    page_size: int
+    agency: str | None = None
+    category: str | None = None
+    life_event: str | None = None
+    channel: str | None = None
+    maturity: int | None = None
+    audience: str | None = None
 
 
 class SearchResults(Page[CardSummary]):

@@ -13,35 +13,33 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.catalog import service
 from panjereh.catalog.config import Settings
 from panjereh.catalog.repository import AgencyRepository, CardRepository
 from panjereh.catalog.schemas import AgencyCreate, CardCreate
 from panjereh.catalog.seed_data import AGENCIES, INQUIRY_PROVIDERS, card, cards
+from panjereh.catalog.service import agencies, workflow
+from panjereh.common.auth import Principal
 from panjereh.common.db import Database
 from panjereh.common.logging import configure_logging
+from panjereh.contracts import access
 
 logger = logging.getLogger("panjereh.catalog.seed")
 
 SEED_SUBJECT = "system:catalog-seed"
 
 
-@dataclass(frozen=True)
-class SeedActor:
+def seed_actor(agency_codes: Sequence[str]) -> Principal:
     """The seed acts as every agency's admin and as the catalog authority."""
-
-    subject: str
-    roles: frozenset[str] = field(default_factory=frozenset)
-
-
-def seed_actor(agencies: Sequence[str]) -> SeedActor:
-    roles = {service.CATALOG_AUTHORITY, *(f"agency-admin:{code}" for code in agencies)}
-    return SeedActor(SEED_SUBJECT, frozenset(roles))
+    roles = {
+        access.CATALOG_AUTHORITY,
+        *(access.agency_role(access.AGENCY_ADMIN, code) for code in agency_codes),
+    }
+    return Principal(SEED_SUBJECT, frozenset(roles))
 
 
 @dataclass
@@ -55,7 +53,7 @@ async def seed_agencies(session: AsyncSession, report: SeedReport) -> None:
     for entry in AGENCIES:  # parents are listed before their children
         agency = AgencyCreate.model_validate(entry)
         if await repository.get(agency.code) is None:
-            await service.register_agency(
+            await agencies.register_agency(
                 session, agency=agency, connected_within=timedelta(days=1)
             )
             report.agencies_added += 1
@@ -73,9 +71,9 @@ async def publish_cards(
     for new in new_cards:
         if await cards_repository.by_code(new.code) is not None:
             continue
-        await service.create_card(session, actor=actor, card=new)
-        await service.submit_draft(session, actor=actor, code=new.code)
-        await service.approve_draft(
+        await workflow.create_card(session, actor=actor, card=new)
+        await workflow.submit_draft(session, actor=actor, code=new.code)
+        await workflow.approve_draft(
             session,
             actor=actor,
             code=new.code,

@@ -6,7 +6,9 @@
 - the declared maturity must match what the card says about channels, visits, documents and
   the decision mode.
 
-Each problem is reported as ``{"field": ..., "message": ...}`` so the 422 names it.
+Each problem is a :class:`~panjereh.common.fields.FieldError`: the field it names (so the 422
+points at it, e.g. ``decision.rules.1.when``), a stable ``code`` front ends can key on, and the
+message in Persian and English.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from panjereh.catalog.schemas import (
     DecisionMode,
     Maturity,
 )
+from panjereh.common.fields import FieldError, field_error
 
 #: Variables a decision rule may read; the requests service binds exactly these.
 RULE_VARIABLES = frozenset({"inputs", "inquiries", "citizen", "now"})
@@ -37,7 +40,7 @@ _BOUND_VARIABLE = re.compile(
 )
 _INQUIRY_READ = re.compile(r"""\binquiries\s*\[\s*(?:"([^"]*)"|'([^']*)')\s*\]""")
 
-Problem = dict[str, str]
+Problem = FieldError
 
 
 def check_card(card: CardContent) -> list[Problem]:
@@ -54,27 +57,33 @@ def check_form_schema(schema: dict[str, Any]) -> list[Problem]:
     declared = schema.get("$schema")
     if declared is not None and declared.rstrip("#") != DRAFT_2020_12:
         return [
-            {
-                "field": "form_schema.$schema",
-                "message": f"form schemas use JSON Schema 2020-12 ({DRAFT_2020_12})",
-            }
+            field_error(
+                "form_schema.$schema",
+                "form_schema_draft",
+                fa=f"شمای فرم با JSON Schema نسخه 2020-12 نوشته می‌شود ({DRAFT_2020_12})",
+                en=f"form schemas use JSON Schema 2020-12 ({DRAFT_2020_12})",
+            )
         ]
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:
         where = ".".join(str(part) for part in error.absolute_path)
         return [
-            {
-                "field": f"form_schema.{where}" if where else "form_schema",
-                "message": f"not a valid JSON Schema (2020-12): {error.message}",
-            }
+            field_error(
+                f"form_schema.{where}" if where else "form_schema",
+                "form_schema_invalid",
+                fa=f"JSON Schema معتبری (2020-12) نیست: {error.message}",
+                en=f"not a valid JSON Schema (2020-12): {error.message}",
+            )
         ]
     if schema.get("type") != "object":
         return [
-            {
-                "field": "form_schema.type",
-                "message": 'the inputs of a request are an object: "type" must be "object"',
-            }
+            field_error(
+                "form_schema.type",
+                "form_schema_not_object",
+                fa='ورودی‌های درخواست یک شیء است: "type" باید "object" باشد',
+                en='the inputs of a request are an object: "type" must be "object"',
+            )
         ]
     return []
 
@@ -89,49 +98,70 @@ def check_decision(card: CardContent) -> list[Problem]:
     decision = card.decision
     if decision.mode is DecisionMode.AUTOMATIC and not decision.rules:
         problems.append(
-            {
-                "field": "decision.rules",
-                "message": "an automatic decision needs at least one rule",
-            }
+            field_error(
+                "decision.rules",
+                "decision_rule_required",
+                fa="تصمیم‌گیری خودکار دست‌کم یک قاعده لازم دارد",
+                en="an automatic decision needs at least one rule",
+            )
         )
     declared_inquiries = {inquiry.type for inquiry in card.inquiries}
     seen: set[str] = set()
     for index, rule in enumerate(decision.rules):
         field = f"decision.rules.{index}"
         if rule.id in seen:
-            problems.append({"field": f"{field}.id", "message": f"rule id {rule.id!r} repeats"})
+            problems.append(
+                field_error(
+                    f"{field}.id",
+                    "decision_rule_id_repeated",
+                    fa=f"شناسه قاعده {rule.id!r} تکراری است",
+                    en=f"rule id {rule.id!r} repeats",
+                )
+            )
         seen.add(rule.id)
         try:
             program = compile_rule(rule.when)
         except ValueError as error:
             problems.append(
-                {
-                    "field": f"{field}.when",
-                    "message": f"rule {rule.id!r} does not compile as CEL: {error}",
-                }
+                field_error(
+                    f"{field}.when",
+                    "decision_rule_not_cel",
+                    fa=f"قاعده {rule.id!r} عبارت CEL درستی نیست: {error}",
+                    en=f"rule {rule.id!r} does not compile as CEL: {error}",
+                )
             )
             continue
         unknown = sorted(set(program.variables()) - RULE_VARIABLES - _bound_variables(rule.when))
         if unknown:
             problems.append(
-                {
-                    "field": f"{field}.when",
-                    "message": (
+                field_error(
+                    f"{field}.when",
+                    "decision_rule_unknown_variable",
+                    fa=(
+                        f"قاعده {rule.id!r} متغیرهای ناشناخته {', '.join(unknown)} را می‌خواند؛ "
+                        f"قاعده‌ها فقط {', '.join(sorted(RULE_VARIABLES))} را می‌خوانند"
+                    ),
+                    en=(
                         f"rule {rule.id!r} reads unknown variables {', '.join(unknown)}; "
                         f"rules may read {', '.join(sorted(RULE_VARIABLES))}"
                     ),
-                }
+                )
             )
         undeclared = sorted(_inquiries_read(rule.when) - declared_inquiries)
         if undeclared:
             problems.append(
-                {
-                    "field": f"{field}.when",
-                    "message": (
+                field_error(
+                    f"{field}.when",
+                    "decision_rule_undeclared_inquiry",
+                    fa=(
+                        f"قاعده {rule.id!r} استعلام‌هایی را می‌خواند که شناسنامه اعلام نکرده است: "
+                        f"{', '.join(undeclared)}"
+                    ),
+                    en=(
                         f"rule {rule.id!r} reads inquiries the card does not declare: "
                         f"{', '.join(undeclared)}"
                     ),
-                }
+                )
             )
     return problems
 
@@ -148,7 +178,12 @@ def _inquiries_read(expression: str) -> set[str]:
 
 def check_channels(card: CardContent) -> list[Problem]:
     return [
-        {"field": f"channels.{index}.url", "message": "a web channel needs its exact URL"}
+        field_error(
+            f"channels.{index}.url",
+            "web_channel_url_required",
+            fa="کانال وب نشانی دقیق خود را لازم دارد",
+            en="a web channel needs its exact URL",
+        )
         for index, channel in enumerate(card.channels)
         if channel.type is ChannelType.WEB and channel.url is None
     ]
@@ -158,42 +193,66 @@ def check_maturity(card: CardContent) -> list[Problem]:
     """Level 4 (fully electronic) and 5 (smart) must be true of the card, not just declared."""
     problems: list[Problem] = []
     if card.maturity >= Maturity.FULLY_ELECTRONIC:
-        level = f"maturity {int(card.maturity)}"
+        level = int(card.maturity)
         if card.in_person_visits != 0:
             problems.append(
-                {
-                    "field": "in_person_visits",
-                    "message": (
-                        f"{level} needs no in-person visit (declared {card.in_person_visits})"
+                field_error(
+                    "in_person_visits",
+                    "maturity_needs_no_visit",
+                    fa=(f"سطح بلوغ {level} مراجعه حضوری ندارد (اعلام‌شده: {card.in_person_visits})"),
+                    en=(
+                        f"maturity {level} needs no in-person visit "
+                        f"(declared {card.in_person_visits})"
                     ),
-                }
+                )
             )
         if not any(channel.type in ONLINE_CHANNELS for channel in card.channels):
             problems.append(
-                {"field": "channels", "message": f"{level} needs an online channel (web or mobile)"}
+                field_error(
+                    "channels",
+                    "maturity_needs_online_channel",
+                    fa=f"سطح بلوغ {level} یک کانال برخط (وب یا همراه) لازم دارد",
+                    en=f"maturity {level} needs an online channel (web or mobile)",
+                )
             )
         if not card.electronic_stages.all_electronic:
             problems.append(
-                {
-                    "field": "electronic_stages",
-                    "message": f"{level} needs every stage (information, application, "
-                    "processing, delivery) to be electronic",
-                }
+                field_error(
+                    "electronic_stages",
+                    "maturity_needs_electronic_stages",
+                    fa=(
+                        f"در سطح بلوغ {level} همه مراحل (اطلاع‌رسانی، درخواست، رسیدگی، "
+                        "تحویل) الکترونیکی است"
+                    ),
+                    en=(
+                        f"maturity {level} needs every stage (information, application, "
+                        "processing, delivery) to be electronic"
+                    ),
+                )
             )
     if card.maturity == Maturity.SMART:
         if card.decision.mode is not DecisionMode.AUTOMATIC:
             problems.append(
-                {
-                    "field": "decision.mode",
-                    "message": "maturity 5 (smart) needs the automatic decision mode",
-                }
+                field_error(
+                    "decision.mode",
+                    "smart_needs_automatic_decision",
+                    fa="سطح بلوغ ۵ (هوشمند) تصمیم‌گیری خودکار لازم دارد",
+                    en="maturity 5 (smart) needs the automatic decision mode",
+                )
             )
         if card.documents_required:
             problems.append(
-                {
-                    "field": "documents_required",
-                    "message": "maturity 5 (smart) asks the citizen for no document: "
-                    "obtain them by inquiry",
-                }
+                field_error(
+                    "documents_required",
+                    "smart_needs_no_document",
+                    fa=(
+                        "در سطح بلوغ ۵ (هوشمند) هیچ مدرکی از شهروند خواسته نمی‌شود: "
+                        "آن را با استعلام به دست آورید"
+                    ),
+                    en=(
+                        "maturity 5 (smart) asks the citizen for no document: "
+                        "obtain them by inquiry"
+                    ),
+                )
             )
     return problems

@@ -88,8 +88,12 @@ def create_idempotency_index_v1(schema: str) -> None:
     )
 
 
-def drop_idempotency_table_v1(schema: str) -> None:
+def drop_idempotency_index_v1(schema: str) -> None:
     op.drop_index(
         "ix_idempotency_record_created_at", table_name="idempotency_record", schema=schema
     )
+
+
+def drop_idempotency_table_v1(schema: str) -> None:
+    drop_idempotency_index_v1(schema)
     op.drop_table("idempotency_record", schema=schema)
