@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from panjereh.contracts.topics import (
     INQUIRY_REPLIES,
     PLATFORM_TOPICS,
+    REQUESTS_SUBMITTED,
     agency_inquiries,
     agency_requests,
     dead_letter,
@@ -22,8 +21,6 @@ CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 #: gets provisioned must leave this table (a test checks), so it cannot go stale
 NOT_YET_PROVISIONED = {
     "agency.<agency>.replies": "per-agency reply topics come with the broker's reply hardening",
-    "requests.request.submitted": "published once the requests service serves intake",
-    "requests.request.decided": "published once the requests service decides requests",
 }
 
 Acl = tuple[str, str, str, frozenset[str]]
@@ -241,6 +238,16 @@ class TestAcls:
             assert ("topic", agency_inquiries(code), "literal", write) in broker
             assert ("topic", agency_requests(code), "literal", write) in requests
         assert ("topic", INQUIRY_REPLIES, "literal", frozenset({"Read", "Describe"})) in broker
+
+    def test_only_the_broker_reads_submitted_requests(self, overlay):
+        """They carry the subject's national code: purpose binding is their one use."""
+        readers = {
+            user["metadata"]["name"]
+            for user in overlay.of_kind("KafkaUser")
+            for kind, name, _, operations in acls(user)
+            if kind == "topic" and "Read" in operations and REQUESTS_SUBMITTED.startswith(name)
+        }
+        assert readers == {"svc-inquiry-broker"}
 
     def test_every_platform_topic_has_a_producer_and_a_dead_letter_writer(self, overlay):
         # a topic added to the contracts without an ACL to write it would fail in production

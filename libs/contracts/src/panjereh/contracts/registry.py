@@ -6,14 +6,23 @@ from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.events import Event
 from panjereh.contracts.identity import CitizenRegistered
 from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquiryToAgency
-from panjereh.contracts.requests import AgencyWorkItem, RequestStatusChanged
+from panjereh.contracts.requests import (
+    AgencyWorkItem,
+    RequestDecided,
+    RequestEscalated,
+    RequestStatusChanged,
+    RequestSubmitted,
+)
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     ServicePublished,
     ServiceRetired,
     CitizenRegistered,
+    RequestSubmitted,
     RequestStatusChanged,
+    RequestDecided,
     AgencyWorkItem,
+    RequestEscalated,
     InquiryToAgency,
     InquiryReply,
     InquiryAnswered,
@@ -24,8 +33,11 @@ PRODUCERS: dict[type[Event], str] = {
     ServicePublished: "catalog",
     ServiceRetired: "catalog",
     CitizenRegistered: "identity",
+    RequestSubmitted: "requests",
     RequestStatusChanged: "requests",
+    RequestDecided: "requests",
     AgencyWorkItem: "requests",
+    RequestEscalated: "requests",
     InquiryToAgency: "inquiry-broker",
     InquiryReply: "agency",
     InquiryAnswered: "inquiry-broker",

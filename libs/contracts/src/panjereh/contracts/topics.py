@@ -1,4 +1,4 @@
-"""Kafka topic names from CONTRACT.md (agency-facing and internal)."""
+"""Kafka topic names from docs/api.md (agency-facing and internal)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ INQUIRY_REPLIES = "inquiry.replies"
 CATALOG_SERVICE_PUBLISHED = "catalog.service.published"
 CATALOG_SERVICE_RETIRED = "catalog.service.retired"
 REQUESTS_STATUS_CHANGED = "requests.request.status-changed"
+REQUESTS_SUBMITTED = "requests.request.submitted"
+REQUESTS_DECIDED = "requests.request.decided"
 IDENTITY_CITIZEN_REGISTERED = "identity.citizen.registered"
 INQUIRY_ANSWERED = "inquiry.inquiry.answered"
 
@@ -14,6 +16,8 @@ PLATFORM_TOPICS: tuple[str, ...] = (
     CATALOG_SERVICE_PUBLISHED,
     CATALOG_SERVICE_RETIRED,
     REQUESTS_STATUS_CHANGED,
+    REQUESTS_SUBMITTED,
+    REQUESTS_DECIDED,
     IDENTITY_CITIZEN_REGISTERED,
     INQUIRY_ANSWERED,
 )
