@@ -291,6 +291,29 @@ class TestOutboxRelay:
         assert len({CloudEvent.from_bytes(r.value).id for r in records}) == 300
         assert_in_order_per_key(records, things=10, per_thing=30)
 
+    async def test_the_backlog_and_published_events_show_in_the_metrics(
+        self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
+    ) -> None:
+        from prometheus_client import REGISTRY  # noqa: PLC0415
+
+        await create_topics(kafka_bootstrap_servers, [topic])
+        await write_events(database, tables, topic, things=2, per_thing=3)
+        relay = relay_for(database, tables, kafka_bootstrap_servers)
+        await relay.measure()
+        assert REGISTRY.get_sample_value("panjereh_outbox_pending") == 6
+        assert (REGISTRY.get_sample_value("panjereh_outbox_oldest_pending_age_seconds") or 0) >= 0
+        published = REGISTRY.get_sample_value("panjereh_outbox_published_total", {"topic": topic})
+        assert published is None  # nothing published to this fresh topic yet
+        await relay.start()
+        try:
+            await wait_until(lambda: _none_unsent(database, tables))
+        finally:
+            await relay.stop()
+        await relay.measure()
+        assert REGISTRY.get_sample_value("panjereh_outbox_pending") == 0
+        assert REGISTRY.get_sample_value("panjereh_outbox_oldest_pending_age_seconds") == 0
+        assert REGISTRY.get_sample_value("panjereh_outbox_published_total", {"topic": topic}) == 6
+
     async def test_a_failed_publish_leaves_rows_unsent_and_records_the_error(
         self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
     ) -> None:
@@ -398,6 +421,15 @@ class TestIdempotentConsumer:
         async with database.transaction() as session:
             inbox = await session.execute(select(tables.inbox.c.event_id))
             assert set(inbox.scalars()) == {good.id, unknown.id}  # unknown type: recorded, skipped
+        from prometheus_client import REGISTRY  # noqa: PLC0415
+
+        def outcome(name: str) -> float | None:
+            labels = {"consumer": consumer.name, "topic": topic, "outcome": name}
+            return REGISTRY.get_sample_value("panjereh_consumer_records_total", labels)
+
+        assert outcome("dead_lettered") == 2
+        assert outcome("handled") == 1
+        assert outcome("skipped") == 1  # the unknown type
 
     async def test_stop_finishes_the_record_in_hand_and_commits_it(
         self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str

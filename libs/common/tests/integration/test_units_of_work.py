@@ -19,11 +19,10 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, select, t
 
 from panjereh.common.app import create_service_app
 from panjereh.common.db import Database, KeepChanges, after_commit, ensure_databases, in_transaction
-from panjereh.common.dependencies import DatabaseDep, DbSession
+from panjereh.common.dependencies import DatabaseDep, DbSession, IdempotencyKey
 from panjereh.common.errors import Forbidden, IdempotencyKeyReused
 from panjereh.common.http import NetworkCallInTransaction, outbound_client
 from panjereh.common.idempotency import (
-    IdempotencyKey,
     IdempotencyStore,
     Outcome,
     idempotency_table,

@@ -362,3 +362,62 @@ class TestResources:
             async with running_app(app):
                 pass
         assert events == ["start", "stop"]
+
+
+class TestMetrics:
+    async def test_http_requests_are_counted_by_route_template(self) -> None:
+        router = APIRouter()
+
+        @router.get("/things/{thing_id}")
+        async def thing(thing_id: str) -> dict[str, str]:
+            return {"id": thing_id}
+
+        app = create_service_app(title="metrics", settings=ServiceSettings(), routers=[router])
+        async with running_app(app) as client:
+            for thing_id in ("0013542419", "b", "c"):
+                assert (await client.get(f"/things/{thing_id}")).status_code == 200
+            await client.get("/nowhere")
+            response = await client.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.text
+        line = next(
+            line
+            for line in text.splitlines()
+            if line.startswith("panjereh_http_requests_total{")
+            and 'route="/things/{thing_id}"' in line
+        )
+        assert float(line.rsplit(" ", 1)[1]) >= 3
+        assert 'route="unmatched",status="404"' in text
+        # raw paths (and what they carry, like national codes) never become labels
+        assert "0013542419" not in text
+        assert "panjereh_http_request_duration_seconds_bucket" in text
+        assert "panjereh_db_pool_connections" in text
+
+    async def test_worker_runs_and_failures_are_counted(self) -> None:
+        from prometheus_client import REGISTRY  # noqa: PLC0415
+
+        def value(name: str) -> float:
+            return REGISTRY.get_sample_value(name, {"worker": "metered"}) or 0.0
+
+        runs, failures = (
+            value("panjereh_worker_runs_total"),
+            value("panjereh_worker_failures_total"),
+        )
+        calls = 0
+
+        async def step() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("first fails")
+
+        worker = PeriodicWorker("metered", step, interval=0.01, max_backoff=0.02)
+        await worker.start()
+        for _ in range(200):
+            if calls >= 3:
+                break
+            await asyncio.sleep(0.01)
+        await worker.stop()
+        assert value("panjereh_worker_failures_total") == failures + 1
+        assert value("panjereh_worker_runs_total") >= runs + 2

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from panjereh.common.errors import install_error_handlers
 from panjereh.common.health import Readiness, health_router
 from panjereh.common.lifespan import Resources, Setup
+from panjereh.common.metrics import HttpMetricsMiddleware
 from panjereh.common.middleware import (
     BodySizeLimitMiddleware,
     RequestIdMiddleware,
@@ -64,6 +65,7 @@ def create_service_app(
     app.add_middleware(StorableTextMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
     # added last so it runs first among ours, right inside the OpenTelemetry server span
     app.add_middleware(TraceparentMiddleware)
     instrument_app(app, settings.service_name)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from panjereh.common.metrics import POOLS
 from panjereh.common.telemetry import instrument_engine
 
 #: Constraint names derived from a convention so migrations are stable and reviewable.
@@ -85,9 +86,17 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            echo=echo,
+            # bound values (national codes, mobiles) never appear in error messages and so
+            # never in the logs that quote them
+            hide_parameters=True,
         )
         instrument_engine(self.engine)
+        POOLS.watch(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database
+from panjereh.common.errors import InvalidIdempotencyKey, Text
+from panjereh.common.fields import field_error
+from panjereh.common.idempotency import MAX_KEY_LENGTH
 
 
 def get_database(request: Request) -> Database:
@@ -38,3 +41,36 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 #: The database itself, for endpoints that open their own short units of work.
 DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def _idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="repeat a creating request safely: same key and body, same answer",
+        ),
+    ] = None,
+) -> str | None:
+    if key is None:
+        return None
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise InvalidIdempotencyKey(
+            Text(
+                f"کلید یکتایی باید ۱ تا {MAX_KEY_LENGTH} نویسه اسکی قابل چاپ باشد",
+                f"An Idempotency-Key is 1 to {MAX_KEY_LENGTH} printable ASCII characters",
+            ),
+            errors=[
+                field_error(
+                    "Idempotency-Key",
+                    "invalid_idempotency_key",
+                    fa=f"۱ تا {MAX_KEY_LENGTH} نویسه اسکی قابل چاپ",
+                    en=f"1-{MAX_KEY_LENGTH} printable ASCII characters",
+                )
+            ],
+        )
+    return key
+
+
+#: ``idempotency_key: IdempotencyKey`` in a creating endpoint: the validated header, or None.
+IdempotencyKey = Annotated[str | None, Depends(_idempotency_key)]

@@ -2,6 +2,8 @@
 
 ``/livez`` answers while the event loop runs. ``/readyz`` runs every registered check (the
 database, the broker, ...) and is 200 only when all pass, naming each component.
+``/metrics`` is the process's Prometheus text (:mod:`panjereh.common.metrics`); the gateway
+never routes these paths, so they are reachable only on each process's own port.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+
+from panjereh.common.metrics import exposition
 
 logger = logging.getLogger(__name__)
 
@@ -59,5 +63,10 @@ def health_router(readiness: Readiness) -> APIRouter:
             {"status": "ready" if ready else "unavailable", "components": components},
             status_code=200 if ready else 503,
         )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     return router

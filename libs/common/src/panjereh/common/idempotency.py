@@ -10,7 +10,8 @@ replays it; it never inserts a second row, so it never surfaces as an ``Integrit
 
 Each service declares the table on its metadata (:func:`idempotency_table`) and creates it
 with :func:`panjereh.common.messaging.migration_ops.create_idempotency_table_v1`; endpoints
-take the header through :data:`IdempotencyKey` and run the creation through :func:`once`.
+take the header through :data:`panjereh.common.dependencies.IdempotencyKey` and run the
+creation through :func:`once`. This module is framework-free, so service modules may use it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Header
 from pydantic import BaseModel
 from sqlalchemy import (
     Column,
@@ -41,9 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.errors import IdempotencyKeyReused, InvalidIdempotencyKey
-from panjereh.common.errors import Text as Words
-from panjereh.common.fields import field_error
+from panjereh.common.errors import IdempotencyKeyReused
 
 MAX_KEY_LENGTH = 200
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -186,36 +184,3 @@ async def once(
         outcome=outcome,
     )
     return outcome
-
-
-def _idempotency_key(
-    key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="repeat a creating request safely: same key and body, same answer",
-        ),
-    ] = None,
-) -> str | None:
-    if key is None:
-        return None
-    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise InvalidIdempotencyKey(
-            Words(
-                f"کلید یکتایی باید ۱ تا {MAX_KEY_LENGTH} نویسه اسکی قابل چاپ باشد",
-                f"An Idempotency-Key is 1 to {MAX_KEY_LENGTH} printable ASCII characters",
-            ),
-            errors=[
-                field_error(
-                    "Idempotency-Key",
-                    "invalid_idempotency_key",
-                    fa=f"۱ تا {MAX_KEY_LENGTH} نویسه اسکی قابل چاپ",
-                    en=f"1-{MAX_KEY_LENGTH} printable ASCII characters",
-                )
-            ],
-        )
-    return key
-
-
-#: ``idempotency_key: IdempotencyKey`` in a creating endpoint: the validated header, or None.
-IdempotencyKey = Annotated[str | None, Depends(_idempotency_key)]

@@ -16,6 +16,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
+from panjereh.common.metrics import WORKER_FAILURES, WORKER_RUNS
+
 logger = logging.getLogger(__name__)
 
 Step = Callable[[], Awaitable[bool | None]]
@@ -90,6 +92,7 @@ class PeriodicWorker:
             except Exception as exc:
                 consecutive_failures += 1
                 self.failures += 1
+                WORKER_FAILURES.labels(self.name).inc()
                 delay = min(self._interval * 2 ** (consecutive_failures - 1), self._max_backoff)
                 delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
                 logger.warning(
@@ -105,6 +108,7 @@ class PeriodicWorker:
                 continue
             consecutive_failures = 0
             self.runs += 1
+            WORKER_RUNS.labels(self.name).inc()
             if not more:
                 await self._pause(self._interval)
 

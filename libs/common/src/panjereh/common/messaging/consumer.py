@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from opentelemetry import trace
 from sqlalchemy import Table
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database
 from panjereh.common.messaging.envelope import CloudEvent, extract_trace_context
+from panjereh.common.metrics import CONSUMER_LAG, CONSUMER_RECORDS
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -176,6 +178,8 @@ class IdempotentConsumer:
         assert consumer is not None
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=100)
+            if batches:
+                await self._measure_lag(consumer)
             for tp, records in batches.items():
                 for record in records:
                     if self._stopping.is_set():
@@ -187,6 +191,25 @@ class IdempotentConsumer:
                         await self._process(record)
                         await consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "")})
                     self.processed += 1
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Records still to read per topic: the partitions' high watermarks minus positions.
+
+        Both are known locally after a fetch (no request to the broker); partitions not
+        fetched yet are left out rather than guessed.
+        """
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await consumer.position(tp)
+            except KafkaError:
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
+        for topic, value in lag.items():
+            CONSUMER_LAG.labels(self.name, topic).set(value)
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -246,6 +269,7 @@ class IdempotentConsumer:
                     "duplicate event ignored",
                     extra={"consumer": self.name, "event_id": event.id},
                 )
+                CONSUMER_RECORDS.labels(self.name, record.topic, "duplicate").inc()
                 return
             handler = self._handlers.get(event.type)
             if handler is None:
@@ -253,8 +277,10 @@ class IdempotentConsumer:
                     "event type not handled here; skipped",
                     extra={"consumer": self.name, "event_type": event.type},
                 )
+                CONSUMER_RECORDS.labels(self.name, record.topic, "skipped").inc()
                 return
             await handler(session, event)
+        CONSUMER_RECORDS.labels(self.name, record.topic, "handled").inc()
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BaseException, *, attempts: int
@@ -278,6 +304,7 @@ class IdempotentConsumer:
             f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
         )
         self.dead_lettered += 1
+        CONSUMER_RECORDS.labels(self.name, record.topic, "dead_lettered").inc()
         logger.error(
             "event dead-lettered",
             extra={

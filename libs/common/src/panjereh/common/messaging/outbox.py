@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,9 +31,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database
 from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
+from panjereh.common.metrics import (
+    OUTBOX_FAILURES,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISHED,
+)
 from panjereh.contracts.events import Event
 
 logger = logging.getLogger(__name__)
+#: how often the relay refreshes the backlog gauges (one index-only query)
+MEASURE_EVERY_SECONDS = 10.0
 tracer = trace.get_tracer(__name__)
 
 #: Called with the ids of a batch after the broker acknowledged it and before it is marked
@@ -178,8 +187,13 @@ class OutboxRelay:
     async def run(self) -> None:
         """The relay loop; runs until :meth:`stop` (or cancellation)."""
         backoff = self._backoff_initial
+        measured_at = 0.0
         try:
             while not self._stopping.is_set():
+                if time.monotonic() - measured_at >= MEASURE_EVERY_SECONDS:
+                    measured_at = time.monotonic()
+                    with contextlib.suppress(Exception):  # a metric must never stop the relay
+                        await self.measure()
                 try:
                     published = await self.publish_once()
                 except asyncio.CancelledError:
@@ -230,10 +244,30 @@ class OutboxRelay:
                     update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=func.now())
                 )
         if failure is not None:
+            OUTBOX_FAILURES.inc()
             await self._record_failure(ids, failure)
             raise failure
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(row.topic).inc()
         self.published += len(ids)
         return len(ids)
+
+    async def measure(self) -> None:
+        """Set the backlog gauges: unpublished events and the oldest one's age (index-only)."""
+        outbox = self._table
+        async with self._database.transaction() as session:
+            row = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(
+                            func.extract("epoch", func.now() - func.min(outbox.c.created_at)), 0
+                        ),
+                    ).where(outbox.c.sent_at.is_(None))
+                )
+            ).one()
+        OUTBOX_PENDING.set(int(row[0]))
+        OUTBOX_OLDEST_AGE.set(float(row[1]))
 
     async def _claim(self, session: AsyncSession) -> Sequence[Any]:
         """Lock the keys of the oldest unsent rows that no other relay holds; their rows.
