@@ -29,9 +29,9 @@ async def broker_double() -> AsyncIterator[InquiryBrokerDouble]:
 
 @pytest.fixture(autouse=True)
 def broker_available(broker_double: InquiryBrokerDouble) -> Iterator[None]:
-    broker_double.available = True
+    broker_double.available, broker_double.delay = True, 0.0
     yield
-    broker_double.available = True
+    broker_double.available, broker_double.delay = True, 0.0
 
 
 @pytest.fixture(scope="session")

@@ -298,6 +298,13 @@ class TestVerifyCode:
         assert claims["sub"] == str(rows[0]["id"])
         assert claims["national_code"] == national_code_for(seed)
         assert claims["roles"] == ["citizen"]
+        # the registry was read under registration's own platform purpose, not login's
+        (registry,) = [
+            body
+            for body in broker_double.asked("civil-registry.person")
+            if body["subject"] == national_code_for(seed)
+        ]
+        assert registry["purpose"]["service_code"] == "identity.registration"
         # the second login (from a new mobile) does not ask the registry again, keeps the
         # same citizen id and records the mobile just proven
         asked = len(broker_double.asked("civil-registry.person"))
@@ -336,6 +343,38 @@ class TestVerifyCode:
         again = await client.post("/api/v1/auth/otp/verify", json=body)
         assert again.status_code == 410
         assert again.json()["code"] == "otp_already_used"
+
+    async def test_the_login_shows_in_the_metrics(
+        self, client: httpx.AsyncClient, seed: int
+    ) -> None:
+        def counter(text: str, name: str, label: str) -> float:
+            prefix = f"{name}{{{label}}} "
+            line = next((line for line in text.splitlines() if line.startswith(prefix)), None)
+            return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+        before = (await client.get("/metrics")).text
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()["challenge_id"]
+        code = await sms_code(client, mobile)
+        wrong = "000000" if code != "000000" else "111111"
+        await client.post(
+            "/api/v1/auth/otp/verify", json={"challenge_id": challenge, "code": wrong}
+        )
+        body = {"challenge_id": challenge, "code": code}
+        assert (await client.post("/api/v1/auth/otp/verify", json=body)).status_code == 200
+        after = (await client.get("/metrics")).text
+        for event in ("requested", "failed", "verified"):
+            label = f'event="{event}"'
+            moved = counter(after, "panjereh_otp_events_total", label) - counter(
+                before, "panjereh_otp_events_total", label
+            )
+            assert moved >= 1, event
+        sent = 'outcome="sent"'
+        assert counter(after, "panjereh_sms_messages_total", sent) > counter(
+            before, "panjereh_sms_messages_total", sent
+        )
+        assert mobile not in after
+        assert national_code not in after
 
     async def test_an_expired_code_is_refused(
         self, client: httpx.AsyncClient, seed: int, identity_database: str
@@ -456,6 +495,184 @@ class TestVerifyCode:
         assert outage.json()["code"] == "civil_registry_unavailable"
         broker_double.available = True
         assert (await client.post("/api/v1/auth/otp/verify", json=body)).status_code == 200
+
+
+class TestVerifyClaimsTheChallenge:
+    """Claim (tx1) → civil registry with no transaction open → record (tx2)."""
+
+    async def test_a_registry_outage_gives_the_code_back_with_a_retryable_answer(
+        self,
+        client: httpx.AsyncClient,
+        broker_double: InquiryBrokerDouble,
+        seed: int,
+        identity_database: str,
+    ) -> None:
+        mobile = mobile_for(seed)
+        challenge = (await ask_code(client, national_code_for(seed), mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        broker_double.available = False
+        outage = await client.post(
+            "/api/v1/auth/otp/verify", json=body, headers={"Accept-Language": "en"}
+        )
+        assert outage.status_code == 503
+        assert outage.json()["code"] == "civil_registry_unavailable"
+        assert outage.headers["retry-after"] == "5"
+        assert "still valid" in outage.json()["detail"]
+        rows = await fetch(
+            identity_database,
+            "SELECT consumed_at, failed_attempts FROM identity.otp_challenge WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        assert [(r["consumed_at"], r["failed_attempts"]) for r in rows] == [(None, 0)]
+        broker_double.available = True
+        assert (await client.post("/api/v1/auth/otp/verify", json=body)).status_code == 200
+        again = await client.post("/api/v1/auth/otp/verify", json=body)
+        assert again.json()["code"] == "otp_already_used"
+
+    async def test_a_code_being_checked_with_the_registry_cannot_be_used_by_another_request(
+        self,
+        client: httpx.AsyncClient,
+        broker_double: InquiryBrokerDouble,
+        seed: int,
+        identity_database: str,
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        asked = len(broker_double.asked("civil-registry.person"))
+        broker_double.delay = 0.4  # the second request arrives while the first is at the registry
+
+        async def verify(after: float) -> httpx.Response:
+            await asyncio.sleep(after)
+            return await client.post("/api/v1/auth/otp/verify", json=body)
+
+        first, second = await asyncio.gather(verify(0), verify(0.1))
+        assert (first.status_code, second.status_code) == (200, 410)
+        assert second.json()["code"] == "otp_already_used"
+        assert len(broker_double.asked("civil-registry.person")) == asked + 1
+        citizens = await fetch(
+            identity_database,
+            "SELECT 1 FROM identity.citizen WHERE national_code = $1",
+            national_code,
+        )
+        assert len(citizens) == 1
+
+    async def test_two_first_logins_of_one_person_register_them_once(
+        self,
+        client: httpx.AsyncClient,
+        broker_double: InquiryBrokerDouble,
+        seed: int,
+        identity_database: str,
+    ) -> None:
+        national_code = national_code_for(seed)
+        mobiles = [mobile_for(seed), mobile_for(seed + 30_000)]
+        challenges = [
+            (await ask_code(client, national_code, mobile, seed)).json()["challenge_id"]
+            for mobile in mobiles
+        ]
+        codes = [await sms_code(client, mobile) for mobile in mobiles]
+        broker_double.delay = 0.3  # both are at the registry at once
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/api/v1/auth/otp/verify", json={"challenge_id": challenge, "code": code}
+                )
+                for challenge, code in zip(challenges, codes, strict=True)
+            )
+        )
+        assert [r.status_code for r in responses] == [200, 200]
+        subjects = {jwt.get_unverified_claims(r.json()["access_token"])["sub"] for r in responses}
+        assert len(subjects) == 1
+        registered = await fetch(
+            identity_database,
+            "SELECT 1 FROM identity.outbox_message"
+            " WHERE event_type = 'identity.citizen.registered.v1' AND key = $1",
+            subjects.pop(),
+        )
+        assert len(registered) == 1
+
+    async def test_no_registry_record_gives_the_code_back(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        mobile = mobile_for(seed)
+        challenge = (await ask_code(client, UNKNOWN_TO_REGISTRY, mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        for _ in range(2):  # the same answer again: the code was not spent by the refusal
+            response = await client.post("/api/v1/auth/otp/verify", json=body)
+            assert response.json()["code"] == "civil_registry_no_record"
+        rows = await fetch(
+            identity_database,
+            "SELECT consumed_at FROM identity.otp_challenge WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        assert [r["consumed_at"] for r in rows] == [None]
+
+
+class TestLocalisedFieldErrors:
+    @pytest.mark.parametrize(
+        ("language", "title", "message"),
+        [
+            ("fa", "اطلاعات ارسالی معتبر نیست", "رقم کنترل کد ملی درست نیست"),
+            ("en", "Validation failed", "the national code's check digit does not match"),
+        ],
+    )
+    async def test_a_bad_national_code_is_explained_in_the_callers_language(
+        self, client: httpx.AsyncClient, seed: int, language: str, title: str, message: str
+    ) -> None:
+        response = await client.post(
+            "/api/v1/auth/otp",
+            json={"national_code": "0684159415", "mobile": mobile_for(seed)},
+            headers={**address(seed), "Accept-Language": language},
+        )
+        assert response.status_code == 422
+        body = response.json()
+        assert body["title"] == title
+        assert body["errors"] == [
+            {"field": "national_code", "code": "national_code_checksum", "message": message}
+        ]
+        assert "Value error" not in response.text
+        assert response.headers["content-language"] == language
+
+    @pytest.mark.parametrize(
+        ("path", "payload", "field", "code"),
+        [
+            (
+                "/api/v1/auth/otp",
+                {"national_code": "0499370899", "mobile": "0812123456"},
+                "mobile",
+                "mobile_format",
+            ),
+            (
+                "/api/v1/auth/otp",
+                {"national_code": "12", "mobile": "09121234567"},
+                "national_code",
+                "national_code_length",
+            ),
+            (
+                "/api/v1/auth/otp/verify",
+                {"challenge_id": "6d1f3b4e-8a2c-4f7e-9b1d-2c3e4f5a6b7c", "code": "12ab56"},
+                "code",
+                "otp_code_format",
+            ),
+        ],
+    )
+    async def test_other_field_problems_have_stable_codes_and_persian_messages(
+        self,
+        client: httpx.AsyncClient,
+        seed: int,
+        path: str,
+        payload: dict[str, str],
+        field: str,
+        code: str,
+    ) -> None:
+        response = await client.post(
+            path, json=payload, headers={**address(seed), "Accept-Language": "fa"}
+        )
+        assert response.status_code == 422
+        [error] = response.json()["errors"]
+        assert (error["field"], error["code"]) == (field, code)
+        assert any("\u0600" <= character <= "\u06ff" for character in error["message"])
+        assert "Value error" not in error["message"]
 
 
 class TestDevOutboxOnlyInDev:

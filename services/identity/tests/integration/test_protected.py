@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+from sqlalchemy import text
 
-from panjereh.identity import service
-from panjereh.identity.dependencies import unit_of_work
-from panjereh.identity.keys import KeySet, SigningKeyPair, generate_private_key
+from panjereh.common.jwk import generate_private_key
+from panjereh.identity.keys import KeySet, SigningKeyPair
+from panjereh.identity.service import admin, tokens
 from panjereh.identity.testing import login, mobile_for, national_code_for
 
 pytestmark = pytest.mark.integration
@@ -45,8 +47,8 @@ async def citizen(identity_app: tuple[FastAPI, httpx.AsyncClient]) -> dict[str, 
 async def admin_token(identity_app: tuple[FastAPI, httpx.AsyncClient]) -> str:
     app, client = identity_app
     national_code = national_code_for(660_002)
-    async with unit_of_work(app.state.database) as session:
-        await service.set_staff_roles(
+    async with app.state.database.transaction() as session:
+        await admin.set_staff_roles(
             session, national_code=national_code, roles=["platform-admin"], granted_by="test"
         )
     tokens = await login(client, national_code, mobile_for(660_002))
@@ -159,10 +161,23 @@ class TestTokenRejections:
         )
         assert (await client.get("/api/v1/me", headers=bearer(forged))).status_code == 401
 
+    async def test_a_citizen_token_without_its_national_code_is_invalid(
+        self, client: httpx.AsyncClient, app: FastAPI, citizen: dict[str, Any]
+    ) -> None:
+        keyset = await current_keyset(app)
+        claims = claims_like(citizen["access_token"])
+        del claims["national_code"]
+        forged = jwt.encode(
+            claims, keyset.current.pem, algorithm="ES256", headers={"kid": keyset.current.kid}
+        )
+        response = await client.get("/api/v1/me", headers=bearer(forged))
+        assert response.status_code == 401
+        assert response.json()["code"] == "token_invalid"
+
     async def test_a_client_token_is_not_a_citizen(
         self, client: httpx.AsyncClient, app: FastAPI
     ) -> None:
-        token = await service.own_service_token(
+        token = await tokens.own_service_token(
             key_source=app.state.key_source,
             settings=app.state.settings,
             now=datetime.now(UTC),
@@ -334,3 +349,120 @@ class TestClientsAdmin:
         )
         assert response.status_code == 404
         assert response.json()["code"] == "client_not_found"
+
+
+@pytest.fixture(scope="module")
+async def second_admin_token(identity_app: tuple[FastAPI, httpx.AsyncClient]) -> str:
+    app, client = identity_app
+    national_code = national_code_for(660_003)
+    async with app.state.database.transaction() as session:
+        await admin.set_staff_roles(
+            session, national_code=national_code, roles=["platform-admin"], granted_by="test"
+        )
+    tokens = await login(client, national_code, mobile_for(660_003))
+    return str(tokens["access_token"])
+
+
+class TestCreateClientIdempotently:
+    SPEC: ClassVar[dict[str, Any]] = {"agency": "tax", "scopes": ["inquiries"]}
+
+    async def create(
+        self, client: httpx.AsyncClient, token: str, key: str, spec: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        return await client.post(
+            "/api/v1/admin/clients",
+            json=self.SPEC if spec is None else spec,
+            headers={**bearer(token), "Idempotency-Key": key},
+        )
+
+    async def clients_like(self, app: FastAPI, client_id: str) -> int:
+        async with app.state.database.transaction() as session:
+            count = await session.scalar(
+                text("SELECT count(*) FROM identity.machine_client WHERE client_id = :id"),
+                {"id": client_id},
+            )
+        return int(count or 0)
+
+    async def test_the_same_key_and_body_answer_the_same_client_and_secret(
+        self, client: httpx.AsyncClient, app: FastAPI, admin_token: str
+    ) -> None:
+        first = await self.create(client, admin_token, "create-tax-client-1")
+        again = await self.create(client, admin_token, "create-tax-client-1")
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert "idempotent-replayed" not in first.headers
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.headers["cache-control"] == "no-store"
+        assert again.json() == first.json()
+        assert await self.clients_like(app, first.json()["client_id"]) == 1
+        # the repeated secret is the real one
+        grant = await client.post(
+            "/api/v1/auth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": again.json()["client_id"],
+                "client_secret": again.json()["client_secret"],
+            },
+        )
+        assert grant.status_code == 200
+
+    async def test_the_remembered_answer_does_not_hold_the_secret_in_clear(
+        self, client: httpx.AsyncClient, app: FastAPI, admin_token: str
+    ) -> None:
+        created = (await self.create(client, admin_token, "create-tax-client-2")).json()
+        async with app.state.database.transaction() as session:
+            stored = await session.scalar(
+                text("SELECT response::text FROM identity.idempotency_record WHERE key = :key"),
+                {"key": "create-tax-client-2"},
+            )
+        assert stored is not None
+        assert created["client_id"] in stored
+        assert created["client_secret"] not in stored
+        assert '"client_secret"' not in stored
+
+    async def test_the_same_key_with_another_body_is_409(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        assert (await self.create(client, admin_token, "create-tax-client-3")).status_code == 201
+        other = await self.create(
+            client, admin_token, "create-tax-client-3", {"agency": "police", "scopes": []}
+        )
+        assert other.status_code == 409
+        assert other.json()["code"] == "idempotency_key_reused"
+
+    async def test_concurrent_duplicates_create_one_client(
+        self, client: httpx.AsyncClient, app: FastAPI, admin_token: str
+    ) -> None:
+        responses = await asyncio.gather(
+            *(self.create(client, admin_token, "create-tax-client-4") for _ in range(4))
+        )
+        assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
+        assert len({r.json()["client_id"] for r in responses}) == 1
+        assert len({r.json()["client_secret"] for r in responses}) == 1
+        assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 3
+        assert await self.clients_like(app, responses[0].json()["client_id"]) == 1
+
+    async def test_keys_belong_to_the_caller(
+        self, client: httpx.AsyncClient, admin_token: str, second_admin_token: str
+    ) -> None:
+        mine = await self.create(client, admin_token, "create-tax-client-5")
+        theirs = await self.create(client, second_admin_token, "create-tax-client-5")
+        assert (mine.status_code, theirs.status_code) == (201, 201)
+        assert "idempotent-replayed" not in theirs.headers
+        assert mine.json()["client_id"] != theirs.json()["client_id"]
+
+    async def test_without_a_key_each_request_creates_a_client(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        responses = [
+            await client.post("/api/v1/admin/clients", json=self.SPEC, headers=bearer(admin_token))
+            for _ in range(2)
+        ]
+        assert [r.status_code for r in responses] == [201, 201]
+        assert responses[0].json()["client_id"] != responses[1].json()["client_id"]
+
+    async def test_a_malformed_key_is_422(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        response = await self.create(client, admin_token, "x" * 201)
+        assert response.status_code == 422
+        assert response.json()["code"] == "invalid_idempotency_key"

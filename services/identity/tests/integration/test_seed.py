@@ -7,7 +7,6 @@ import pytest
 from fastapi import FastAPI
 from jose import jwt
 
-from panjereh.identity.dependencies import unit_of_work
 from panjereh.identity.repository import StaffRoleRepository
 from panjereh.identity.seed import DEV_STAFF, dev_client_secret, dev_clients, main, seed
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 async def run_seed(app: FastAPI) -> None:
-    async with unit_of_work(app.state.database) as session:
+    async with app.state.database.transaction() as session:
         await seed(session, keys=app.state.keys)
 
 
@@ -25,7 +24,7 @@ class TestSeed:
     ) -> None:
         await run_seed(app)
         await run_seed(app)  # again: no error, nothing doubled
-        async with unit_of_work(app.state.database) as session:
+        async with app.state.database.transaction() as session:
             roles = await StaffRoleRepository(session).roles_of("1001001001")
         assert roles == ["platform-admin"]
         assert len(DEV_STAFF) == 16

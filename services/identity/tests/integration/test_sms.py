@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.db import Database
-from panjereh.common.testing.plugin import running_app
+from panjereh.common.db import Database, in_transaction
+from panjereh.common.http import outbound_client
+from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.identity.crypto import Keys
-from panjereh.identity.dependencies import unit_of_work
 from panjereh.identity.main import create_app
 from panjereh.identity.models import SmsMessage
 from panjereh.identity.sms import (
     SmsDispatcher,
     SmsPermanentFailure,
+    SmsQueue,
     SmsTemporaryFailure,
     VerifyLookupSmsGateway,
-    enqueue,
 )
 from panjereh.identity.testing import (
     InquiryBrokerDouble,
@@ -55,7 +59,8 @@ def fresh_provider(provider: SmsProviderDouble) -> SmsProviderDouble:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as client:
+    # the client identity's setup gives the SMS gateway: it refuses to send inside a transaction
+    async with outbound_client(timeout=httpx.Timeout(2.0)) as client:
         yield client
 
 
@@ -113,18 +118,36 @@ class TestVerifyLookupAdapter:
         assert fresh_provider.received[0]["token2"] == "تأیید\u200cشد"
 
 
+@pytest.fixture(scope="module")
+async def dispatcher_database(migrated_database: MigratedDatabase) -> str:
+    """A database of its own: no running app's dispatcher sends these tests' messages first."""
+    return await migrated_database("panjereh.identity")
+
+
+@pytest.fixture
+async def queue_database(dispatcher_database: str) -> AsyncIterator[Database]:
+    """The dispatcher tests' database, its queue emptied of messages earlier tests left."""
+    database = Database(dispatcher_database, pool_size=4)
+    async with database.transaction() as session:
+        await session.execute(
+            text(
+                "UPDATE identity.sms_message SET status = 'expired', sealed_tokens = NULL"
+                " WHERE status = 'pending'"
+            )
+        )
+    yield database
+    await database.dispose()
+
+
 class TestDispatcher:
     @pytest.fixture
-    async def database(self, identity_database: str) -> AsyncIterator[Database]:
-        database = Database(identity_database, pool_size=2)
-        yield database
-        await database.dispose()
+    def database(self, queue_database: Database) -> Database:
+        return queue_database
 
     async def queue(self, database: Database, *, valid_for: timedelta) -> uuid.UUID:
-        async with unit_of_work(database) as session:
-            return enqueue(
+        async with database.transaction() as session:
+            return SmsQueue(KEYS).enqueue(
                 session,
-                keys=KEYS,
                 mobile=mobile_for(uuid.uuid4().int % 10**6),
                 template="panjereh-otp",
                 tokens=["654321"],
@@ -139,17 +162,22 @@ class TestDispatcher:
             return row
 
     def dispatcher(
-        self, database: Database, http: httpx.AsyncClient, provider: SmsProviderDouble
+        self,
+        database: Database,
+        http: httpx.AsyncClient,
+        provider: SmsProviderDouble,
+        *,
+        lease_seconds: float = 30,
     ) -> SmsDispatcher:
         return SmsDispatcher(
-            database.sessions,
+            database,
             VerifyLookupSmsGateway(
                 http, base_url=provider.url, api_key="k", attempts=1, backoff_seconds=0
             ),
             KEYS,
-            poll_seconds=1,
             max_attempts=5,
             retry_base_seconds=0,
+            lease_seconds=lease_seconds,
         )
 
     async def test_an_outage_keeps_the_message_and_a_later_pass_sends_it(
@@ -193,6 +221,159 @@ class TestDispatcher:
         assert row.sealed_tokens is not None
         assert b"654321" not in row.sealed_tokens
         assert KEYS.decrypt(row.sealed_tokens, context=message_id.bytes) == b'["654321"]'
+
+
+class TestSmsQueue:
+    async def test_wakes_the_dispatcher_after_the_commit_and_never_on_rollback(
+        self, queue_database: Database
+    ) -> None:
+        woken: list[bool] = []
+        sms = SmsQueue(KEYS, wake=lambda: woken.append(in_transaction()))
+
+        def enqueue(session: AsyncSession) -> uuid.UUID:
+            return sms.enqueue(
+                session,
+                mobile=mobile_for(uuid.uuid4().int % 10**6),
+                template="panjereh-otp",
+                tokens=["1"],
+                now=datetime.now(UTC),
+                valid_for=timedelta(minutes=2),
+            )
+
+        async with queue_database.transaction() as session:
+            enqueue(session)
+            assert woken == []  # not before the message is committed
+        assert woken == [False]
+        rolled_back: list[uuid.UUID] = []
+
+        async def fail_after_enqueueing() -> None:
+            async with queue_database.transaction() as session:
+                rolled_back.append(enqueue(session))
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            await fail_after_enqueueing()
+        assert woken == [False]
+        async with queue_database.transaction() as session:
+            assert await session.get(SmsMessage, rolled_back[0]) is None
+
+
+class RecordingGateway:
+    """Sends nothing; notes, at the moment of each send, whether it could have been held up."""
+
+    def __init__(self, database: Database, *, hold: asyncio.Event | None = None) -> None:
+        self.database = database
+        self.hold = hold
+        self.entered = asyncio.Event()
+        self.sent: list[tuple[str, list[str]]] = []
+        self.in_transaction: list[bool] = []
+        self.row_was_free: list[bool] = []
+
+    async def send(self, *, mobile: str, template: str, tokens: Sequence[str]) -> str:
+        self.in_transaction.append(in_transaction())
+        # another connection can lock the message right now: the dispatcher holds no lock on it
+        async with self.database.engine.connect() as connection:
+            locked = await connection.execute(
+                text(
+                    "SELECT id FROM identity.sms_message WHERE mobile = :mobile FOR UPDATE NOWAIT"
+                ),
+                {"mobile": mobile},
+            )
+            self.row_was_free.append(locked.first() is not None)
+            await connection.rollback()
+        self.entered.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        self.sent.append((template, list(tokens)))
+        return f"recorded-{len(self.sent)}"
+
+
+class TestClaimSendRecord:
+    @pytest.fixture
+    def database(self, queue_database: Database) -> Database:
+        return queue_database
+
+    async def queue(self, database: Database) -> uuid.UUID:
+        async with database.transaction() as session:
+            return SmsQueue(KEYS).enqueue(
+                session,
+                mobile=mobile_for(uuid.uuid4().int % 10**6),
+                template="panjereh-otp",
+                tokens=["112233"],
+                now=datetime.now(UTC),
+                valid_for=timedelta(minutes=2),
+            )
+
+    async def message(self, database: Database, message_id: uuid.UUID) -> SmsMessage:
+        async with database.transaction() as session:
+            row = await session.get(SmsMessage, message_id)
+            assert row is not None
+            return row
+
+    def dispatcher(
+        self, database: Database, gateway: RecordingGateway, *, lease_seconds: float = 30
+    ) -> SmsDispatcher:
+        return SmsDispatcher(
+            database,
+            gateway,
+            KEYS,
+            max_attempts=5,
+            retry_base_seconds=0,
+            lease_seconds=lease_seconds,
+        )
+
+    async def test_sends_with_no_transaction_open_and_no_lock_on_the_message(
+        self, database: Database
+    ) -> None:
+        message_id = await self.queue(database)
+        gateway = RecordingGateway(database)
+        await self.dispatcher(database, gateway).dispatch_due()
+        assert gateway.sent == [("panjereh-otp", ["112233"])]
+        assert gateway.in_transaction == [False]
+        assert gateway.row_was_free == [True]
+        row = await self.message(database, message_id)
+        assert (row.status, row.attempts, row.provider_message_id) == ("sent", 1, "recorded-1")
+        assert row.sealed_tokens is None
+
+    async def test_a_dispatcher_that_dies_after_claiming_loses_nothing(
+        self, database: Database
+    ) -> None:
+        message_id = await self.queue(database)
+        stuck = RecordingGateway(database, hold=asyncio.Event())
+        dying = asyncio.create_task(
+            self.dispatcher(database, stuck, lease_seconds=1).dispatch_due()
+        )
+        await asyncio.wait_for(stuck.entered.wait(), timeout=5)
+        dying.cancel()  # the process dies mid-send: the outcome is never recorded
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+        claimed = await self.message(database, message_id)
+        assert claimed.status == "pending"
+        assert claimed.attempts == 1
+        assert claimed.sealed_tokens is not None
+        assert claimed.next_attempt_at > datetime.now(UTC)  # leased, not due
+
+        survivor = RecordingGateway(database)
+        assert await self.dispatcher(database, survivor).dispatch_due() == 0  # lease still held
+        assert survivor.sent == []
+        await asyncio.sleep(1.1)  # the lease runs out
+        await self.dispatcher(database, survivor).dispatch_due()
+        assert survivor.sent == [("panjereh-otp", ["112233"])]
+        sent = await self.message(database, message_id)
+        assert (sent.status, sent.attempts) == ("sent", 2)
+
+    async def test_two_dispatchers_at_once_send_a_message_once(self, database: Database) -> None:
+        message_id = await self.queue(database)
+        release = asyncio.Event()
+        first, second = RecordingGateway(database, hold=release), RecordingGateway(database)
+        running = asyncio.create_task(self.dispatcher(database, first).dispatch_due())
+        await asyncio.wait_for(first.entered.wait(), timeout=5)
+        # the first holds the lease while it sends: the second finds nothing due
+        assert await self.dispatcher(database, second).dispatch_due() == 0
+        release.set()
+        await running
+        assert (len(first.sent), len(second.sent)) == (1, 0)
+        assert (await self.message(database, message_id)).status == "sent"
 
 
 class TestOtpEndpointDuringAProviderOutage:

@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from jose import jwt
 
 from panjereh.common.db import Database
+from panjereh.common.jwk import generate_private_key, private_pem
 from panjereh.common.testing.plugin import MigratedDatabase
 from panjereh.identity import keys as keys_module
-from panjereh.identity import service
-from panjereh.identity.dependencies import unit_of_work
-from panjereh.identity.keys import DatabaseKeySource, generate_private_key
+from panjereh.identity.keys import DatabaseKeySource
 from panjereh.identity.schemas import ClientCreate
+from panjereh.identity.service import admin
 from panjereh.identity.testing import mobile_for, national_code_for, settings_for_tests
 
 pytestmark = pytest.mark.integration
@@ -56,8 +56,8 @@ async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
 
 
 async def make_client(app: FastAPI, spec: ClientCreate) -> str:
-    async with unit_of_work(app.state.database) as session:
-        created = await service.create_client(
+    async with app.state.database.transaction() as session:
+        created = await admin.create_client(
             session, spec=spec, keys=app.state.keys, now=datetime.now(UTC)
         )
     return created.client_secret
@@ -234,8 +234,8 @@ class TestClientCredentials:
     ) -> None:
         client_id = f"agency-vehicle-registry-{seed}"
         old = await make_client(app, ClientCreate(client_id=client_id, agency="vehicle-registry"))
-        async with unit_of_work(app.state.database) as session:
-            rotated = await service.rotate_client_secret(
+        async with app.state.database.transaction() as session:
+            rotated = await admin.rotate_client_secret(
                 session, client_id=client_id, keys=app.state.keys, now=datetime.now(UTC)
             )
 
@@ -252,8 +252,8 @@ class TestClientCredentials:
 
         assert await ask(old) == 401
         assert await ask(rotated.client_secret) == 200
-        async with unit_of_work(app.state.database) as session:
-            await service.revoke_client(session, client_id=client_id, now=datetime.now(UTC))
+        async with app.state.database.transaction() as session:
+            await admin.revoke_client(session, client_id=client_id, now=datetime.now(UTC))
         assert await ask(rotated.client_secret) == 401
 
 
@@ -288,7 +288,7 @@ class TestRotationCommand:
         assert first != second
         database = Database(url, pool_size=1)
         try:
-            source = DatabaseKeySource(database.sessions, settings)
+            source = DatabaseKeySource(database, settings)
             keyset = await source.keyset()
         finally:
             await database.dispose()
@@ -300,8 +300,6 @@ class TestRotationCommand:
     def test_refuses_when_keys_come_from_a_secret(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        monkeypatch.setenv(
-            "PANJEREH_IDENTITY_SIGNING_KEY_PEM", keys_module.private_pem(generate_private_key())
-        )
+        monkeypatch.setenv("PANJEREH_IDENTITY_SIGNING_KEY_PEM", private_pem(generate_private_key()))
         assert keys_module.main(["rotate"]) == 2
         assert "secret" in capsys.readouterr().err

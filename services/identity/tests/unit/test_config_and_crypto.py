@@ -8,9 +8,10 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from pydantic import ValidationError
 
+from panjereh.common.jwk import generate_private_key, private_pem
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys, new_opaque_token, new_otp_code
-from panjereh.identity.keys import generate_private_key, main, private_pem
+from panjereh.identity.keys import main
 
 REAL_SECRET = "b3f1c0a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9"
 

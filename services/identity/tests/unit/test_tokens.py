@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt
 
-from panjereh.identity.keys import (
-    KeySet,
-    SigningKeyPair,
-    generate_private_key,
-    load_private_key,
-    private_pem,
-    public_jwk,
-)
+from panjereh.common.jwk import generate_private_key, load_private_key, private_pem, public_jwk
+from panjereh.identity.keys import KeySet, SigningKeyPair
 from panjereh.identity.tokens import TokenPolicy, issue_access_token
 
 POLICY = TokenPolicy(
@@ -117,3 +115,37 @@ class TestKeys:
         other = ec.generate_private_key(ec.SECP384R1())
         with pytest.raises(ValueError, match="P-256"):
             load_private_key(private_pem(other))
+
+
+class TestKidsStayTheSame:
+    """Kids are RFC 7638 thumbprints: the kernel's JWK code gives the values identity gave."""
+
+    #: a fixed key, so the expected values can be written down
+    KEY = ec.derive_private_key(0x70616E6A65726568, ec.SECP256R1())
+    #: computed with identity's own JWK code before it moved to panjereh.common.jwk
+    JWK: ClassVar[dict[str, str]] = {
+        "crv": "P-256",
+        "kty": "EC",
+        "x": "cFJB2hLRvmnT7f0BgxW_EAPJvx7-k99t4DIgWj0rXzg",
+        "y": "OQ4b6mXjFmIK8i6ED-W1uTrKaRN1jO9d1hI1dkmsdgM",
+        "kid": "0-dFpKHFvQr4DDNmJKhsRPQX4eQ9waNfnQ1ftpxIEmM",
+        "use": "sig",
+        "alg": "ES256",
+    }
+
+    def test_a_signing_key_has_the_kid_and_jwk_it_had_before(self) -> None:
+        pair = SigningKeyPair.of(self.KEY)
+        assert pair.kid == self.JWK["kid"]
+        assert pair.jwk == self.JWK
+
+    def test_the_kid_is_the_sha256_of_the_required_members_sorted_without_whitespace(
+        self,
+    ) -> None:
+        members = {name: self.JWK[name] for name in ("crv", "kty", "x", "y")}
+        canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=")
+        assert public_jwk(self.KEY)["kid"] == digest.decode()
+
+    def test_a_stored_encrypted_key_loads_with_the_same_kid(self) -> None:
+        pem = private_pem(self.KEY, b"dev-password")
+        assert SigningKeyPair.of(load_private_key(pem, b"dev-password")).kid == self.JWK["kid"]

@@ -80,6 +80,9 @@ class Settings(ServiceSettings):
     sms_max_attempts: int = Field(default=12, ge=1)
     sms_retry_base_seconds: float = Field(default=0.2, ge=0)
     sms_poll_seconds: float = Field(default=2.0, gt=0)
+    #: how long a claimed message belongs to the dispatcher sending it; one that dies meanwhile
+    #: leaves it to be sent again after this (a send is cut off at half of it)
+    sms_lease_seconds: float = Field(default=60.0, gt=0)
 
     # ---------------------------------------------------------------- notifications
     consume_status_events: bool = True

@@ -1,29 +1,34 @@
-"""Typed dependencies: the unit of work, the client's address, the OAuth form, resources."""
+"""Typed dependencies: resources, the caller, the client's address, the OAuth form.
+
+Units of work come from the kernel (``panjereh.common.dependencies``): ``DbSession`` for an
+endpoint that only touches the database, ``DatabaseDep`` for one whose use case calls out.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import ipaddress
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.db import Database
-from panjereh.identity import service
+from panjereh.common.auth import Principal, require_role, require_role_with_claim
+from panjereh.common.dependencies import DatabaseDep
+from panjereh.common.errors import Text
+from panjereh.contracts import access
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
 from panjereh.identity.errors import InvalidClient, InvalidRequest
 from panjereh.identity.inquiries import InquiryClient
 from panjereh.identity.keys import DatabaseKeySource, SecretKeySource
 from panjereh.identity.schemas import OtpRequest
-from panjereh.identity.sms import ENQUEUED, SmsDispatcher
+from panjereh.identity.service import ratelimits
+from panjereh.identity.sms import SmsQueue
 
 MAX_FORM_BYTES = 8 * 1024
 
@@ -49,6 +54,11 @@ def get_inquiries(request: Request) -> InquiryClient:
     return client
 
 
+def get_sms(request: Request) -> SmsQueue:
+    sms: SmsQueue = request.app.state.sms
+    return sms
+
+
 def get_now() -> datetime:
     return datetime.now(UTC)
 
@@ -57,43 +67,24 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 AppKeys = Annotated[Keys, Depends(get_keys)]
 AppKeySource = Annotated[SecretKeySource | DatabaseKeySource, Depends(get_key_source)]
 Inquiries = Annotated[InquiryClient, Depends(get_inquiries)]
+Sms = Annotated[SmsQueue, Depends(get_sms)]
 Now = Annotated[datetime, Depends(get_now)]
 
 
-# ------------------------------------------------------------------------ unit of work
-@asynccontextmanager
-async def unit_of_work(
-    database: Database, dispatcher: SmsDispatcher | None = None
-) -> AsyncIterator[AsyncSession]:
-    """Commit on success; roll back on error, except errors marked ``keep_changes``.
-
-    After a commit that queued an SMS, the dispatcher is woken so the message leaves at once.
-    """
-    async with database.sessions() as session:
-        try:
-            yield session
-        except Exception as exc:
-            if getattr(exc, "keep_changes", False):
-                await session.commit()
-            else:
-                await session.rollback()
-            raise
-        else:
-            await session.commit()
-        finally:
-            if session.info.pop(ENQUEUED, False) and dispatcher is not None:
-                dispatcher.wake()
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with unit_of_work(
-        request.app.state.database, getattr(request.app.state, "sms_dispatcher", None)
-    ) as session:
-        yield session
-
-
-#: ``scope="function"``: the commit happens before the response is sent, never after
-DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# ------------------------------------------------------------------------ the caller
+#: a person signed in with OTP (citizens and staff): 403 for machine clients, 401 for a
+#: citizen token without its national code
+CurrentCitizen = Annotated[
+    Principal,
+    Depends(
+        require_role_with_claim(
+            access.CITIZEN,
+            access.NATIONAL_CODE_CLAIM,
+            refusal=Text("این کار ویژه شهروندان است", "Only citizens may do this"),
+        )
+    ),
+]
+PlatformAdmin = Annotated[Principal, Depends(require_role(access.PLATFORM_ADMIN))]
 
 
 # ------------------------------------------------------------------------ client address
@@ -142,8 +133,8 @@ ClientIp = Annotated[str, Depends(get_client_ip)]
 
 async def rate_limited_otp_request(
     *,
-    request: Request,
     body: OtpRequest,
+    database: DatabaseDep,
     client_ip: ClientIp,
     settings: AppSettings,
     keys: AppKeys,
@@ -151,10 +142,11 @@ async def rate_limited_otp_request(
 ) -> OtpRequest:
     """The OTP request body, once per-mobile and per-address limits allow it.
 
-    The hits are counted in their own unit of work, committed whatever happens next.
+    The hits are counted in their own unit of work, committed whatever happens next (a
+    refusal is ``KeepChanges``: it commits too).
     """
-    async with unit_of_work(request.app.state.database) as session:
-        await service.enforce_otp_rate_limits(
+    async with database.transaction() as session:
+        await ratelimits.count_otp_request(
             session,
             keys=keys,
             settings=settings,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
+from panjereh.common.db import KeepChanges
 from panjereh.common.errors import (
     AppError,
     Conflict,
@@ -16,16 +17,6 @@ from panjereh.common.errors import (
     TooManyRequests,
     ValidationFailed,
 )
-
-
-class KeepsChanges:
-    """Marker: the unit of work commits before this error is answered.
-
-    A wrong OTP must count against the challenge, and a replayed refresh token must leave its
-    family revoked, even though the request itself fails.
-    """
-
-    keep_changes: ClassVar[bool] = True
 
 
 # ------------------------------------------------------------------------ OTP
@@ -45,12 +36,38 @@ class OwnershipCheckUnavailable(ServiceUnavailable):
     )
 
 
+#: how soon a first login that met a civil-registry outage is worth trying again
+CIVIL_REGISTRY_RETRY_SECONDS = 5
+
+
 class CivilRegistryUnavailable(ServiceUnavailable):
+    """A first login could not be completed: the civil registry did not answer.
+
+    Retryable: ``Retry-After`` says when. The detail says whether the code just sent is still
+    good (it is, unless giving the claim back failed too; then a new code is needed).
+    """
+
     code = "civil_registry_unavailable"
     title = Text(
         "استعلام ثبت احوال اکنون ممکن نیست؛ کمی بعد دوباره تلاش کنید",
         "The civil registry is unavailable; try again shortly",
     )
+
+    def __init__(self, *, code_still_valid: bool) -> None:
+        detail = (
+            Text(
+                "ثبت‌نام شما کامل نشد؛ کد شما هنوز معتبر است: "
+                "چند لحظه بعد همان کد را دوباره بفرستید",
+                "Your registration could not be completed; your code is still valid: "
+                "send the same code again in a moment",
+            )
+            if code_still_valid
+            else Text(
+                "ثبت‌نام شما کامل نشد؛ چند لحظه بعد کد تازه‌ای بگیرید",
+                "Your registration could not be completed; ask for a new code in a moment",
+            )
+        )
+        super().__init__(detail, headers={"Retry-After": str(CIVIL_REGISTRY_RETRY_SECONDS)})
 
 
 class NotInCivilRegistry(AppError):
@@ -72,14 +89,16 @@ class RateLimited(TooManyRequests):
         )
 
 
-class OtpResendTooSoon(KeepsChanges, RateLimited):
+class OtpResendTooSoon(RateLimited, KeepChanges):
     """Refused, but the attempt still counts against the per-mobile and per-address limits."""
 
     code = "otp_resend_too_soon"
     title = Text("برای دریافت کد تازه کمی صبر کنید", "Wait a little before asking for a new code")
 
 
-class OtpRateLimited(RateLimited):
+class OtpRateLimited(RateLimited, KeepChanges):
+    """Refused; the hits counted so far stay counted (the window keeps its tally)."""
+
     code = "otp_rate_limited"
     title = Text(
         "درخواست کد بیش از حد مجاز است؛ بعداً تلاش کنید",
@@ -113,7 +132,9 @@ class OtpAttemptsExhausted(AppError):
     )
 
 
-class OtpInvalid(KeepsChanges, AppError):
+class OtpInvalid(AppError, KeepChanges):
+    """A wrong code: the try is counted against the challenge (the fifth one kills it)."""
+
     status = 400
     code = "otp_invalid"
     title = Text("کد وارد شده درست نیست", "The code is not correct")
@@ -152,7 +173,7 @@ class InvalidGrant(OAuthError):
     title = Text("اعتبارنامه ارائه‌شده معتبر نیست", "The grant is invalid, expired or revoked")
 
 
-class RefreshTokenReplayed(KeepsChanges, InvalidGrant):
+class RefreshTokenReplayed(InvalidGrant, KeepChanges):
     """A spent refresh token came back: its whole family is revoked (and stays revoked)."""
 
 

@@ -1,8 +1,16 @@
 """Identity's client of the inquiry broker: mobile ownership (Shahkar-style) and civil registry.
 
 Identity asks like any other service, over the broker's public API with its own
-``service:identity`` token, and with a purpose the broker audits. When the broker cannot
+``service:identity`` token, and with a purpose the broker audits. No citizen's request stands
+behind these checks, so each one names a platform purpose the broker reserves to identity:
+:data:`LOGIN_PURPOSE` for the mobile-ownership check before a code is sent,
+:data:`REGISTRATION_PURPOSE` for the civil-registry read at a first login. The broker's grants
+are bound to those names: neither check is allowed under the other's. When the broker cannot
 answer within the timeout, callers fail closed: no SMS is sent on an unverified pair.
+
+The HTTP client is the kernel's ``outbound_client`` (made in the service's setup): asking while
+a database transaction is open raises ``NetworkCallInTransaction`` instead of holding a pooled
+connection, and perhaps row locks, for as long as an agency takes to answer.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 MOBILE_OWNERSHIP = "mobile-registry.ownership"
 CIVIL_REGISTRY_PERSON = "civil-registry.person"
-LOGIN_SERVICE_CODE = "identity.login"
+#: The platform purposes (``purpose.service_code``) identity's inquiries are asked under.
+LOGIN_PURPOSE = "identity.login"
+REGISTRATION_PURPOSE = "identity.registration"
 LEGAL_BASIS = (
     "Electronic Government Regulation (آیین‌نامه دولت الکترونیک): identification of the "
     "citizen before electronic services"
@@ -41,6 +51,8 @@ class PersonProfile:
 
 
 class InquiryClient:
+    """Asks the broker; ``http`` is an ``outbound_client``, ``token`` mints identity's own token."""
+
     def __init__(self, http: httpx.AsyncClient, base_url: str, token: TokenProvider) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -49,7 +61,11 @@ class InquiryClient:
     async def mobile_belongs_to(self, *, national_code: str, mobile: str, reference: str) -> bool:
         """Whether the mobile line is registered to this national code."""
         answer = await self._ask(
-            MOBILE_OWNERSHIP, subject=national_code, params={"mobile": mobile}, reference=reference
+            MOBILE_OWNERSHIP,
+            subject=national_code,
+            params={"mobile": mobile},
+            purpose=LOGIN_PURPOSE,
+            reference=reference,
         )
         if answer is None:
             return False
@@ -62,7 +78,11 @@ class InquiryClient:
     async def person(self, *, national_code: str, reference: str) -> PersonProfile | None:
         """The civil registry's record, or ``None`` when it has none."""
         answer = await self._ask(
-            CIVIL_REGISTRY_PERSON, subject=national_code, params={}, reference=reference
+            CIVIL_REGISTRY_PERSON,
+            subject=national_code,
+            params={},
+            purpose=REGISTRATION_PURPOSE,
+            reference=reference,
         )
         if answer is None:
             return None
@@ -80,14 +100,20 @@ class InquiryClient:
             raise InquiryUnavailable(CIVIL_REGISTRY_PERSON) from exc
 
     async def _ask(
-        self, inquiry_type: str, *, subject: str, params: dict[str, Any], reference: str
+        self,
+        inquiry_type: str,
+        *,
+        subject: str,
+        params: dict[str, Any],
+        purpose: str,
+        reference: str,
     ) -> dict[str, Any] | None:
         body = {
             "type": inquiry_type,
             "subject": subject,
             "params": params,
             "purpose": {
-                "service_code": LOGIN_SERVICE_CODE,
+                "service_code": purpose,
                 "tracking_code": reference,
                 "legal_basis": LEGAL_BASIS,
             },

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -29,61 +26,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import Database
+from panjereh.common.jwk import (
+    PrivateKey,
+    generate_private_key,
+    load_private_key,
+    private_pem,
+    public_jwk,
+)
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
 from panjereh.identity.models import SigningKey
 
-ALGORITHM = "ES256"
 #: how long after retirement a key stays in the JWKS, on top of the access-token lifetime
 RETIRED_KEY_GRACE = timedelta(minutes=5)
 #: serialises first-start generation and rotation across replicas
 _KEYS_LOCK_ID = 7_240_001
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def generate_private_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def public_jwk(private_key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
-    """The public JWK, with ``kid`` = its RFC 7638 thumbprint (stable, needs no bookkeeping)."""
-    numbers = private_key.public_key().public_numbers()
-    members = {
-        "crv": "P-256",
-        "kty": "EC",
-        "x": _b64url(numbers.x.to_bytes(32, "big")),
-        "y": _b64url(numbers.y.to_bytes(32, "big")),
-    }
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    kid = _b64url(hashlib.sha256(canonical).digest())
-    return {**members, "kid": kid, "use": "sig", "alg": ALGORITHM}
-
-
-def private_pem(private_key: ec.EllipticCurvePrivateKey, password: bytes | None = None) -> str:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    return private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    ).decode()
-
-
-def load_private_key(pem: str, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(pem.encode(), password=password)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        msg = "a signing key must be an EC P-256 private key (ES256)"
-        raise ValueError(msg)
-    return key
 
 
 @dataclass(frozen=True)
@@ -93,7 +54,8 @@ class SigningKeyPair:
     jwk: dict[str, str]
 
     @classmethod
-    def of(cls, private_key: ec.EllipticCurvePrivateKey) -> SigningKeyPair:
+    def of(cls, private_key: PrivateKey) -> SigningKeyPair:
+        """The pair for ``private_key``; ``kid`` is its RFC 7638 thumbprint."""
         jwk = public_jwk(private_key)
         return cls(kid=jwk["kid"], pem=private_pem(private_key), jwk=jwk)
 
@@ -134,8 +96,8 @@ class SecretKeySource:
 class DatabaseKeySource:
     """Keys in the ``signing_key`` table (dev/test), re-read every ``key_cache_seconds``."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-        self._sessions = sessions
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
         self._password = Keys.from_secret(
             settings.secret_key.get_secret_value()
         ).signing_key_password
@@ -169,7 +131,7 @@ class DatabaseKeySource:
 
     async def ensure(self) -> None:
         """Create the current and next keys if there are none (first start)."""
-        async with self._sessions() as session, session.begin():
+        async with self._database.transaction() as session:
             await _lock_keys(session)
             statuses = set((await session.scalars(select(SigningKey.status))).all())
             now = datetime.now(UTC)
@@ -180,7 +142,7 @@ class DatabaseKeySource:
 
     async def rotate(self) -> str:
         """Next becomes current, current retires, a fresh next is made; the new current kid."""
-        async with self._sessions() as session, session.begin():
+        async with self._database.transaction() as session:
             await _lock_keys(session)
             now = datetime.now(UTC)
             rows = {
@@ -220,7 +182,7 @@ class DatabaseKeySource:
         )
 
     async def _load(self) -> KeySet | None:
-        async with self._sessions() as session:
+        async with self._database.transaction() as session:
             since = datetime.now(UTC) - self._retired_visible
             rows = list(
                 await session.scalars(
@@ -243,21 +205,17 @@ async def _lock_keys(session: AsyncSession) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _KEYS_LOCK_ID})
 
 
-def key_source(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
-) -> SecretKeySource | DatabaseKeySource:
+def key_source(settings: Settings, database: Database) -> SecretKeySource | DatabaseKeySource:
     if settings.signing_key_pem is not None:
         return SecretKeySource(settings)
-    return DatabaseKeySource(sessions, settings)
+    return DatabaseKeySource(database, settings)
 
 
 # ------------------------------------------------------------------------ command line
 async def rotate_database_keys(settings: Settings) -> str:
-    from panjereh.common.db import Database  # noqa: PLC0415
-
     database = Database(settings.database_url, pool_size=1)
     try:
-        source = DatabaseKeySource(database.sessions, settings)
+        source = DatabaseKeySource(database, settings)
         await source.ensure()
         return await source.rotate()
     finally:

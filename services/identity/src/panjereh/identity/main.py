@@ -1,12 +1,9 @@
-"""Identity application: ``create_app()`` and its lifespan."""
+"""Identity application: ``create_app()`` and its setup."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import httpx
@@ -16,31 +13,44 @@ from sqlalchemy.exc import SQLAlchemyError
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import TokenVerifier
 from panjereh.common.db import Database
+from panjereh.common.http import outbound_client
+from panjereh.common.lifespan import Resources
 from panjereh.common.logging import configure_logging
 from panjereh.common.messaging.consumer import IdempotentConsumer
 from panjereh.common.messaging.kafka import create_consumer, create_producer
 from panjereh.common.messaging.outbox import OutboxRelay
+from panjereh.common.workers import PeriodicWorker
 from panjereh.contracts import topics
 from panjereh.contracts.requests import RequestStatusChanged
-from panjereh.identity import handlers, router, service
+from panjereh.identity import handlers
 from panjereh.identity.config import Settings, SmsProvider
 from panjereh.identity.crypto import Keys
 from panjereh.identity.inquiries import InquiryClient
 from panjereh.identity.keys import DatabaseKeySource, key_source
 from panjereh.identity.models import messaging
+from panjereh.identity.router import (
+    admin_router,
+    auth_router,
+    dev_router,
+    keys_router,
+    me_router,
+)
+from panjereh.identity.service import housekeeping, tokens
 from panjereh.identity.sms import (
     ConsoleSmsGateway,
     SmsDispatcher,
     SmsGateway,
+    SmsQueue,
     VerifyLookupSmsGateway,
 )
 
-logger = logging.getLogger(__name__)
+HOUSEKEEPING_INTERVAL_SECONDS = 600.0
+SELF_URL = "http://identity.internal"
 
 
 def _sms_gateway(settings: Settings, database: Database, http: httpx.AsyncClient) -> SmsGateway:
     if settings.sms_provider is SmsProvider.CONSOLE:
-        return ConsoleSmsGateway(database.sessions)
+        return ConsoleSmsGateway(database)
     assert settings.sms_api_key is not None  # enforced by Settings
     return VerifyLookupSmsGateway(
         http,
@@ -51,122 +61,109 @@ def _sms_gateway(settings: Settings, database: Database, http: httpx.AsyncClient
     )
 
 
-HOUSEKEEPING_INTERVAL_SECONDS = 600.0
-SELF_URL = "http://identity.internal"
-
-
-async def _housekeeping(database: Database) -> None:
-    """Prune expired challenges, counters and ended sessions, every few minutes."""
-    while True:
-        try:
-            async with database.transaction() as session:
-                await service.prune(session, now=datetime.now(UTC))
-        except Exception:
-            logger.exception("housekeeping pass failed")
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.database_url, pool_size=settings.database_pool_size)
-        app.state.database = database
-        app.state.readiness.add("database", database.ping)
+    async def setup(app: FastAPI, resources: Resources) -> None:
+        database = resources.database(settings)
         keys = Keys.from_secret(settings.secret_key.get_secret_value())
         app.state.keys = keys
-        source = key_source(settings, database.sessions)
+        source = key_source(settings, database)
         app.state.key_source = source
-        background: list[asyncio.Task[None]] = []
-        async with contextlib.AsyncExitStack() as stack:
-            stack.push_async_callback(database.dispose)
-            broker_http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=httpx.Timeout(settings.inquiry_timeout_seconds))
-            )
-            sms_http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=httpx.Timeout(settings.sms_timeout_seconds, connect=2.0))
-            )
-            if isinstance(source, DatabaseKeySource):
-                with contextlib.suppress(OSError, SQLAlchemyError):
-                    # first start: make the dev keys; an unreachable database is reported by
-                    # /readyz instead of crashing, and keys are made when it comes back
-                    await source.ensure()
+        if isinstance(source, DatabaseKeySource):
+            with contextlib.suppress(OSError, SQLAlchemyError):
+                # first start: make the dev keys; an unreachable database is reported by
+                # /readyz instead of crashing, and keys are made when it comes back
+                await source.ensure()
 
-            async def own_token() -> str:
-                return await service.own_service_token(
-                    key_source=source, settings=settings, now=datetime.now(UTC)
-                )
+        # every call to another system goes through a client that refuses to send while a
+        # transaction is open (claim, commit, call, record)
+        broker_http = await resources.enter(
+            outbound_client(timeout=httpx.Timeout(settings.inquiry_timeout_seconds))
+        )
+        sms_http = await resources.enter(
+            outbound_client(timeout=httpx.Timeout(settings.sms_timeout_seconds, connect=2.0))
+        )
 
-            # identity verifies bearer tokens like every service, through its JWKS, but reads
-            # it in-process: no network hop, and no setting that could point elsewhere
-            own_jwks = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SELF_URL)
-            )
-            verifier = TokenVerifier(
-                jwks_url=f"{SELF_URL}/.well-known/jwks.json",
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                leeway_seconds=settings.jwt_leeway_seconds,
-                jwks_cache_seconds=settings.jwks_cache_seconds,
-                jwks_refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
-                client=own_jwks,
-            )
-            app.state.token_verifier = verifier
+        # identity verifies bearer tokens like every service, through its JWKS, but reads it
+        # in-process (no network hop, so a plain client): no setting could point elsewhere
+        own_jwks = await resources.enter(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SELF_URL)
+        )
+        verifier = TokenVerifier(
+            jwks_url=f"{SELF_URL}/.well-known/jwks.json",
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
+            jwks_cache_seconds=settings.jwks_cache_seconds,
+            jwks_refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
+            client=own_jwks,
+        )
+        app.state.token_verifier = verifier
+        resources.on_close(verifier.aclose)
 
-            app.state.inquiries = InquiryClient(broker_http, settings.inquiry_broker_url, own_token)
-            dispatcher = SmsDispatcher(
-                database.sessions,
-                _sms_gateway(settings, database, sms_http),
-                keys,
-                poll_seconds=settings.sms_poll_seconds,
-                max_attempts=settings.sms_max_attempts,
-                retry_base_seconds=settings.sms_retry_base_seconds,
+        async def own_token() -> str:
+            return await tokens.own_service_token(
+                key_source=source, settings=settings, now=datetime.now(UTC)
             )
-            app.state.sms_dispatcher = dispatcher
 
-            relay = OutboxRelay(
+        app.state.inquiries = InquiryClient(broker_http, settings.inquiry_broker_url, own_token)
+
+        await resources.start(
+            OutboxRelay(
                 database=database,
                 table=messaging.outbox,
                 producer_factory=lambda: create_producer(settings),
             )
-            await relay.start()
-            stack.push_async_callback(relay.stop)
-            if settings.consume_status_events:
-                consumer = IdempotentConsumer(
-                    name=handlers.CONSUMER_NAME,
-                    topics=[topics.REQUESTS_STATUS_CHANGED],
-                    database=database,
-                    inbox=messaging.inbox,
-                    consumer_factory=lambda names, group: create_consumer(
-                        settings, *names, group_id=group
-                    ),
-                    producer_factory=lambda: create_producer(settings),
-                    max_attempts=settings.kafka_consumer_max_attempts,
-                )
-                consumer.register(
-                    RequestStatusChanged.event_type,
-                    handlers.on_request_status_changed(keys=keys, settings=settings),
-                )
-                await consumer.start()
-                stack.push_async_callback(consumer.stop)
-            background.append(asyncio.create_task(dispatcher.run(), name="sms-dispatcher"))
-            background.append(asyncio.create_task(_housekeeping(database), name="housekeeping"))
-            try:
-                yield
-            finally:
-                for task in background:
-                    task.cancel()
-                for task in background:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+        )
+        dispatcher = SmsDispatcher(
+            database,
+            _sms_gateway(settings, database, sms_http),
+            keys,
+            max_attempts=settings.sms_max_attempts,
+            retry_base_seconds=settings.sms_retry_base_seconds,
+            lease_seconds=settings.sms_lease_seconds,
+        )
+        sms_worker = await resources.start(
+            PeriodicWorker("sms-dispatcher", dispatcher.step, interval=settings.sms_poll_seconds)
+        )
+        sms = SmsQueue(keys, wake=sms_worker.wake)
+        app.state.sms = sms
+
+        async def housekeeping_pass() -> None:
+            async with database.transaction() as session:
+                await housekeeping.prune(session, now=datetime.now(UTC))
+
+        await resources.start(
+            PeriodicWorker(
+                "identity-housekeeping", housekeeping_pass, interval=HOUSEKEEPING_INTERVAL_SECONDS
+            )
+        )
+
+        if settings.consume_status_events:
+            consumer = IdempotentConsumer(
+                name=handlers.CONSUMER_NAME,
+                topics=[topics.REQUESTS_STATUS_CHANGED],
+                database=database,
+                inbox=messaging.inbox,
+                consumer_factory=lambda names, group: create_consumer(
+                    settings, *names, group_id=group
+                ),
+                producer_factory=lambda: create_producer(settings),
+                max_attempts=settings.kafka_consumer_max_attempts,
+            )
+            consumer.register(
+                RequestStatusChanged.event_type,
+                handlers.on_request_status_changed(sms=sms, settings=settings),
+            )
+            await resources.start(consumer)
 
     configure_logging(settings.service_name, settings.log_level)
     # httpx logs every request URL at INFO; the SMS provider's URL carries its API key
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    routers = [router.auth, router.me_router, router.admin, router.keys]
+    routers = [auth_router, me_router, admin_router, keys_router]
     if settings.dev_tools_enabled:
-        routers.append(router.dev)
+        routers.append(dev_router)
     return create_service_app(
-        title="Panjereh identity", settings=settings, lifespan=lifespan, routers=routers
+        title="Panjereh identity", settings=settings, setup=setup, routers=routers
     )

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from panjereh.common.db import service_metadata
+from panjereh.common.idempotency import idempotency_table
 from panjereh.common.messaging.tables import messaging_tables
 
 SCHEMA = "identity"
@@ -33,6 +34,8 @@ class Base(DeclarativeBase):
 
 
 messaging = messaging_tables(Base.metadata)
+#: first answers to keyed creating requests (``Idempotency-Key``), pruned after a day
+idempotency_records = idempotency_table(Base.metadata)
 
 
 def _now() -> Mapped[datetime]:
@@ -95,6 +98,8 @@ class OtpChallenge(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: set when the right code is presented: from then on no other request may use it (a
+    #: first login that then fails at the civil registry gives the code back)
     consumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -156,7 +161,9 @@ class SmsMessage(Base):
     """An SMS to send: written in the business transaction, sent by the dispatcher.
 
     The template tokens are encrypted (an OTP travels in them); they are erased once the
-    message is sent or has expired.
+    message is sent or has expired. While a dispatcher sends a message, ``next_attempt_at`` is
+    its lease: no other dispatcher takes the message before then, and if the one sending it dies
+    the message simply falls due again.
     """
 
     __tablename__ = "sms_message"

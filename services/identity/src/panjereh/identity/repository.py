@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.idempotency import IdempotencyStore
 from panjereh.identity.models import (
     Citizen,
     DevSms,
@@ -21,7 +22,18 @@ from panjereh.identity.models import (
     RefreshTokenFamily,
     SmsMessage,
     StaffRole,
+    idempotency_records,
 )
+
+#: the first answers to keyed creating requests (``Idempotency-Key``)
+idempotency = IdempotencyStore(idempotency_records)
+
+
+async def _advisory_lock(session: AsyncSession, key: str) -> None:
+    """A lock on ``key`` (a keyed hash, never personal data) until the transaction ends."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+    )
 
 
 class CitizenRepository:
@@ -36,6 +48,18 @@ class CitizenRepository:
 
     async def by_id(self, citizen_id: uuid.UUID) -> Citizen | None:
         return await self.session.get(Citizen, citizen_id)
+
+    async def by_subject(self, subject: str) -> Citizen | None:
+        """The citizen an access token's ``sub`` names (``None`` for anything else)."""
+        try:
+            citizen_id = uuid.UUID(subject)
+        except ValueError:
+            return None
+        return await self.by_id(citizen_id)
+
+    async def lock_registration(self, lookup_key: str) -> None:
+        """Serialise first logins of one national code: one of them registers the person."""
+        await _advisory_lock(self.session, lookup_key)
 
 
 class StaffRoleRepository:
@@ -81,9 +105,16 @@ class ChallengeRepository:
 
     async def lock_mobile(self, lookup_key: str) -> None:
         """Serialise challenge creation per mobile until this transaction ends."""
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": lookup_key}
+        await _advisory_lock(self.session, lookup_key)
+
+    async def give_back(self, challenge_id: uuid.UUID, *, consumed_at: datetime) -> bool:
+        """Undo the consumption made at ``consumed_at``; whether there was one to undo."""
+        result = await self.session.execute(
+            update(OtpChallenge)
+            .where(OtpChallenge.id == challenge_id, OtpChallenge.consumed_at == consumed_at)
+            .values(consumed_at=None)
         )
+        return bool(getattr(result, "rowcount", 0))
 
     async def latest_sent_to(self, mobile: str) -> datetime | None:
         latest: datetime | None = await self.session.scalar(
@@ -155,6 +186,12 @@ class SmsRepository:
             .with_for_update(skip_locked=True)
         )
         return list(rows)
+
+    async def for_update(self, message_id: uuid.UUID) -> SmsMessage | None:
+        message: SmsMessage | None = await self.session.scalar(
+            select(SmsMessage).where(SmsMessage.id == message_id).with_for_update()
+        )
+        return message
 
     async def dev_outbox(self, mobile: str, limit: int = 50) -> list[DevSms]:
         rows = await self.session.scalars(

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from starlette.responses import JSONResponse
 
-from panjereh.common.auth import CurrentCitizen, Principal, require_role
-from panjereh.identity import service
+from panjereh.common.dependencies import DatabaseDep, DbSession, IdempotencyKey
+from panjereh.common.idempotency import REPLAYED_HEADER
 from panjereh.identity.dependencies import (
     AppKeys,
     AppKeySource,
     AppSettings,
-    DbSession,
+    CurrentCitizen,
     Inquiries,
     Now,
     OAuthForm,
+    PlatformAdmin,
     RateLimitedOtpRequest,
+    Sms,
 )
 from panjereh.identity.errors import UnsupportedGrantType
 from panjereh.identity.schemas import (
@@ -36,16 +38,15 @@ from panjereh.identity.schemas import (
     StaffRolesUpdate,
     TokenPairRead,
 )
+from panjereh.identity.service import account, admin, dev, login, tokens
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-keys = APIRouter(tags=["keys"])
-dev = APIRouter(prefix="/api/v1/dev", tags=["dev"])
+auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+keys_router = APIRouter(tags=["keys"])
+dev_router = APIRouter(prefix="/api/v1/dev", tags=["dev"])
 me_router = APIRouter(prefix="/api/v1/me", tags=["me"])
-admin = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-
-PlatformAdmin = Annotated[Principal, Depends(require_role("platform-admin"))]
+admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 _TOKEN_FORM: dict[str, Any] = {
     "requestBody": {
@@ -72,7 +73,7 @@ _TOKEN_FORM: dict[str, Any] = {
 }
 
 
-@auth.post(
+@auth_router.post(
     "/otp",
     status_code=202,
     response_model=OtpChallengeRead,
@@ -80,29 +81,31 @@ _TOKEN_FORM: dict[str, Any] = {
 async def request_otp(
     *,
     body: RateLimitedOtpRequest,
-    session: DbSession,
+    database: DatabaseDep,
     settings: AppSettings,
     keys: AppKeys,
+    sms: Sms,
     inquiries: Inquiries,
     now: Now,
 ) -> OtpChallengeRead:
     """Send a one-time login code by SMS to a mobile registered to the national code."""
-    return await service.request_otp(
-        session,
+    return await login.request_otp(
+        database,
         national_code=body.national_code,
         mobile=body.mobile,
         keys=keys,
+        sms=sms,
         settings=settings,
         inquiries=inquiries,
         now=now,
     )
 
 
-@auth.post("/otp/verify", responses={200: {"model": TokenPairRead}})
+@auth_router.post("/otp/verify", responses={200: {"model": TokenPairRead}})
 async def verify_otp(
     *,
     body: OtpVerify,
-    session: DbSession,
+    database: DatabaseDep,
     settings: AppSettings,
     keys: AppKeys,
     key_source: AppKeySource,
@@ -110,8 +113,8 @@ async def verify_otp(
     now: Now,
 ) -> JSONResponse:
     """Exchange the code for tokens; the first success registers the citizen."""
-    pair = await service.verify_otp(
-        session,
+    pair = await login.verify_otp(
+        database,
         challenge_id=body.challenge_id,
         code=body.code,
         keys=keys,
@@ -123,7 +126,7 @@ async def verify_otp(
     return JSONResponse(pair.model_dump(mode="json"), headers=NO_STORE)
 
 
-@auth.post(
+@auth_router.post(
     "/token",
     openapi_extra=_TOKEN_FORM,
     responses={200: {"model": TokenPairRead | ClientTokenRead}},
@@ -141,7 +144,7 @@ async def token(
     grant_type = form.require("grant_type")
     result: TokenPairRead | ClientTokenRead
     if grant_type == "refresh_token":
-        result = await service.refresh_tokens(
+        result = await tokens.refresh_tokens(
             session,
             refresh_token=form.require("refresh_token"),
             keys=keys,
@@ -152,7 +155,7 @@ async def token(
     elif grant_type == "client_credentials":
         client_id, client_secret = form.client()
         scope = form.get("scope")
-        result = await service.client_credentials(
+        result = await tokens.client_credentials(
             session,
             client_id=client_id,
             client_secret=client_secret,
@@ -167,7 +170,7 @@ async def token(
     return JSONResponse(result.model_dump(mode="json"), headers=NO_STORE)
 
 
-@auth.post("/logout", status_code=204)
+@auth_router.post("/logout", status_code=204)
 async def logout(
     *,
     citizen: CurrentCitizen,
@@ -177,7 +180,7 @@ async def logout(
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> Response:
     """End this login session (its refresh-token family); idempotent."""
-    await service.logout(
+    await tokens.logout(
         session,
         citizen_id=citizen.subject,
         access_token_id=citizen.token_id,
@@ -191,10 +194,10 @@ async def logout(
 @me_router.get("")
 async def me(citizen: CurrentCitizen, session: DbSession) -> CitizenRead:
     """The signed-in citizen's profile, as the civil registry gave it."""
-    return await service.me(session, citizen_id=citizen.subject)
+    return await account.me(session, citizen_id=citizen.subject)
 
 
-@admin.put("/staff/{national_code}/roles")
+@admin_router.put("/staff/{national_code}/roles")
 async def set_staff_roles(
     *,
     national_code: Annotated[NationalCode, Path()],
@@ -203,54 +206,66 @@ async def set_staff_roles(
     session: DbSession,
 ) -> StaffRolesRead:
     """Set the roles a staff member holds (replaces them all)."""
-    return await service.set_staff_roles(
+    return await admin.set_staff_roles(
         session, national_code=national_code, roles=body.roles, granted_by=caller.subject
     )
 
 
-@admin.get("/clients")
+@admin_router.get("/clients")
 async def list_clients(_: PlatformAdmin, session: DbSession) -> list[ClientRead]:
     """Machine clients (never their secrets)."""
-    return await service.list_clients(session)
+    return await admin.list_clients(session)
 
 
-@admin.post("/clients", status_code=201, responses={201: {"model": ClientWithSecret}})
+@admin_router.post("/clients", status_code=201, responses={201: {"model": ClientWithSecret}})
 async def create_client(
-    *, body: ClientCreate, _: PlatformAdmin, session: DbSession, keys: AppKeys, now: Now
+    *,
+    body: ClientCreate,
+    caller: PlatformAdmin,
+    idempotency_key: IdempotencyKey,
+    session: DbSession,
+    keys: AppKeys,
+    now: Now,
 ) -> JSONResponse:
-    """A new machine client; the secret is in this answer only."""
-    created = await service.create_client(session, spec=body, keys=keys, now=now)
-    return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=NO_STORE)
+    """A new machine client; the secret is in this answer only (repeat it with Idempotency-Key)."""
+    created = await admin.create_client_once(
+        session,
+        spec=body,
+        keys=keys,
+        now=now,
+        actor=caller.subject,
+        idempotency_key=idempotency_key,
+    )
+    headers = {**NO_STORE, **({REPLAYED_HEADER: "true"} if created.replayed else {})}
+    return JSONResponse(created.client.model_dump(mode="json"), status_code=201, headers=headers)
 
 
-@admin.post("/clients/{client_id}/rotate", responses={200: {"model": ClientWithSecret}})
+@admin_router.post("/clients/{client_id}/rotate", responses={200: {"model": ClientWithSecret}})
 async def rotate_client_secret(
     *, client_id: str, _: PlatformAdmin, session: DbSession, keys: AppKeys, now: Now
 ) -> JSONResponse:
     """A new secret for the client; the old one stops working now."""
-    rotated: ClientWithSecret = await service.rotate_client_secret(
-        session, client_id=client_id, keys=keys, now=now
-    )
+    rotated = await admin.rotate_client_secret(session, client_id=client_id, keys=keys, now=now)
     return JSONResponse(rotated.model_dump(mode="json"), headers=NO_STORE)
 
 
-@admin.delete("/clients/{client_id}", status_code=204)
+@admin_router.delete("/clients/{client_id}", status_code=204)
 async def revoke_client(
     *, client_id: str, _: PlatformAdmin, session: DbSession, now: Now
 ) -> Response:
     """Revoke the client: it can no longer get tokens."""
-    await service.revoke_client(session, client_id=client_id, now=now)
+    await admin.revoke_client(session, client_id=client_id, now=now)
     return Response(status_code=204)
 
 
-@keys.get("/.well-known/jwks.json")
+@keys_router.get("/.well-known/jwks.json")
 async def jwks(key_source: AppKeySource) -> JSONResponse:
     """Public keys that verify access tokens: the current, the next and recently retired."""
     keyset = await key_source.keyset()
     return JSONResponse(keyset.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
-@dev.get("/sms-outbox")
+@dev_router.get("/sms-outbox")
 async def sms_outbox(session: DbSession, mobile: Annotated[Mobile, Query()]) -> DevSmsList:
     """Dev mode only: the messages the console SMS gateway "sent" to this mobile."""
-    return await service.dev_sms_outbox(session, mobile=mobile)
+    return await dev.sms_outbox(session, mobile=mobile)

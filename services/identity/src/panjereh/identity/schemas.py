@@ -9,60 +9,56 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from panjereh.contracts.identifiers import (
-    InvalidIdentifier,
-    ascii_digits,
-    normalize_mobile,
-    normalize_national_code,
-)
+from panjereh.common.fields import FieldProblem
+from panjereh.contracts import access
+from panjereh.contracts.identifiers import ascii_digits, normalize_mobile, normalize_national_code
 
-
-def _national_code(value: str) -> str:
-    try:
-        return normalize_national_code(value)
-    except InvalidIdentifier as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _mobile(value: str) -> str:
-    try:
-        return normalize_mobile(value)
-    except InvalidIdentifier as exc:
-        raise ValueError(str(exc)) from exc
+# Validators raise InvalidIdentifier (from the normalisers) or FieldProblem: both carry a stable
+# ``code`` and Persian and English messages, which the kernel renders in the caller's language.
 
 
 def _otp_code(value: str) -> str:
     code = ascii_digits(value.strip())
     if not (len(code) == 6 and code.isascii() and code.isdigit()):
-        msg = "the code has 6 digits"
-        raise ValueError(msg)
+        raise FieldProblem("otp_code_format", fa="کد ۶ رقم دارد", en="the code has 6 digits")
     return code
 
 
-NationalCode = Annotated[str, Field(max_length=32), AfterValidator(_national_code)]
-Mobile = Annotated[str, Field(max_length=32), AfterValidator(_mobile)]
+NationalCode = Annotated[str, Field(max_length=32), AfterValidator(normalize_national_code)]
+Mobile = Annotated[str, Field(max_length=32), AfterValidator(normalize_mobile)]
 OtpCode = Annotated[str, Field(max_length=16), AfterValidator(_otp_code)]
 
 _AGENCY = r"[a-z][a-z0-9-]{1,62}"
-_ROLE = re.compile(rf"^(?:(?:officer|agency-admin):{_AGENCY}|catalog-authority|platform-admin)$")
+_AGENCY_ROLES = "|".join(re.escape(role) for role in access.AGENCY_ROLES)
+_OTHER_STAFF_ROLES = "|".join(
+    re.escape(role) for role in access.STAFF_ROLES if role not in access.AGENCY_ROLES
+)
+_ROLE = re.compile(rf"^(?:(?:{_AGENCY_ROLES}):{_AGENCY}|{_OTHER_STAFF_ROLES})$")
+_ROLE_FORMS = (
+    f"{access.OFFICER}:<agency>, {access.AGENCY_ADMIN}:<agency>, "
+    f"{access.CATALOG_AUTHORITY}, {access.PLATFORM_ADMIN}"
+)
 _SCOPE = re.compile(r"^[a-z][a-z0-9:._-]{0,63}$")
 AgencyCode = Annotated[str, Field(pattern=rf"^{_AGENCY}$")]
 
 
 def _staff_role(value: str) -> str:
     if not _ROLE.match(value):
-        msg = (
-            "a staff role is officer:<agency>, agency-admin:<agency>, catalog-authority "
-            "or platform-admin"
+        raise FieldProblem(
+            "staff_role_unknown",
+            fa=f"نقش کارکنان یکی از این‌هاست: {_ROLE_FORMS}",
+            en=f"a staff role is one of {_ROLE_FORMS}",
         )
-        raise ValueError(msg)
     return value
 
 
 def _scope(value: str) -> str:
     if not _SCOPE.match(value):
-        msg = "a scope is lower-case letters, digits and : . _ -"
-        raise ValueError(msg)
+        raise FieldProblem(
+            "scope_format",
+            fa="دامنه دسترسی از حروف کوچک لاتین، رقم و : . _ - ساخته می‌شود",
+            en="a scope is lower-case letters, digits and : . _ -",
+        )
     return value
 
 
@@ -139,8 +135,11 @@ class ClientCreate(Strict):
     @model_validator(mode="after")
     def _one_owner(self) -> ClientCreate:
         if (self.agency is None) == (self.service is None):
-            msg = "a client belongs to exactly one agency or one service"
-            raise ValueError(msg)
+            raise FieldProblem(
+                "client_owner",
+                fa="کلاینت دقیقاً از آن یک دستگاه (agency) یا یک سرویس (service) است",
+                en="a client belongs to exactly one agency or one service",
+            )
         return self
 
 

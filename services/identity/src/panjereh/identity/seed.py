@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database
+from panjereh.contracts import access
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
 from panjereh.identity.keys import DatabaseKeySource
@@ -40,27 +41,27 @@ SERVICES = ("catalog", "identity", "requests", "inquiry-broker")
 
 #: (national code, roles): valid checksums, chosen to be easy to type in a demo
 DEV_STAFF: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("1001001001", ("platform-admin",)),
-    ("1002002001", ("catalog-authority",)),
-    ("2010010019", ("agency-admin:civil-registry",)),
-    ("3010010011", ("officer:civil-registry",)),
-    ("2020020025", ("agency-admin:mobile-registry",)),
-    ("3020020026", ("officer:mobile-registry",)),
-    ("2030030031", ("agency-admin:tax",)),
-    ("3030030032", ("officer:tax",)),
-    ("2040040048", ("agency-admin:police",)),
-    ("3040040049", ("officer:police",)),
-    ("2050050054", ("agency-admin:social-security",)),
-    ("3050050055", ("officer:social-security",)),
-    ("2060060060", ("agency-admin:vehicle-registry",)),
-    ("3060060061", ("officer:vehicle-registry",)),
-    ("2070070077", ("agency-admin:education",)),
-    ("3070070078", ("officer:education",)),
+    ("1001001001", (access.PLATFORM_ADMIN,)),
+    ("1002002001", (access.CATALOG_AUTHORITY,)),
+    ("2010010019", (access.agency_role(access.AGENCY_ADMIN, "civil-registry"),)),
+    ("3010010011", (access.agency_role(access.OFFICER, "civil-registry"),)),
+    ("2020020025", (access.agency_role(access.AGENCY_ADMIN, "mobile-registry"),)),
+    ("3020020026", (access.agency_role(access.OFFICER, "mobile-registry"),)),
+    ("2030030031", (access.agency_role(access.AGENCY_ADMIN, "tax"),)),
+    ("3030030032", (access.agency_role(access.OFFICER, "tax"),)),
+    ("2040040048", (access.agency_role(access.AGENCY_ADMIN, "police"),)),
+    ("3040040049", (access.agency_role(access.OFFICER, "police"),)),
+    ("2050050054", (access.agency_role(access.AGENCY_ADMIN, "social-security"),)),
+    ("3050050055", (access.agency_role(access.OFFICER, "social-security"),)),
+    ("2060060060", (access.agency_role(access.AGENCY_ADMIN, "vehicle-registry"),)),
+    ("3060060061", (access.agency_role(access.OFFICER, "vehicle-registry"),)),
+    ("2070070077", (access.agency_role(access.AGENCY_ADMIN, "education"),)),
+    ("3070070078", (access.agency_role(access.OFFICER, "education"),)),
 )
 
 #: what a service may do with its token: ask inquiries; agencies also answer them
-SERVICE_SCOPES = ("inquiries",)
-AGENCY_SCOPES = ("inquiries", "inquiries:answer", "requests:work")
+SERVICE_SCOPES = (access.INQUIRIES_SCOPE,)
+AGENCY_SCOPES = (access.INQUIRIES_SCOPE, "inquiries:answer", "requests:work")
 
 
 def dev_client_secret(client_id: str) -> str:
@@ -113,7 +114,7 @@ async def run(settings: Settings) -> None:
     database = Database(settings.database_url, pool_size=1)
     try:
         if settings.signing_key_pem is None:
-            await DatabaseKeySource(database.sessions, settings).ensure()  # dev keys, made once
+            await DatabaseKeySource(database, settings).ensure()  # dev keys, made once
         async with database.transaction() as session:
             await seed(session, keys=Keys.from_secret(settings.secret_key.get_secret_value()))
     finally:

@@ -1,10 +1,18 @@
 """SMS: a queue in the database, a background dispatcher, and gateways to send through.
 
-Messages are written in the business transaction (:func:`enqueue`) and sent after commit by
-:class:`SmsDispatcher`; an endpoint never waits on the provider. A provider outage loses
-nothing: a message stays ``pending`` and is retried with backoff until it is sent, runs out of
-tries, or expires (an OTP is worthless after its challenge ends). Template tokens, which carry
-the OTP, are encrypted at rest and erased once the message is settled.
+Messages are written in the business transaction (:meth:`SmsQueue.enqueue`) and sent after
+commit by :class:`SmsDispatcher`; an endpoint never waits on the provider. A provider outage
+loses nothing: a message stays ``pending`` and is retried with backoff until it is sent, runs
+out of tries, or expires (an OTP is worthless after its challenge ends). Template tokens, which
+carry the OTP, are encrypted at rest and erased once the message is settled.
+
+The dispatcher never talks to the provider with a transaction open: it **claims** due
+messages in one short transaction (``FOR UPDATE SKIP LOCKED``; the try is counted and
+``next_attempt_at`` moved to the end of a lease), commits, **sends** each one, and **records**
+each outcome in a short transaction of its own. A dispatcher that dies between claim and
+record loses nothing: the lease runs out, the message falls due again and another pass sends
+it (at least once; a send never outlives half its lease, so two dispatchers do not send one
+message concurrently while both are alive).
 
 Iranian providers send OTPs through pre-approved templates ("verify lookup"): the request names
 a template and its tokens, never free text.
@@ -13,25 +21,26 @@ a template and its tokens, never free text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from cryptography.exceptions import InvalidTag
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import Database, after_commit
 from panjereh.identity.crypto import Keys
+from panjereh.identity.metrics import SMS_MESSAGES
 from panjereh.identity.models import DevSms, SmsMessage
 from panjereh.identity.repository import SmsRepository
 
 logger = logging.getLogger(__name__)
 
-#: ``session.info`` flag: the unit of work that commits this session wakes the dispatcher
-ENQUEUED = "sms_enqueued"
 DISPATCH_BATCH = 20
 
 
@@ -66,11 +75,12 @@ def render(template: str, tokens: Sequence[str]) -> str:
 class ConsoleSmsGateway:
     """Dev mode: "sends" by storing the message, shown by ``GET /api/v1/dev/sms-outbox``."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def send(self, *, mobile: str, template: str, tokens: Sequence[str]) -> str:
-        async with self._sessions() as session, session.begin():
+        # its own unit of work: the dispatcher calls a gateway with no transaction open
+        async with self._database.transaction() as session:
             row = DevSms(
                 mobile=mobile, template=template, tokens=list(tokens), text=render(template, tokens)
             )
@@ -147,111 +157,179 @@ class VerifyLookupSmsGateway:
         return str(entries[0].get("messageid", ""))
 
 
-def enqueue(
-    session: AsyncSession,
-    *,
-    keys: Keys,
-    mobile: str,
-    template: str,
-    tokens: Sequence[str],
-    now: datetime,
-    valid_for: timedelta,
-) -> uuid.UUID:
-    """Queue a message in the caller's transaction; sent after the commit."""
-    message_id = uuid.uuid4()
-    session.add(
-        SmsMessage(
-            id=message_id,
-            mobile=mobile,
-            template=template,
-            sealed_tokens=keys.encrypt(json.dumps(list(tokens)).encode(), context=message_id.bytes),
-            status="pending",
-            attempts=0,
-            created_at=now,
-            next_attempt_at=now,
-            expires_at=now + valid_for,
+class SmsQueue:
+    """Where use cases queue messages: rows in the caller's unit of work.
+
+    ``wake`` (the dispatcher's) is called once that unit of work commits, so the message
+    leaves at once rather than at the next poll; a rolled-back message was never queued.
+    """
+
+    def __init__(self, keys: Keys, *, wake: Callable[[], None] | None = None) -> None:
+        self._keys = keys
+        self._wake = wake
+
+    def enqueue(
+        self,
+        session: AsyncSession,
+        *,
+        mobile: str,
+        template: str,
+        tokens: Sequence[str],
+        now: datetime,
+        valid_for: timedelta,
+    ) -> uuid.UUID:
+        """Queue a message in ``session``'s transaction; sent after the commit."""
+        message_id = uuid.uuid4()
+        session.add(
+            SmsMessage(
+                id=message_id,
+                mobile=mobile,
+                template=template,
+                sealed_tokens=self._keys.encrypt(
+                    json.dumps(list(tokens)).encode(), context=message_id.bytes
+                ),
+                status="pending",
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+                expires_at=now + valid_for,
+            )
         )
-    )
-    session.info[ENQUEUED] = True
-    return message_id
+        if self._wake is not None:
+            after_commit(session, self._wake)
+        return message_id
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A message this dispatcher holds the lease of; ``attempt`` tells its claim from later ones."""
+
+    id: uuid.UUID
+    mobile: str = field(repr=False)
+    template: str
+    tokens: list[str] = field(repr=False)
+    attempt: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    provider_message_id: str | None = None
+    error: str | None = None
+    permanent: bool = False
 
 
 class SmsDispatcher:
-    """Sends due messages; woken after a commit that queued one, else polls."""
+    """Sends due messages: claim (short transaction) → send (none open) → record (short)."""
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        database: Database,
         gateway: SmsGateway,
         keys: Keys,
         *,
-        poll_seconds: float,
         max_attempts: int,
         retry_base_seconds: float,
+        lease_seconds: float,
     ) -> None:
-        self._sessions = sessions
+        self._database = database
         self._gateway = gateway
         self._keys = keys
-        self._poll = poll_seconds
         self._max_attempts = max_attempts
         self._retry_base = retry_base_seconds
-        self._wake = asyncio.Event()
+        self._lease = timedelta(seconds=lease_seconds)
+        # a send cut off at half the lease is recorded long before anyone else may claim it
+        self._send_within = lease_seconds / 2
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                while await self.dispatch_due() == DISPATCH_BATCH:
-                    pass
-            except Exception:
-                logger.exception("sms dispatch pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+    async def step(self) -> bool:
+        """One pass for a periodic worker; ``True`` when a full batch suggests more is due."""
+        return await self.dispatch_due() == DISPATCH_BATCH
 
     async def dispatch_due(self) -> int:
-        """One pass over due messages; how many were handled."""
-        async with self._sessions() as session, session.begin():
+        """One pass over due messages; how many were taken (sent, retried or settled)."""
+        taken, claimed = await self._claim()
+        await asyncio.gather(*(self._deliver(message) for message in claimed))
+        return taken
+
+    async def _claim(self) -> tuple[int, list[_Claimed]]:
+        async with self._database.transaction() as session:
             now = datetime.now(UTC)
             due = await SmsRepository(session).due_for_update(now, DISPATCH_BATCH)
-            await asyncio.gather(*(self._dispatch(message, now) for message in due))
-        return len(due)
+            claimed: list[_Claimed] = []
+            for message in due:
+                if message.expires_at <= now or message.sealed_tokens is None:
+                    self._settle(message, "expired")
+                    continue
+                try:
+                    tokens: list[str] = json.loads(
+                        self._keys.decrypt(message.sealed_tokens, context=message.id.bytes)
+                    )
+                except InvalidTag:
+                    # sealed under another master secret: it can never be sent
+                    message.last_error = "tokens cannot be decrypted"
+                    self._settle(message, "failed")
+                    logger.error("sms tokens unreadable", extra={"sms_id": str(message.id)})
+                    continue
+                message.attempts += 1
+                message.next_attempt_at = now + self._lease
+                claimed.append(
+                    _Claimed(
+                        id=message.id,
+                        mobile=message.mobile,
+                        template=message.template,
+                        tokens=tokens,
+                        attempt=message.attempts,
+                    )
+                )
+        return len(due), claimed
 
-    async def _dispatch(self, message: SmsMessage, now: datetime) -> None:
-        if message.expires_at <= now or message.sealed_tokens is None:
-            self._settle(message, "expired")
-            return
-        tokens: list[str] = json.loads(
-            self._keys.decrypt(message.sealed_tokens, context=message.id.bytes)
-        )
-        message.attempts += 1
+    async def _deliver(self, message: _Claimed) -> None:
         try:
-            message.provider_message_id = await self._gateway.send(
-                mobile=message.mobile, template=message.template, tokens=tokens
-            )
+            async with asyncio.timeout(self._send_within):
+                provider_message_id = await self._gateway.send(
+                    mobile=message.mobile, template=message.template, tokens=message.tokens
+                )
         except SmsPermanentFailure as exc:
-            message.last_error = str(exc)
-            self._settle(message, "failed")
-            logger.error("sms refused by the provider", extra={"sms_id": str(message.id)})
+            outcome = _Outcome(error=str(exc), permanent=True)
+        except SmsTemporaryFailure as exc:
+            outcome = _Outcome(error=str(exc) or type(exc).__name__)
         except Exception as exc:
-            message.last_error = str(exc) or type(exc).__name__
-            if message.attempts >= self._max_attempts:
+            # only the type: an unexpected error's text may quote the mobile or the tokens
+            outcome = _Outcome(error=type(exc).__name__)
+        else:
+            outcome = _Outcome(provider_message_id=provider_message_id)
+        await self._record(message, outcome)
+
+    async def _record(self, claimed: _Claimed, outcome: _Outcome) -> None:
+        async with self._database.transaction() as session:
+            message = await SmsRepository(session).for_update(claimed.id)
+            if message is None or message.status != "pending":
+                return  # settled meanwhile (by a dispatcher that took over after the lease)
+            now = datetime.now(UTC)
+            if outcome.error is None:
+                # delivered: true whoever holds the lease now
+                message.sent_at = now
+                message.provider_message_id = outcome.provider_message_id
+                self._settle(message, "sent")
+                return
+            if message.attempts != claimed.attempt:
+                return  # the lease ran out and a newer claim owns the message's fate
+            message.last_error = outcome.error
+            if outcome.permanent:
+                self._settle(message, "failed")
+                logger.error("sms refused by the provider", extra={"sms_id": str(message.id)})
+            elif message.attempts >= self._max_attempts:
                 self._settle(message, "failed")
                 logger.error("sms gave up after retries", extra={"sms_id": str(message.id)})
             else:
                 delay = self._retry_base * 2 ** min(message.attempts, 10)
-                message.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+                message.next_attempt_at = now + timedelta(seconds=delay)
                 logger.warning(
                     "sms not sent; will retry",
                     extra={"sms_id": str(message.id), "attempts": message.attempts},
                 )
-        else:
-            message.sent_at = datetime.now(UTC)
-            self._settle(message, "sent")
 
     @staticmethod
     def _settle(message: SmsMessage, status: str) -> None:
+        SMS_MESSAGES.labels(status).inc()
         message.status = status
         message.sealed_tokens = None  # the OTP leaves the database with the message

@@ -3,7 +3,8 @@
 :class:`LoopbackServer` runs an ASGI app under uvicorn on 127.0.0.1 (real HTTP, real
 sockets). :class:`InquiryBrokerDouble` answers the two inquiries identity makes, shaped as
 CONTRACT.md's broker answers them, so identity's own tests do not depend on the broker
-service (the e2e tests use the real broker and simulators). :class:`SmsProviderDouble` is a
+service (the e2e tests use the real broker and simulators). Like the broker, it allows each
+inquiry only under its platform purpose (:data:`GRANTED_PURPOSES`). :class:`SmsProviderDouble` is a
 Kavenegar-style verify-lookup API that fails on purpose when told to.
 """
 
@@ -27,6 +28,11 @@ from starlette.types import ASGIApp
 from panjereh.contracts.identifiers import complete_national_code
 from panjereh.identity.config import Settings
 
+#: The broker's grants to identity (its migration 0005): each type under one platform purpose.
+GRANTED_PURPOSES = {
+    "mobile-registry.ownership": "identity.login",
+    "civil-registry.person": "identity.registration",
+}
 #: a national code (valid checksum) the registry double has no record of
 UNKNOWN_TO_REGISTRY = "0076229645"
 PROFILE = {
@@ -119,6 +125,8 @@ class InquiryBrokerDouble:
 
     url: str = ""
     available: bool = True
+    #: seconds each answer takes (for races: a second request arrives while one is in flight)
+    delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
 
@@ -134,7 +142,18 @@ class InquiryBrokerDouble:
             return JSONResponse({"code": "agency_unavailable"}, status_code=503)
         body: dict[str, Any] = await request.json()
         self.requests.append(body)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         inquiry_id = f"inq-{len(self.requests)}"
+        purpose = body.get("purpose", {}).get("service_code")
+        if body["type"] in GRANTED_PURPOSES and purpose != GRANTED_PURPOSES[body["type"]]:
+            # the broker's refusal: a grant applies to its own purpose only (and a purpose that
+            # is no platform purpose names a service card, which identity may not act for)
+            owned = purpose in GRANTED_PURPOSES.values()
+            reason = "type_not_granted" if owned else "card_not_published"
+            return JSONResponse(
+                {"code": "inquiry_not_permitted", "reason": reason}, status_code=403
+            )
         if body["type"] == "mobile-registry.ownership":
             owned = not str(body["params"]["mobile"]).endswith("0000")
             result: dict[str, Any] | None = {"owned": owned}

@@ -16,7 +16,14 @@ from typing import Any
 
 from jose import jwt
 
-from panjereh.identity.keys import ALGORITHM, KeySet
+from panjereh.common.jwk import ALGORITHM
+from panjereh.contracts import access
+from panjereh.identity.keys import KeySet
+
+#: the machine client a token was issued to (clients; equal to ``sub``)
+CLIENT_ID_CLAIM = "client_id"
+#: the login session (people): the refresh-token family, so logout can end it
+SESSION_CLAIM = "sid"
 
 
 @dataclass(frozen=True)
@@ -52,15 +59,15 @@ def issue_access_token(
         "jti": token_id or uuid.uuid4().hex,
     }
     if national_code is not None:
-        claims["national_code"] = national_code
+        claims[access.NATIONAL_CODE_CLAIM] = national_code
     if agency is not None:
-        claims["agency"] = agency
+        claims[access.AGENCY_CLAIM] = agency
     if scopes:
         claims["scope"] = " ".join(scopes)
     if client_id is not None:
-        claims["client_id"] = client_id
+        claims[CLIENT_ID_CLAIM] = client_id
     if session_id is not None:
-        claims["sid"] = session_id
+        claims[SESSION_CLAIM] = session_id
     token: str = jwt.encode(
         claims,
         keyset.current.pem,

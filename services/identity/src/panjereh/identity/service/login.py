@@ -1,0 +1,338 @@
+"""OTP login: asking for a code, and exchanging it for tokens (registering on first success).
+
+Both use cases ask the inquiry broker, so they take the ``Database`` and keep every call
+outside their units of work:
+
+* :func:`request_otp` asks the mobile registry first, with no transaction open, then in one
+  unit of work checks the cooldown under a per-mobile lock, stores the challenge and queues
+  the SMS.
+* :func:`verify_otp` **claims** the challenge in a first unit of work: it locks the row, checks
+  the code (a wrong code is counted and committed: :class:`~panjereh.identity.errors.OtpInvalid`
+  is ``KeepChanges``) and marks it consumed, so no concurrent request can use it too. A known
+  citizen is signed in within that same unit of work. For a first login the claim is committed,
+  the civil registry is **called** with no transaction open, and a second unit of work
+  **records** the registration and signs the person in. When the registry cannot answer (503
+  ``civil_registry_unavailable``, retryable) or has no record (422), the claim is given back in
+  a short unit of work, so the same code can be sent again while it lives. A process that dies
+  between claim and record leaves the code spent: no tokens were issued, and the person asks
+  for a new code (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.common.db import Database
+from panjereh.common.messaging import outbox
+from panjereh.contracts.identity import CitizenRegistered
+from panjereh.identity.config import Settings
+from panjereh.identity.crypto import Keys, new_otp_code
+from panjereh.identity.errors import (
+    CivilRegistryUnavailable,
+    MobileNotOwned,
+    NotInCivilRegistry,
+    OtpAlreadyUsed,
+    OtpAttemptsExhausted,
+    OtpChallengeNotFound,
+    OtpExpired,
+    OtpInvalid,
+    OwnershipCheckUnavailable,
+)
+from panjereh.identity.inquiries import InquiryClient, InquiryUnavailable, PersonProfile
+from panjereh.identity.keys import KeySource
+from panjereh.identity.metrics import OTP_EVENTS
+from panjereh.identity.models import Citizen, OtpChallenge
+from panjereh.identity.repository import ChallengeRepository, CitizenRepository
+from panjereh.identity.schemas import OtpChallengeRead, TokenPairRead
+from panjereh.identity.service import tokens
+from panjereh.identity.service.ratelimits import enforce_cooldown
+from panjereh.identity.sms import SmsQueue
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------ OTP request
+async def request_otp(
+    database: Database,
+    *,
+    national_code: str,
+    mobile: str,
+    keys: Keys,
+    sms: SmsQueue,
+    settings: Settings,
+    inquiries: InquiryClient,
+    now: datetime,
+) -> OtpChallengeRead:
+    """Check the pair with the mobile registry, then queue a 6-digit code by SMS.
+
+    The answer is the same whether or not the national code has an account. The broker is
+    asked before any unit of work opens, so no connection or lock waits on an agency.
+    """
+    challenge_id = uuid.uuid4()
+    try:
+        owned = await inquiries.mobile_belongs_to(
+            national_code=national_code, mobile=mobile, reference=str(challenge_id)
+        )
+    except InquiryUnavailable as exc:
+        # fail closed: never send a code to a pair nobody vouched for
+        raise OwnershipCheckUnavailable from exc
+    if not owned:
+        OTP_EVENTS.labels("refused").inc()
+        raise MobileNotOwned
+
+    async with database.transaction() as session:
+        # one request per mobile at a time: two racing requests cannot both pass the cooldown
+        await ChallengeRepository(session).lock_mobile(keys.lookup_key("otp-mobile", mobile))
+        await enforce_cooldown(session, mobile=mobile, settings=settings, now=now)
+        code = new_otp_code()
+        lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
+        session.add(
+            OtpChallenge(
+                id=challenge_id,
+                national_code=national_code,
+                mobile=mobile,
+                code_hash=keys.otp_hash(
+                    challenge_id=str(challenge_id),
+                    national_code=national_code,
+                    mobile=mobile,
+                    code=code,
+                ),
+                failed_attempts=0,
+                created_at=now,
+                expires_at=now + lifetime,
+            )
+        )
+        sms.enqueue(
+            session,
+            mobile=mobile,
+            template=settings.sms_otp_template,
+            tokens=[code],
+            now=now,
+            valid_for=lifetime,
+        )
+        await session.flush()
+    logger.info("otp challenge created", extra={"challenge_id": str(challenge_id)})
+    OTP_EVENTS.labels("requested").inc()
+    return OtpChallengeRead(
+        challenge_id=challenge_id,
+        expires_in=settings.otp_lifetime_seconds,
+        resend_after=settings.otp_resend_cooldown_seconds,
+    )
+
+
+# ------------------------------------------------------------------------ OTP verify
+@dataclass(frozen=True)
+class _Claim:
+    """A challenge this request consumed; ``consumed_at`` tells this claim from any other."""
+
+    challenge_id: uuid.UUID
+    national_code: str = field(repr=False)
+    mobile: str = field(repr=False)
+    consumed_at: datetime
+
+
+#: what a wrong, late, spent or unknown code raises
+_FAILED_CODE = (OtpInvalid, OtpExpired, OtpAttemptsExhausted, OtpAlreadyUsed, OtpChallengeNotFound)
+
+
+async def verify_otp(
+    database: Database,
+    *,
+    challenge_id: uuid.UUID,
+    code: str,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    inquiries: InquiryClient,
+    now: datetime,
+) -> TokenPairRead:
+    """Spend the challenge, register the citizen on first success, and issue tokens."""
+    try:
+        pair = await _verify_otp(
+            database,
+            challenge_id=challenge_id,
+            code=code,
+            keys=keys,
+            key_source=key_source,
+            settings=settings,
+            inquiries=inquiries,
+            now=now,
+        )
+    except _FAILED_CODE:
+        OTP_EVENTS.labels("failed").inc()
+        raise
+    OTP_EVENTS.labels("verified").inc()
+    return pair
+
+
+async def _verify_otp(
+    database: Database,
+    *,
+    challenge_id: uuid.UUID,
+    code: str,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    inquiries: InquiryClient,
+    now: datetime,
+) -> TokenPairRead:
+    async with database.transaction() as session:
+        claim = await _claim(
+            session, challenge_id=challenge_id, code=code, keys=keys, settings=settings, now=now
+        )
+        citizen = await CitizenRepository(session).by_national_code(claim.national_code)
+        if citizen is not None:
+            return await _sign_in(
+                session,
+                citizen=citizen,
+                claim=claim,
+                keys=keys,
+                key_source=key_source,
+                settings=settings,
+                now=now,
+            )
+
+    # a first login: the civil registry is asked with the claim committed and nothing open
+    try:
+        profile = await inquiries.person(
+            national_code=claim.national_code, reference=str(claim.challenge_id)
+        )
+    except InquiryUnavailable as exc:
+        kept = await _give_back(database, claim)
+        raise CivilRegistryUnavailable(code_still_valid=kept) from exc
+    except BaseException:
+        await _give_back(database, claim)
+        raise
+    if profile is None or not profile.alive:
+        await _give_back(database, claim)
+        raise NotInCivilRegistry
+    try:
+        async with database.transaction() as session:
+            citizen = await _register(session, claim=claim, profile=profile, keys=keys, now=now)
+            return await _sign_in(
+                session,
+                citizen=citizen,
+                claim=claim,
+                keys=keys,
+                key_source=key_source,
+                settings=settings,
+                now=now,
+            )
+    except BaseException:
+        await _give_back(database, claim)
+        raise
+
+
+async def _claim(
+    session: AsyncSession,
+    *,
+    challenge_id: uuid.UUID,
+    code: str,
+    keys: Keys,
+    settings: Settings,
+    now: datetime,
+) -> _Claim:
+    """Lock the challenge, check the code, and consume it (for this request only)."""
+    challenge = await ChallengeRepository(session).for_update(challenge_id)
+    if challenge is None:
+        raise OtpChallengeNotFound
+    if challenge.consumed_at is not None:
+        raise OtpAlreadyUsed
+    if challenge.failed_attempts >= settings.otp_max_attempts:
+        raise OtpAttemptsExhausted
+    if challenge.expires_at <= now:
+        raise OtpExpired
+    if not keys.otp_matches(
+        challenge.code_hash,
+        challenge_id=str(challenge.id),
+        national_code=challenge.national_code,
+        mobile=challenge.mobile,
+        code=code,
+    ):
+        challenge.failed_attempts += 1
+        await session.flush()
+        logger.info(
+            "wrong otp",
+            extra={"challenge_id": str(challenge.id), "failed": challenge.failed_attempts},
+        )
+        raise OtpInvalid(attempts_left=settings.otp_max_attempts - challenge.failed_attempts)
+    challenge.consumed_at = now
+    await session.flush()
+    return _Claim(
+        challenge_id=challenge.id,
+        national_code=challenge.national_code,
+        mobile=challenge.mobile,
+        consumed_at=now,
+    )
+
+
+async def _give_back(database: Database, claim: _Claim) -> bool:
+    """Undo ``claim`` so the code can be sent again while it lives; whether that worked."""
+    try:
+        async with database.transaction() as session:
+            given_back = await ChallengeRepository(session).give_back(
+                claim.challenge_id, consumed_at=claim.consumed_at
+            )
+    except Exception as exc:
+        # the code stays spent (fail closed): the person asks for a new one
+        logger.warning(
+            "otp claim not given back",
+            extra={"challenge_id": str(claim.challenge_id), "error": type(exc).__name__},
+        )
+        return False
+    return given_back
+
+
+async def _register(
+    session: AsyncSession, *, claim: _Claim, profile: PersonProfile, keys: Keys, now: datetime
+) -> Citizen:
+    """The citizen record for the claim's national code, created from the registry profile.
+
+    First logins of one person are serialised: one creates the record and publishes
+    ``identity.citizen.registered``; any other finds it.
+    """
+    citizens = CitizenRepository(session)
+    await citizens.lock_registration(keys.lookup_key("citizen", claim.national_code))
+    existing = await citizens.by_national_code(claim.national_code)
+    if existing is not None:
+        return existing
+    citizen = Citizen(
+        id=uuid.uuid4(),
+        national_code=claim.national_code,
+        mobile=claim.mobile,
+        first_name=profile.first_name,
+        last_name=profile.last_name,
+        birth_date=profile.birth_date,
+        registered_at=now,
+        last_login_at=now,
+    )
+    session.add(citizen)
+    await session.flush()
+    citizen_id = str(citizen.id)
+    # the event carries the opaque id only: no personal data leaves through Kafka
+    await outbox.add(session, CitizenRegistered(citizen_id=citizen_id), key=citizen_id)
+    logger.info("citizen registered", extra={"citizen_id": citizen_id})
+    return citizen
+
+
+async def _sign_in(
+    session: AsyncSession,
+    *,
+    citizen: Citizen,
+    claim: _Claim,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> TokenPairRead:
+    # the person just proved this mobile is theirs and in their name
+    citizen.mobile = claim.mobile
+    citizen.last_login_at = now
+    return await tokens.start_session(
+        session, citizen=citizen, keys=keys, key_source=key_source, settings=settings, now=now
+    )

@@ -1,0 +1,256 @@
+"""Access and refresh tokens: sessions, the token endpoint's grants, logout, identity's own token.
+
+A login starts a session (a refresh-token family); each refresh token is spent when exchanged
+for the next one, and presenting a spent one again revokes the whole family.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.contracts import access
+from panjereh.identity.config import Settings
+from panjereh.identity.crypto import Keys, new_opaque_token
+from panjereh.identity.errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidScope,
+    RefreshTokenReplayed,
+    SessionNotFound,
+)
+from panjereh.identity.keys import KeySource
+from panjereh.identity.models import Citizen, MachineClient, RefreshToken, RefreshTokenFamily
+from panjereh.identity.repository import (
+    CitizenRepository,
+    ClientRepository,
+    RefreshTokenRepository,
+    StaffRoleRepository,
+)
+from panjereh.identity.schemas import ClientTokenRead, TokenPairRead
+from panjereh.identity.tokens import TokenPolicy, issue_access_token
+
+logger = logging.getLogger(__name__)
+
+#: identity's own role when it asks the inquiry broker (``service:identity``)
+IDENTITY_SERVICE_ROLE = f"{access.SERVICE_PREFIX}identity"
+
+
+def token_policy(settings: Settings) -> TokenPolicy:
+    return TokenPolicy(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lifetime=timedelta(seconds=settings.access_token_ttl_seconds),
+    )
+
+
+async def roles_of(session: AsyncSession, national_code: str) -> list[str]:
+    """A person's roles: ``citizen``, then the staff roles granted to the national code."""
+    return [access.CITIZEN, *await StaffRoleRepository(session).roles_of(national_code)]
+
+
+async def start_session(
+    session: AsyncSession,
+    *,
+    citizen: Citizen,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> TokenPairRead:
+    """A new login session (refresh-token family) for ``citizen`` and its first token pair."""
+    family = RefreshTokenFamily(
+        id=uuid.uuid4(),
+        citizen_id=citizen.id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.refresh_family_ttl_seconds),
+    )
+    session.add(family)
+    await session.flush()
+    return await _issue_pair(
+        session,
+        citizen=citizen,
+        family=family,
+        keys=keys,
+        key_source=key_source,
+        settings=settings,
+        now=now,
+    )
+
+
+async def _issue_pair(
+    session: AsyncSession,
+    *,
+    citizen: Citizen,
+    family: RefreshTokenFamily,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> TokenPairRead:
+    refresh_token = new_opaque_token()
+    access_token_id = uuid.uuid4().hex
+    session.add(
+        RefreshToken(
+            id=uuid.uuid4(),
+            family_id=family.id,
+            token_hash=keys.token_hash(refresh_token),
+            access_token_id=access_token_id,
+            created_at=now,
+            expires_at=min(
+                now + timedelta(seconds=settings.refresh_token_ttl_seconds), family.expires_at
+            ),
+        )
+    )
+    await session.flush()
+    access_token = issue_access_token(
+        keyset=await key_source.keyset(),
+        policy=token_policy(settings),
+        subject=str(citizen.id),
+        roles=await roles_of(session, citizen.national_code),
+        national_code=citizen.national_code,
+        session_id=str(family.id),
+        token_id=access_token_id,
+        now=now,
+    )
+    return TokenPairRead(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=settings.access_token_ttl_seconds,
+    )
+
+
+# ------------------------------------------------------------------------ token endpoint
+async def refresh_tokens(
+    session: AsyncSession,
+    *,
+    refresh_token: str,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> TokenPairRead:
+    """Rotate: the presented token is spent and a new one issued in the same family.
+
+    A spent token presented again means it leaked (or the legitimate client lost a race with
+    a thief): the whole family is revoked, so neither party can go on.
+    """
+    tokens = RefreshTokenRepository(session)
+    token = await tokens.by_hash_for_update(keys.token_hash(refresh_token))
+    if token is None:
+        raise InvalidGrant("unknown refresh token")
+    family = await tokens.family_for_update(token.family_id)
+    if family is None or family.revoked_at is not None:
+        raise InvalidGrant("the session has ended")
+    if token.used_at is not None:
+        await tokens.revoke_family(family.id, reason="refresh token reused", now=now)
+        logger.warning("refresh token replayed; family revoked", extra={"family": str(family.id)})
+        raise RefreshTokenReplayed("refresh token already used; the session is revoked")
+    if token.expires_at <= now or family.expires_at <= now:
+        raise InvalidGrant("refresh token expired")
+    citizen = await CitizenRepository(session).by_id(family.citizen_id)
+    if citizen is None:
+        raise InvalidGrant("the account no longer exists")
+    token.used_at = now
+    return await _issue_pair(
+        session,
+        citizen=citizen,
+        family=family,
+        keys=keys,
+        key_source=key_source,
+        settings=settings,
+        now=now,
+    )
+
+
+def client_roles(client: MachineClient) -> list[str]:
+    """``client:<agency>`` for an agency's client, ``service:<name>`` for a platform service's."""
+    prefix = access.CLIENT_PREFIX if client.kind == "agency" else access.SERVICE_PREFIX
+    return [f"{prefix}{client.owner}"]
+
+
+async def client_credentials(
+    session: AsyncSession,
+    *,
+    client_id: str,
+    client_secret: str,
+    scopes: Sequence[str] | None,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> ClientTokenRead:
+    client = await ClientRepository(session).get(client_id)
+    # hash even for an unknown client, so timing does not tell which client ids exist
+    stored = client.secret_hash if client else keys.token_hash("no-such-client")
+    if not keys.token_matches(stored, client_secret) or client is None or client.revoked_at:
+        # the client id is not personal data; repeated failures are worth an alert
+        logger.warning("client authentication failed", extra={"client_id": client_id[:100]})
+        raise InvalidClient("client authentication failed")
+    granted = list(client.scopes) if scopes is None else list(dict.fromkeys(scopes))
+    if not set(granted) <= set(client.scopes):
+        raise InvalidScope(
+            "the client may not ask for " + " ".join(sorted(set(granted) - set(client.scopes)))
+        )
+    access_token = issue_access_token(
+        keyset=await key_source.keyset(),
+        policy=token_policy(settings),
+        subject=client.client_id,
+        client_id=client.client_id,
+        roles=client_roles(client),
+        agency=client.owner if client.kind == "agency" else None,
+        scopes=granted,
+        now=now,
+    )
+    return ClientTokenRead(
+        access_token=access_token,
+        expires_in=settings.access_token_ttl_seconds,
+        scope=" ".join(granted),
+    )
+
+
+async def own_service_token(*, key_source: KeySource, settings: Settings, now: datetime) -> str:
+    """Identity's own ``service:identity`` token, minted locally for calls to the broker."""
+    return issue_access_token(
+        keyset=await key_source.keyset(),
+        policy=token_policy(settings),
+        subject=settings.service_client_id,
+        client_id=settings.service_client_id,
+        roles=[IDENTITY_SERVICE_ROLE],
+        scopes=[access.INQUIRIES_SCOPE],
+        now=now,
+    )
+
+
+async def logout(
+    session: AsyncSession,
+    *,
+    citizen_id: str,
+    access_token_id: str | None,
+    refresh_token: str | None,
+    keys: Keys,
+    now: datetime,
+) -> None:
+    """End one login: the family of the given refresh token, else of the bearer token.
+
+    Idempotent: logging out of a session that already ended changes nothing.
+    """
+    tokens = RefreshTokenRepository(session)
+    if refresh_token is not None:
+        token = await tokens.by_hash_for_update(keys.token_hash(refresh_token))
+    elif access_token_id is not None:
+        token = await tokens.issued_with(access_token_id)
+    else:
+        token = None
+    if token is None:
+        return
+    family = await tokens.family_for_update(token.family_id)
+    if family is None:
+        return
+    if str(family.citizen_id) != citizen_id:
+        raise SessionNotFound
+    await tokens.revoke_family(family.id, reason="logout", now=now)
