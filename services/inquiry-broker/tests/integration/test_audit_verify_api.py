@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from panjereh.common.messaging.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.topics import PLATFORM_TOPICS
-from panjereh.common.messaging.kafka import create_topics
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.main import create_app
 
@@ -31,7 +31,11 @@ async def test_a_row_changed_in_sql_is_named_by_verify(
         environment="test",
     )
     admin = bearer(token_factory(roles=["platform-admin"], national_code="0499370899"))
-    caller = bearer(token_factory(roles=["client:police"], agency="police", national_code=None))
+    caller = bearer(
+        token_factory(
+            roles=["client:police"], agency="police", national_code=None, scopes=["inquiries"]
+        )
+    )
     async with running_app(create_app(settings)) as client:
         for n in range(4):  # four refused attempts: four audit entries, no agency needed
             response = await client.post(

@@ -4,9 +4,12 @@ agencies answering over Kafka and callers presenting ES256 tokens verified throu
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -20,17 +23,21 @@ from fastapi.responses import JSONResponse
 from panjereh.agency_sdk import KafkaSettings, fetch_input_schemas
 from panjereh.agency_simulators import special
 from panjereh.agency_simulators.agencies import build, input_schemas
+from panjereh.common.jwk import b64url, b64url_decode
 from panjereh.common.messaging.envelope import CloudEvent
+from panjereh.common.messaging.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
-from panjereh.contracts.inquiry import InquiryReply
+from panjereh.contracts.identifiers import complete_national_code
+from panjereh.contracts.inquiry import AgencyActive, InquiryReply
+from panjereh.contracts.requests import RequestStatusChanged, RequestSubmitted
+from panjereh.contracts.samples import published_card
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
-from panjereh.common.messaging.kafka import create_topics
 from panjereh.devstack.embedded import free_port
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.main import create_app
-from panjereh.inquiry_broker.signing import InvalidAnswerSignature, b64url, b64url_decode, verify
+from panjereh.inquiry_broker.signing import InvalidAnswerSignature, verify
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +46,19 @@ RUNNING_AGENCIES = ("civil-registry", "mobile-registry", "tax", "police")
 ORDINARY = "0499370899"
 CITIZEN_B = "0790419904"
 TAX_CARD = "tax-clearance-certificate"
+#: The platform purposes migration 0005 reserves to identity.
+PLATFORM_PURPOSES = ("identity.login", "identity.registration")
+#: What ``Broker.ask`` takes as "a fresh tracking code of a live request, please".
+FRESH: Any = object()
+_tracking_codes = itertools.count(8_000_000_001)
 
 
 def libpq(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def fresh_tracking_code() -> str:
+    return str(next(_tracking_codes))
 
 
 class Broker:
@@ -55,10 +71,70 @@ class Broker:
         self.url = url
         self.kafka = kafka
         self.tokens = tokens
+        #: tracking codes this module opened a live purpose for, with their service and subject
+        self.opened: dict[str, tuple[str, str]] = {}
 
-    def client_token(self, role: str, agency: str | None = None) -> dict[str, str]:
+    def client_token(
+        self, role: str, agency: str | None = None, *, scopes: tuple[str, ...] = ("inquiries",)
+    ) -> dict[str, str]:
+        """A machine client's token, with the ``inquiries`` scope identity gives them."""
         sub = role.replace(":", "-")
-        return bearer(self.tokens(roles=[role], agency=agency, sub=sub, national_code=None))
+        return bearer(
+            self.tokens(
+                roles=[role], agency=agency, sub=sub, national_code=None, scopes=list(scopes)
+            )
+        )
+
+    async def open_purpose(self, tracking_code: str, service_code: str, subject: str) -> None:
+        """The requests service's ``submitted`` event for a request, once the broker has it."""
+        if tracking_code in self.opened:
+            assert self.opened[tracking_code] == (service_code, subject), "one request per code"
+            return
+        await publish(
+            self.kafka,
+            RequestSubmitted.topic,
+            RequestSubmitted(
+                tracking_code=tracking_code,
+                service_code=service_code,
+                service_version=1,
+                subject=subject,
+                at=datetime.now(UTC),
+            ),
+            tracking_code,
+        )
+        await self.eventually(
+            "SELECT 1 FROM inquiry_broker.live_purpose WHERE tracking_code = $1 "
+            "AND opened_at IS NOT NULL",
+            bool,
+            tracking_code,
+        )
+        self.opened[tracking_code] = (service_code, subject)
+
+    async def change_status(
+        self, tracking_code: str, service_code: str, to: str, *, wait_for_close: bool = True
+    ) -> None:
+        """The requests service's ``status-changed`` event, once the broker has it."""
+        await publish(
+            self.kafka,
+            RequestStatusChanged.topic,
+            RequestStatusChanged.model_validate(
+                {
+                    "tracking_code": tracking_code,
+                    "service_code": service_code,
+                    "from": "awaiting_inquiries",
+                    "to": to,
+                    "at": datetime.now(UTC),
+                }
+            ),
+            tracking_code,
+        )
+        if wait_for_close:
+            await self.eventually(
+                "SELECT 1 FROM inquiry_broker.live_purpose WHERE tracking_code = $1 "
+                "AND closed_at IS NOT NULL",
+                bool,
+                tracking_code,
+            )
 
     def citizen(self, national_code: str) -> dict[str, str]:
         return bearer(
@@ -73,9 +149,19 @@ class Broker:
         subject: str = ORDINARY,
         params: dict[str, Any] | None = None,
         service_code: str = TAX_CARD,
-        tracking_code: str | None = "7001234567",
+        tracking_code: str | None = FRESH,
         wait: float = 5,
+        live: bool = True,
     ) -> httpx.Response:
+        """Ask, by default for a live request of the card about ``subject``.
+
+        A card's purpose gets a fresh tracking code unless one is given, and its request is
+        submitted (the broker has it) first, unless ``live`` is false.
+        """
+        if tracking_code is FRESH:
+            tracking_code = fresh_tracking_code()
+        if live and tracking_code is not None and service_code not in PLATFORM_PURPOSES:
+            await self.open_purpose(tracking_code, service_code, subject)
         return await self.client.post(
             f"/api/v1/inquiries?wait={wait}",
             headers=caller,
@@ -117,18 +203,7 @@ async def publish(kafka: str, topic: str, event: Any, key: str) -> None:
 
 
 async def publish_card(broker: Broker, code: str, agency: str, inquiries: list[str]) -> None:
-    card = {
-        "code": code,
-        "agency": agency,
-        "inquiries": [{"type": name} for name in inquiries],
-        # the catalog's shape: LegalResource objects
-        "legal_basis": [
-            {
-                "title": {"fa": "قانون مالیات‌های مستقیم", "en": "Direct Taxes Act"},
-                "reference": "ماده ۱۸۶",
-            }
-        ],
-    }
+    card = published_card(code, agency=agency, inquiries=inquiries)
     await publish(
         broker.kafka,
         ServicePublished.topic,
@@ -286,7 +361,7 @@ class TestGrants:
             "mobile-registry.ownership",
             caller=identity,
             params={"mobile": "09121234567"},
-            service_code="citizen-registration",
+            service_code="identity.login",
             tracking_code=None,
         )
         assert owned.status_code == 200, owned.text
@@ -295,7 +370,7 @@ class TestGrants:
             "mobile-registry.ownership",
             caller=identity,
             params={"mobile": "09121230000"},
-            service_code="citizen-registration",
+            service_code="identity.login",
             tracking_code=None,
         )
         assert nobody.json()["result"] == {"owned": False}
@@ -304,9 +379,10 @@ class TestGrants:
         response = await broker.ask(
             "police.clean-record",
             caller=broker.client_token("service:identity"),
-            service_code="citizen-registration",
+            service_code="identity.login",
         )
         assert response.status_code == 403
+        assert response.json()["reason"] == "type_not_granted"
 
 
 class TestAnswers:
@@ -434,17 +510,33 @@ class TestAnswers:
 
 class TestBadInput:
     @pytest.mark.parametrize(
-        ("inquiry_type", "subject", "params", "code", "field"),
+        ("inquiry_type", "subject", "params", "code", "field", "field_code"),
         [
-            ("civil-registry.person", "0684159415", {}, "invalid_subject", None),
+            (
+                "civil-registry.person",
+                "0684159415",
+                {},
+                "invalid_subject",
+                "subject",
+                "national_code_checksum",
+            ),
             (
                 "mobile-registry.ownership",
                 ORDINARY,
                 {"mobile": "12"},
                 "validation_failed",
                 "params.mobile",
+                "pattern",
             ),
-            ("no-such.type", ORDINARY, {}, "inquiry_type_unknown", None),
+            (
+                "mobile-registry.ownership",
+                ORDINARY,
+                {},
+                "validation_failed",
+                "params",
+                "required",
+            ),
+            ("no-such.type", ORDINARY, {}, "inquiry_type_unknown", None, None),
         ],
     )
     async def test_is_422_and_changes_nothing(
@@ -455,6 +547,7 @@ class TestBadInput:
         params: dict[str, Any],
         code: str,
         field: str | None,
+        field_code: str | None,
     ) -> None:
         before = await broker.sql("SELECT count(*) AS n FROM inquiry_broker.audit_entry")
         response = await broker.ask(
@@ -462,11 +555,13 @@ class TestBadInput:
             caller=broker.client_token("service:identity"),
             subject=subject,
             params=params,
+            live=False,
         )
         assert response.status_code == 422
         assert response.json()["code"] == code
         if field:
             assert response.json()["errors"][0]["field"] == field
+            assert response.json()["errors"][0]["code"] == field_code
         after = await broker.sql("SELECT count(*) AS n FROM inquiry_broker.audit_entry")
         assert after == before
 
@@ -475,6 +570,21 @@ class TestBadInput:
             "tax.clearance", caller=broker.client_token("service:requests"), wait=11
         )
         assert response.status_code == 422
+
+    async def test_field_errors_speak_the_callers_language(self, broker: Broker) -> None:
+        caller = {**broker.client_token("service:identity")}
+        answers = {}
+        for language in ("fa", "en"):
+            response = await broker.ask(
+                "mobile-registry.ownership",
+                caller={**caller, "Accept-Language": language},
+                params={"mobile": "12"},
+                service_code="identity.login",
+            )
+            answers[language] = response.json()["errors"][0]
+        assert answers["fa"]["code"] == answers["en"]["code"] == "pattern"
+        assert answers["en"]["message"] == "The format is not valid"
+        assert answers["fa"]["message"] == "قالب این مقدار درست نیست"
 
 
 class TestDataTracker:
@@ -511,6 +621,31 @@ class TestDataTracker:
             "/api/v1/me/data-access", headers=broker.client_token("service:requests")
         )
         assert response.status_code == 403
+
+    async def test_a_citizen_token_without_a_national_code_is_refused(self, broker: Broker) -> None:
+        token = broker.tokens(roles=["citizen"], national_code=None, sub="p-nobody")
+        response = await broker.client.get("/api/v1/me/data-access", headers=bearer(token))
+        assert response.status_code == 401
+        assert response.json()["code"] == "token_invalid"
+
+    async def test_entries_are_paged(self, broker: Broker) -> None:
+        subject = complete_national_code("555000111")
+        caller = broker.client_token("client:tax", agency="tax")
+        for tracking_code in ("7300000001", "7300000002", "7300000003"):
+            await broker.ask(
+                "tax.clearance", caller=caller, subject=subject, tracking_code=tracking_code
+            )
+        citizen = broker.citizen(subject)
+        second = await broker.client.get(
+            "/api/v1/me/data-access?page=2&page_size=2", headers=citizen
+        )
+        assert second.status_code == 200
+        body = second.json()
+        assert (body["total"], body["page"], body["page_size"]) == (3, 2, 2)
+        # newest first: the second page holds the first access
+        assert [i["purpose"]["tracking_code"] for i in body["items"]] == ["7300000001"]
+        too_big = await broker.client.get("/api/v1/me/data-access?page_size=101", headers=citizen)
+        assert too_big.status_code == 422
 
 
 class TestRegistry:
@@ -557,6 +692,7 @@ class TestIdempotencyKey:
             "subject": "1583250689",
             "purpose": {"service_code": TAX_CARD, "tracking_code": "7100000001"},
         }
+        await broker.open_purpose("7100000001", TAX_CARD, "1583250689")
         first = await broker.client.post("/api/v1/inquiries?wait=5", headers=caller, json=body)
         again = await broker.client.post("/api/v1/inquiries?wait=5", headers=caller, json=body)
         assert first.status_code == again.status_code == 200
@@ -565,6 +701,127 @@ class TestIdempotencyKey:
         reused = await broker.client.post("/api/v1/inquiries", headers=caller, json=changed)
         assert reused.status_code == 409
         assert reused.json()["code"] == "idempotency_key_reused"
+
+    async def test_a_replay_answers_with_the_inquirys_current_state(self, broker: Broker) -> None:
+        caller = {**broker.client_token("service:requests"), "Idempotency-Key": "req-2-tax"}
+        body = {
+            "type": "tax.clearance",
+            "subject": complete_national_code("555000222"),
+            "purpose": {"service_code": TAX_CARD, "tracking_code": "7100000002"},
+        }
+        await broker.open_purpose("7100000002", TAX_CARD, body["subject"])
+        first = await broker.client.post("/api/v1/inquiries?wait=0", headers=caller, json=body)
+        assert first.status_code == 202
+        assert "Idempotent-Replayed" not in first.headers
+        inquiry_id = first.json()["inquiry_id"]
+        answered = await broker.client.get(f"/api/v1/inquiries/{inquiry_id}?wait=5", headers=caller)
+        assert answered.json()["status"] == "answered"
+
+        again = await broker.client.post("/api/v1/inquiries?wait=0", headers=caller, json=body)
+        # the first answer was "pending"; the replay says what is known now
+        assert again.status_code == 200
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["inquiry_id"] == inquiry_id
+        assert again.json()["status"] == "answered"
+        assert again.json()["signature"] == answered.json()["signature"]
+
+    async def test_concurrent_requests_with_one_key_ask_once(self, broker: Broker) -> None:
+        caller = {**broker.client_token("service:requests"), "Idempotency-Key": "req-3-tax"}
+        tracking_code = "7100000003"
+        body = {
+            "type": "tax.clearance",
+            "subject": complete_national_code("555000333"),
+            "purpose": {"service_code": TAX_CARD, "tracking_code": tracking_code},
+        }
+        await broker.open_purpose(tracking_code, TAX_CARD, body["subject"])
+        responses = await asyncio.gather(
+            *(
+                broker.client.post("/api/v1/inquiries?wait=0", headers=caller, json=body)
+                for _ in range(8)
+            )
+        )
+        assert {r.status_code for r in responses} <= {200, 202}, [r.text for r in responses]
+        assert len({r.json()["inquiry_id"] for r in responses}) == 1
+        assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 7
+        inquiries = await broker.sql(
+            "SELECT count(*) AS n FROM inquiry_broker.inquiry WHERE tracking_code = $1",
+            tracking_code,
+        )
+        audited = await broker.sql(
+            "SELECT count(*) AS n FROM inquiry_broker.audit_entry WHERE tracking_code = $1",
+            tracking_code,
+        )
+        assert inquiries[0]["n"] == audited[0]["n"] == 1
+
+    async def test_a_malformed_key_is_refused(self, broker: Broker) -> None:
+        caller = {**broker.client_token("service:requests"), "Idempotency-Key": "x" * 201}
+        response = await broker.ask("tax.clearance", caller=caller, wait=0)
+        assert response.status_code == 422
+        assert response.json()["code"] == "invalid_idempotency_key"
+
+
+#: Connections of the broker's database that sat inside an open transaction, doing nothing,
+#: for longer than any of the broker's own short units of work takes.
+IDLE_IN_TRANSACTION = """
+    SELECT count(*) AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND state LIKE 'idle in transaction%' AND now() - state_change > interval '300 milliseconds'
+"""
+
+
+class TestWaiting:
+    """A caller waiting for an answer holds no transaction (nor a pooled connection)."""
+
+    @pytest.fixture
+    async def slow_type(self, broker: Broker) -> str:
+        """A type whose agency is not running: its inquiries stay pending for 20 s."""
+        await publish_card(broker, "degree-wait", "education", ["education.degree"])
+        await broker.sql(
+            "UPDATE inquiry_broker.inquiry_type SET timeout_ms = 20000 WHERE name = $1",
+            "education.degree",
+        )
+        return "education.degree"
+
+    async def test_reading_with_wait_holds_no_transaction_while_it_waits(
+        self, broker: Broker, slow_type: str
+    ) -> None:
+        caller = broker.client_token("service:requests")
+        pending = await broker.ask(slow_type, caller=caller, service_code="degree-wait", wait=0)
+        inquiry_id = pending.json()["inquiry_id"]
+        waiting = asyncio.create_task(
+            broker.client.get(f"/api/v1/inquiries/{inquiry_id}?wait=3", headers=caller)
+        )
+        try:
+            await asyncio.sleep(1.0)
+            assert not waiting.done()
+            idle_in_transaction = (await broker.sql(IDLE_IN_TRANSACTION))[0]["n"]
+        finally:
+            response = await waiting
+        assert idle_in_transaction == 0
+        assert response.status_code == 200
+        assert response.json()["status"] == "pending"
+
+    async def test_asking_with_wait_holds_no_transaction_while_it_waits(
+        self, broker: Broker, slow_type: str
+    ) -> None:
+        waiting = asyncio.create_task(
+            broker.ask(
+                slow_type,
+                caller=broker.client_token("service:requests"),
+                service_code="degree-wait",
+                subject=complete_national_code("555000444"),
+                wait=3,
+            )
+        )
+        try:
+            await asyncio.sleep(1.0)
+            assert not waiting.done()
+            idle_in_transaction = (await broker.sql(IDLE_IN_TRANSACTION))[0]["n"]
+        finally:
+            response = await waiting
+        assert idle_in_transaction == 0
+        assert response.status_code == 202
+        assert response.json()["status"] == "pending"
 
 
 class TestReplies:
@@ -688,6 +945,8 @@ class TestHttpConnector:
         keys = (await broker.client.get("/api/v1/inquiry-types/keys")).json()
         assert verify(response.json()["signature"], keys)["result"] == {"parcels": 2}
         assert calls.count(response.json()["inquiry_id"]) == 1
+        # an agency answering over HTTP is as connected as one answering on Kafka
+        assert await broker.sql(ANNOUNCEMENTS, "land-registry")
 
     async def test_a_failing_connector_is_called_again(
         self, broker: Broker, land_registry: tuple[str, list[str]]
@@ -701,3 +960,304 @@ class TestHttpConnector:
         )
         assert response.json()["status"] == "answered"
         assert calls.count(response.json()["inquiry_id"]) == 2
+
+
+async def audited(broker: Broker, tracking_code: str) -> list[tuple[str, str]]:
+    """The audit log's (decision, reason) for a tracking code, oldest first."""
+    rows = await broker.sql(
+        "SELECT decision, reason FROM inquiry_broker.audit_entry WHERE tracking_code = $1 "
+        "ORDER BY seq",
+        tracking_code,
+    )
+    return [(row["decision"], row["reason"]) for row in rows]
+
+
+class TestPurposeBinding:
+    """A card's inquiry is allowed only for a live request of that card, about that subject."""
+
+    async def test_an_agency_client_naming_no_live_request_is_refused_at_once_and_audited(
+        self, broker: Broker
+    ) -> None:
+        tracking_code = fresh_tracking_code()
+        started = time.monotonic()
+        response = await broker.ask(
+            "tax.clearance",
+            caller=broker.client_token("client:tax", agency="tax"),
+            tracking_code=tracking_code,
+            live=False,
+        )
+        assert response.status_code == 403
+        assert response.json()["code"] == "inquiry_not_permitted"
+        assert response.json()["reason"] == "purpose_unknown"
+        assert time.monotonic() - started < 1.0  # an agency client is not kept waiting
+        assert await audited(broker, tracking_code) == [("denied", "purpose_unknown")]
+
+    async def test_a_live_request_about_another_subject_is_refused(self, broker: Broker) -> None:
+        tracking_code = fresh_tracking_code()
+        await broker.open_purpose(tracking_code, TAX_CARD, CITIZEN_B)
+        response = await broker.ask(
+            "tax.clearance",
+            caller=broker.client_token("client:tax", agency="tax"),
+            subject=ORDINARY,
+            tracking_code=tracking_code,
+            live=False,
+        )
+        assert response.status_code == 403
+        assert response.json()["reason"] == "purpose_mismatch"
+        assert await audited(broker, tracking_code) == [("denied", "purpose_mismatch")]
+
+    async def test_a_live_request_of_another_service_is_refused(self, broker: Broker) -> None:
+        tracking_code = fresh_tracking_code()
+        await broker.open_purpose(tracking_code, "another-tax-service", ORDINARY)
+        response = await broker.ask(
+            "tax.clearance",
+            caller=broker.client_token("client:tax", agency="tax"),
+            tracking_code=tracking_code,
+            live=False,
+        )
+        assert response.status_code == 403
+        assert response.json()["reason"] == "purpose_mismatch"
+
+    async def test_the_right_live_request_allows_the_inquiry(self, broker: Broker) -> None:
+        tracking_code = fresh_tracking_code()
+        await broker.open_purpose(tracking_code, TAX_CARD, ORDINARY)
+        response = await broker.ask(
+            "tax.clearance",
+            caller=broker.client_token("client:tax", agency="tax"),
+            tracking_code=tracking_code,
+            live=False,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "answered"
+        assert await audited(broker, tracking_code) == [("allowed", "card")]
+        # the purpose holds the subject's keyed hash, never the national code
+        rows = await broker.sql(
+            "SELECT * FROM inquiry_broker.live_purpose WHERE tracking_code = $1", tracking_code
+        )
+        assert ORDINARY not in str(dict(rows[0]))
+        assert len(rows[0]["subject_hash"]) == 64
+
+    async def test_once_the_request_is_decided_nothing_more_may_be_asked(
+        self, broker: Broker
+    ) -> None:
+        tracking_code = fresh_tracking_code()
+        caller = broker.client_token("client:tax", agency="tax")
+        await broker.open_purpose(tracking_code, TAX_CARD, ORDINARY)
+        handled = "SELECT count(*) AS n FROM inquiry_broker.inbox_message WHERE topic = $1"
+        seen = (await broker.sql(handled, RequestStatusChanged.topic))[0]["n"]
+        # a step that decides nothing leaves the purpose open
+        await broker.change_status(tracking_code, TAX_CARD, "in_review", wait_for_close=False)
+        await broker.eventually(
+            handled, lambda rows: rows[0]["n"] > seen, RequestStatusChanged.topic
+        )
+        still_open = await broker.ask("tax.clearance", caller=caller, tracking_code=tracking_code)
+        assert still_open.status_code == 200, still_open.text
+
+        await broker.change_status(tracking_code, TAX_CARD, "approved")
+        decided = await broker.ask("tax.clearance", caller=caller, tracking_code=tracking_code)
+        assert decided.status_code == 403
+        assert decided.json()["reason"] == "purpose_closed"
+        assert await audited(broker, tracking_code) == [
+            ("allowed", "card"),
+            ("denied", "purpose_closed"),
+        ]
+
+    async def test_a_decision_that_arrives_before_the_submission_keeps_it_closed(
+        self, broker: Broker
+    ) -> None:
+        """The two topics are not ordered with each other: the late opening reopens nothing."""
+        tracking_code = fresh_tracking_code()
+        await broker.change_status(tracking_code, TAX_CARD, "cancelled")
+        await broker.open_purpose(tracking_code, TAX_CARD, ORDINARY)
+        response = await broker.ask(
+            "tax.clearance",
+            caller=broker.client_token("service:requests"),
+            tracking_code=tracking_code,
+        )
+        assert response.status_code == 403
+        assert response.json()["reason"] == "purpose_closed"
+
+
+class TestWaitingForThePurpose:
+    """The requests service asks right after committing a request: its purpose may be late."""
+
+    async def test_the_requests_service_is_allowed_once_the_request_arrives(
+        self, broker: Broker
+    ) -> None:
+        tracking_code = fresh_tracking_code()
+        asking = asyncio.create_task(
+            broker.ask(
+                "civil-registry.person",
+                caller=broker.client_token("service:requests"),
+                tracking_code=tracking_code,
+                live=False,
+            )
+        )
+        try:
+            await asyncio.sleep(0.4)
+            assert not asking.done()  # waiting for the request, not refused
+            idle_in_transaction = (await broker.sql(IDLE_IN_TRANSACTION))[0]["n"]
+            await broker.open_purpose(tracking_code, TAX_CARD, ORDINARY)
+        finally:
+            response = await asking
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "answered"
+        assert idle_in_transaction == 0  # the wait holds no transaction
+        assert await audited(broker, tracking_code) == [("allowed", "card")]
+
+    async def test_a_request_that_never_arrives_is_refused_after_a_bounded_wait(
+        self, broker: Broker
+    ) -> None:
+        tracking_code = fresh_tracking_code()
+        started = time.monotonic()
+        response = await broker.ask(
+            "civil-registry.person",
+            caller=broker.client_token("service:requests"),
+            tracking_code=tracking_code,
+            live=False,
+            wait=0,
+        )
+        elapsed = time.monotonic() - started
+        assert response.status_code == 403
+        assert response.json()["reason"] == "purpose_unknown"
+        assert 1.8 <= elapsed < 4.0  # the 2 s wait, not less and not much more
+        assert await audited(broker, tracking_code) == [("denied", "purpose_unknown")]
+
+
+class TestScope:
+    async def test_a_client_without_the_inquiries_scope_may_not_ask(self, broker: Broker) -> None:
+        before = await broker.sql("SELECT count(*) AS n FROM inquiry_broker.audit_entry")
+        for caller in (
+            broker.client_token("client:tax", agency="tax", scopes=()),
+            broker.client_token("service:requests", scopes=("requests:work",)),
+        ):
+            response = await broker.ask("tax.clearance", caller=caller)
+            assert response.status_code == 403
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["code"] == "insufficient_scope"
+        # refused before the policy is asked: not an access decision, nothing audited
+        after = await broker.sql("SELECT count(*) AS n FROM inquiry_broker.audit_entry")
+        assert after == before
+
+
+class TestPlatformPurposes:
+    """Identity's checks are named purposes: its grants apply to them, and only it may use them."""
+
+    async def test_the_registration_grant_reads_the_civil_registry(self, broker: Broker) -> None:
+        response = await broker.ask(
+            "civil-registry.person",
+            caller=broker.client_token("service:identity"),
+            subject=complete_national_code("555000777"),
+            service_code="identity.registration",
+            tracking_code=None,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "answered"
+
+    async def test_the_login_grant_cannot_be_used_for_another_purpose(self, broker: Broker) -> None:
+        identity = broker.client_token("service:identity")
+        ownership = {"params": {"mobile": "09121234567"}, "tracking_code": None}
+        under_registration = await broker.ask(
+            "mobile-registry.ownership",
+            caller=identity,
+            service_code="identity.registration",
+            **ownership,  # type: ignore[arg-type]
+        )
+        assert under_registration.status_code == 403
+        assert under_registration.json()["reason"] == "type_not_granted"
+        # nor for a citizen's request: identity acts for no card
+        under_a_card = await broker.ask("civil-registry.person", caller=identity)
+        assert under_a_card.status_code == 403
+        assert under_a_card.json()["reason"] == "caller_not_entitled"
+
+    async def test_no_other_client_may_use_identitys_purposes(self, broker: Broker) -> None:
+        denied_before = await audit_count(broker, "denied")
+        callers = [
+            broker.client_token("client:mobile-registry", agency="mobile-registry"),
+            broker.client_token("service:requests"),
+            broker.client_token("client:tax", agency="tax"),
+        ]
+        for caller in callers:
+            response = await broker.ask(
+                "mobile-registry.ownership",
+                caller=caller,
+                params={"mobile": "09121234567"},
+                service_code="identity.login",
+                tracking_code="7011111111",
+            )
+            assert response.status_code == 403
+            assert response.json()["reason"] == "purpose_reserved"
+        assert await audit_count(broker, "denied") == denied_before + len(callers)
+
+
+ANNOUNCEMENTS = """
+    SELECT event_id, payload FROM inquiry_broker.outbox_message
+    WHERE event_type = 'inquiry.agency.active.v1' AND key = $1 ORDER BY id
+"""
+
+
+class TestAgencyActivity:
+    async def test_an_answer_announces_its_agency_at_most_once_a_minute(
+        self, broker: Broker
+    ) -> None:
+        await publish_card(broker, "clean-record-certificate", "police", ["police.clean-record"])
+        # whatever earlier tests announced: the minute starts now
+        await broker.sql("DELETE FROM inquiry_broker.agency_announcement WHERE agency = 'police'")
+        before = len(await broker.sql(ANNOUNCEMENTS, "police"))
+        caller = broker.client_token("service:requests")
+        for subject in (complete_national_code("555000555"), complete_national_code("555000666")):
+            answered = await broker.ask(
+                "police.clean-record",
+                caller=caller,
+                subject=subject,
+                service_code="clean-record-certificate",
+            )
+            assert answered.json()["status"] == "answered", answered.text
+        announced = (await broker.sql(ANNOUNCEMENTS, "police"))[before:]
+        assert len(announced) == 1  # two answers, one announcement
+        envelope = json.loads(announced[0]["payload"])
+        assert set(envelope["data"]) == {"agency", "at"}  # nothing about the inquiry
+        throttle = await broker.sql(
+            "SELECT announced_at FROM inquiry_broker.agency_announcement WHERE agency = 'police'"
+        )
+        assert len(throttle) == 1  # kept in the database: every replica shares it
+
+        event = await consume_event(broker, AgencyActive.topic, str(announced[0]["event_id"]))
+        assert event.type == "inquiry.agency.active.v1"
+        assert event.data["agency"] == "police"
+
+    async def test_a_cached_answer_is_not_the_agency_answering(self, broker: Broker) -> None:
+        caller = broker.client_token("service:requests")
+        subject = complete_national_code("555000888")
+        await broker.ask("civil-registry.person", caller=caller, subject=subject)
+        await broker.sql(
+            "DELETE FROM inquiry_broker.agency_announcement WHERE agency = 'civil-registry'"
+        )
+        cached = await broker.ask("civil-registry.person", caller=caller, subject=subject)
+        assert cached.json()["cached"] is True
+        throttle = await broker.sql(
+            "SELECT 1 FROM inquiry_broker.agency_announcement WHERE agency = 'civil-registry'"
+        )
+        assert throttle == []
+
+
+async def consume_event(broker: Broker, topic: str, event_id: str) -> CloudEvent:
+    """The CloudEvent ``event_id`` once the outbox relay has published it on ``topic``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.kafka,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    for record in records:
+                        event = CloudEvent.from_bytes(record.value)
+                        if event.id == event_id:
+                            assert record.key == event.data["agency"].encode()
+                            return event
+    finally:
+        await consumer.stop()

@@ -17,10 +17,10 @@ import pytest
 from panjereh.agency_sdk import KafkaSettings
 from panjereh.agency_sdk.national_code import complete
 from panjereh.agency_simulators.agencies import Faults, build
+from panjereh.common.messaging.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
-from panjereh.common.messaging.kafka import create_topics
 from panjereh.devstack.embedded import free_port
 from panjereh.inquiry_broker.signing import AnswerSigner
 
@@ -151,7 +151,11 @@ async def test_a_reply_consumed_by_b_completes_a_caller_waiting_on_a(
     civil_registry: None, replicas: tuple[str, str], token_factory: TokenFactory
 ) -> None:
     url_a, url_b = replicas
-    caller = bearer(token_factory(roles=["service:identity"], sub="identity", national_code=None))
+    caller = bearer(
+        token_factory(
+            roles=["service:identity"], sub="identity", national_code=None, scopes=["inquiries"]
+        )
+    )
 
     async def ask(base: str, subject: str) -> tuple[httpx.Response, float]:
         async with httpx.AsyncClient(base_url=base, timeout=15) as client:
@@ -162,7 +166,7 @@ async def test_a_reply_consumed_by_b_completes_a_caller_waiting_on_a(
                 json={
                     "type": "civil-registry.person",
                     "subject": subject,
-                    "purpose": {"service_code": "citizen-registration"},
+                    "purpose": {"service_code": "identity.registration"},
                 },
             )
             return response, time.monotonic() - started

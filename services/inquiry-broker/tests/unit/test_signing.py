@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-import pytest
+import hashlib
+import json
 
-from panjereh.inquiry_broker.signing import (
-    AnswerSigner,
-    InvalidAnswerSignature,
-    b64url,
-    b64url_decode,
-    verify,
-)
+import pytest
+from jose import jws
+
+from panjereh.common.jwk import b64url, b64url_decode, generate_private_key, sign_compact
+from panjereh.inquiry_broker.canonical import canonical_json
+from panjereh.inquiry_broker.signing import AnswerSigner, InvalidAnswerSignature, verify
 
 PAYLOAD = {
     "inquiry_id": "5b0d7d0c-8d7e-4d0b-9d6e-0d4b0e7f2a11",
@@ -54,3 +54,33 @@ class TestSignedAnswers:
         again = AnswerSigner.from_pem(signer.private_pem())
         assert again.kid == signer.kid
         assert verify(again.sign(PAYLOAD), {"keys": [signer.jwk]}) == PAYLOAD
+
+
+class TestAsDocumented:
+    """docs/inquiries.md, "Signed answers and how to verify one": what relying parties code to."""
+
+    def test_the_header_and_payload_are_the_canonical_json_the_docs_describe(
+        self, signer: AnswerSigner
+    ) -> None:
+        header, payload, _ = signer.sign(PAYLOAD).split(".")
+        assert b64url_decode(header) == (
+            b'{"alg":"ES256","kid":"' + signer.kid.encode() + b'","typ":"inquiry-answer+jws"}'
+        )
+        assert b64url_decode(payload) == canonical_json(PAYLOAD)
+
+    def test_the_kid_is_the_rfc_7638_thumbprint(self, signer: AnswerSigner) -> None:
+        members = {name: signer.jwk[name] for name in ("crv", "kty", "x", "y")}
+        required = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
+        assert signer.kid == b64url(hashlib.sha256(required).digest())
+        assert signer.jwks() == {"keys": [signer.jwk]}
+        assert (signer.jwk["alg"], signer.jwk["use"]) == ("ES256", "sig")
+
+    def test_another_jose_library_verifies_it(self, signer: AnswerSigner) -> None:
+        verified = jws.verify(signer.sign(PAYLOAD), signer.jwk, algorithms=["ES256"])
+        assert json.loads(verified) == PAYLOAD
+
+    def test_a_token_of_another_kind_signed_by_the_same_key_is_not_an_answer(self) -> None:
+        key = generate_private_key()
+        document = sign_compact(key, {"typ": "JWT"}, PAYLOAD)
+        with pytest.raises(InvalidAnswerSignature, match="not an inquiry answer"):
+            verify(document, AnswerSigner(key).jwks())

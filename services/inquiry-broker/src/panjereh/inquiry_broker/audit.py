@@ -14,11 +14,15 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from panjereh.inquiry_broker.canonical import canonical_json
 
 GENESIS = "0" * 64
+
+#: ``content_changed``: the entry no longer matches its hash; ``chain_broken``: its
+#: ``prev_hash`` is not its predecessor's hash (an entry removed, or one re-hashed).
+Problem = Literal["content_changed", "chain_broken"]
 
 #: The columns an entry's hash covers, in the audit table's words.
 HASHED_FIELDS = (
@@ -51,7 +55,7 @@ class BrokenEntry:
     seq: int
     id: uuid.UUID
     recorded_at: datetime
-    problem: str  # "content_changed" | "chain_broken"
+    problem: Problem
 
 
 class ChainVerifier:
@@ -81,7 +85,7 @@ def first_broken(entries: Iterable[Mapping[str, Any]]) -> tuple[int, BrokenEntry
     return verifier.checked, None
 
 
-def _broken(entry: Mapping[str, Any], problem: str) -> BrokenEntry:
+def _broken(entry: Mapping[str, Any], problem: Problem) -> BrokenEntry:
     return BrokenEntry(
         seq=entry["seq"], id=entry["id"], recorded_at=entry["recorded_at"], problem=problem
     )

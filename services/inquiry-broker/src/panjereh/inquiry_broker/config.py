@@ -32,7 +32,15 @@ class Settings(ServiceSettings):
     #: How long Kafka may hold an empty fetch of ``inquiry.replies``. A waiting caller pays up
     #: to this per reply on brokers that do not wake a held fetch (Tansu): keep it short.
     replies_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
-    #: False for API-only replicas: no reply/catalog consumers and no sweeper in this process.
+    #: How long Kafka may hold an empty fetch of the requests service's topics: a request's
+    #: first inquiries wait for its ``submitted`` event (see below), so keep it short too.
+    purposes_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
+    #: How long an inquiry of a card-acting service (``service:requests``) waits for the
+    #: request its tracking code names, when the broker has not heard of it yet: the requests
+    #: service asks right after committing the request, maybe before its ``submitted`` event
+    #: is consumed here. Bounded (at most 2 s), then refused as ``purpose_unknown``.
+    purpose_wait_seconds: float = Field(default=2.0, ge=0, le=2)
+    #: False for API-only replicas: no reply/catalog/purpose consumers and no sweeper here.
     run_consumers: bool = True
 
     def _secret_values(self) -> dict[str, str]:

@@ -4,6 +4,8 @@ The request's transaction only schedules the attempt (``next_attempt_at``); this
 running on every replica, claims due attempts in a short transaction (``SKIP LOCKED``: each
 attempt is made by one replica), calls the connectors *outside* any transaction, and records
 each answer in its own transaction, exactly like a Kafka reply (signature, NOTIFY, event).
+Its client is the kernel's :func:`~panjereh.common.http.outbound_client`, which refuses to
+send while a transaction is open, so the claim → call → record shape cannot erode unnoticed.
 
 The connector contract: ``POST <connector_url>`` with the ``InquiryToAgency`` payload as JSON;
 ``200 {"status": "ok" | "not_found" | "error", "result": {...}}``. Anything else (another
@@ -14,21 +16,33 @@ attempts and time remain.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from panjereh.common.db import Database
-from panjereh.inquiry_broker import service
-from panjereh.inquiry_broker.service import ConnectorCall
+from panjereh.common.workers import PeriodicWorker
+from panjereh.inquiry_broker.service import answers, delivery
+from panjereh.inquiry_broker.service.delivery import ConnectorCall
 from panjereh.inquiry_broker.signing import AnswerSigner
 
 logger = logging.getLogger(__name__)
 
 _STATUSES = frozenset({"ok", "not_found", "error"})
+
+
+@dataclass(frozen=True)
+class ConnectorAnswer:
+    """What a connector said, as a reply status (``error`` for no usable answer)."""
+
+    status: str
+    result: dict[str, Any] | None = None
+
+
+_NO_ANSWER = ConnectorAnswer(status="error")
 
 
 class ConnectorDispatcher:
@@ -45,55 +59,28 @@ class ConnectorDispatcher:
         self._database = database
         self._signer = signer
         self._client = client
-        self._poll_interval = poll_interval
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._worker = PeriodicWorker(
+            "connector-dispatcher", self.dispatch_once, interval=poll_interval
+        )
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._worker.wake()
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="connector-dispatcher")
+        await self._worker.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._worker.stop()
 
-    async def dispatch_once(self) -> int:
-        """Claim, call and record every due attempt; how many were made."""
+    async def dispatch_once(self) -> bool:
+        """Claim, call and record every due attempt; whether more may be due already."""
         async with self._database.transaction() as session:
-            calls = await service.claim_connector_calls(session, now=datetime.now(UTC))
+            calls = await delivery.claim_connector_calls(session, now=datetime.now(UTC))
         await asyncio.gather(*(self._attempt(call) for call in calls))
-        return len(calls)
+        return len(calls) >= delivery.CONNECTOR_BATCH
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.dispatch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("calling HTTP connectors failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
-            self._wakeup.clear()
-
-    async def _attempt(self, call: ConnectorCall) -> None:
-        status, result = await self._call(call)
-        async with self._database.transaction() as session:
-            await service.record_connector_answer(
-                session,
-                inquiry_id=call.inquiry_id,
-                status=status,
-                result=result,
-                signer=self._signer,
-            )
-
-    async def _call(self, call: ConnectorCall) -> tuple[str, dict[str, Any] | None]:
+    async def call(self, call: ConnectorCall) -> ConnectorAnswer:
+        """One call to a connector (never inside a transaction: the client refuses)."""
         try:
             response = await self._client.post(
                 call.url, json=call.payload, timeout=call.timeout_seconds
@@ -104,7 +91,7 @@ class ConnectorDispatcher:
                 "connector call failed",
                 extra={"inquiry_id": str(call.inquiry_id), "error": type(exc).__name__},
             )
-            return "error", None
+            return _NO_ANSWER
         if (
             not isinstance(body, dict)
             or body.get("status") not in _STATUSES
@@ -114,5 +101,16 @@ class ConnectorDispatcher:
                 "connector gave no usable answer",
                 extra={"inquiry_id": str(call.inquiry_id), "status_code": response.status_code},
             )
-            return "error", None
-        return str(body["status"]), body.get("result")
+            return _NO_ANSWER
+        return ConnectorAnswer(status=str(body["status"]), result=body.get("result"))
+
+    async def _attempt(self, call: ConnectorCall) -> None:
+        answer = await self.call(call)
+        async with self._database.transaction() as session:
+            await answers.record_connector_answer(
+                session,
+                inquiry_id=call.inquiry_id,
+                status=answer.status,
+                result=answer.result,
+                signer=self._signer,
+            )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from panjereh.common.errors import (
-    AppError,
-    NotFound,
-    Text,
-)
+from panjereh.common.db import KeepChanges
+from panjereh.common.errors import AppError, Forbidden, NotFound, Text
+from panjereh.common.fields import FieldError
 
 
 class InquiryTypeUnknown(AppError):
@@ -18,6 +16,8 @@ class InquiryTypeUnknown(AppError):
 
 
 class InvalidSubject(AppError):
+    """``errors`` names the identifier's problem (``national_code_checksum`` ...)."""
+
     status = 422
     code = "invalid_subject"
     title = Text("کد ملی موضوع استعلام معتبر نیست", "The subject's national code is not valid")
@@ -28,14 +28,17 @@ class InvalidParams(AppError):
     code = "validation_failed"
     title = Text("پارامترهای استعلام معتبر نیستند", "The inquiry parameters are not valid")
 
-    def __init__(self, errors: Sequence[Mapping[str, str]]) -> None:
+    def __init__(self, errors: Sequence[FieldError]) -> None:
         super().__init__(errors=errors)
 
 
-class InquiryNotPermitted(AppError):
-    """Refused by the access policy. The refusal is audited: the boundary commits it."""
+class InquiryNotPermitted(Forbidden, KeepChanges):
+    """Refused by the access policy.
 
-    status = 403
+    The refusal is a fact the audit log must keep: as a :class:`KeepChanges` error it makes the
+    unit of work commit the denial's entry before the caller gets the 403.
+    """
+
     code = "inquiry_not_permitted"
     title = Text(
         "این استعلام برای این هدف به شما مجاز نیست",

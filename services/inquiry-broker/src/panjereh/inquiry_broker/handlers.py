@@ -1,4 +1,5 @@
-"""Kafka event handlers: agencies' replies and the catalog's published/retired cards.
+"""Kafka event handlers: agencies' replies, the catalog's published/retired cards and the
+requests service's submitted/decided requests (live purposes).
 
 Registered on :class:`~panjereh.common.messaging.consumer.IdempotentConsumer`s in the lifespan;
 each runs in the consumer's transaction, with the event id recorded in the inbox.
@@ -12,13 +13,14 @@ from panjereh.common.messaging.consumer import Handler, IdempotentConsumer
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.inquiry import InquiryReply
-from panjereh.inquiry_broker import service
+from panjereh.contracts.requests import RequestStatusChanged, RequestSubmitted
+from panjereh.inquiry_broker.service import answers, cards, purposes
 from panjereh.inquiry_broker.signing import AnswerSigner
 
 
 def reply_handler(signer: AnswerSigner) -> Handler:
     async def on_reply(session: AsyncSession, event: CloudEvent) -> None:
-        await service.record_reply(session, event, signer=signer)
+        await answers.record_reply(session, event, signer=signer)
 
     return on_reply
 
@@ -28,5 +30,13 @@ def register_reply_handlers(consumer: IdempotentConsumer, *, signer: AnswerSigne
 
 
 def register_catalog_handlers(consumer: IdempotentConsumer) -> None:
-    consumer.register(ServicePublished.event_type, service.record_card_published)
-    consumer.register(ServiceRetired.event_type, service.record_card_retired)
+    consumer.register(ServicePublished.event_type, cards.record_card_published)
+    consumer.register(ServiceRetired.event_type, cards.record_card_retired)
+
+
+def register_purpose_handlers(consumer: IdempotentConsumer, *, subject_hash_key: bytes) -> None:
+    async def on_submitted(session: AsyncSession, event: CloudEvent) -> None:
+        await purposes.record_request_submitted(session, event, subject_hash_key=subject_hash_key)
+
+    consumer.register(RequestSubmitted.event_type, on_submitted)
+    consumer.register(RequestStatusChanged.event_type, purposes.record_status_changed)

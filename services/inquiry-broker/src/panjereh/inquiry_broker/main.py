@@ -1,20 +1,18 @@
-"""Inquiry broker application: ``create_app()`` and its lifespan."""
+"""Inquiry broker application: ``create_app()`` and its setup."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 
-import httpx
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import install_auth
-from panjereh.common.db import Database
+from panjereh.common.db import Database, after_commit
+from panjereh.common.http import outbound_client
+from panjereh.common.lifespan import Resources
 from panjereh.common.logging import configure_logging
 from panjereh.common.messaging.consumer import IdempotentConsumer
 from panjereh.common.messaging.kafka import (
@@ -24,15 +22,20 @@ from panjereh.common.messaging.kafka import (
 )
 from panjereh.common.messaging.outbox import OutboxRelay
 from panjereh.common.settings import Environment
+from panjereh.common.workers import PeriodicWorker
 from panjereh.contracts import topics
-from panjereh.inquiry_broker import service
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.connectors import ConnectorDispatcher
-from panjereh.inquiry_broker.dependencies import BrokerRuntime
-from panjereh.inquiry_broker.handlers import register_catalog_handlers, register_reply_handlers
+from panjereh.inquiry_broker.handlers import (
+    register_catalog_handlers,
+    register_purpose_handlers,
+    register_reply_handlers,
+)
 from panjereh.inquiry_broker.models import messaging
 from panjereh.inquiry_broker.router import router
-from panjereh.inquiry_broker.service import BrokerKeys
+from panjereh.inquiry_broker.runtime import BrokerRuntime
+from panjereh.inquiry_broker.service import sweeping
+from panjereh.inquiry_broker.service.asking import BrokerKeys
 from panjereh.inquiry_broker.signing import AnswerSigner
 from panjereh.inquiry_broker.waiting import AnswerListener, libpq_dsn
 
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 #: Consumer groups: every replica joins the same ones, so each reply is handled once.
 REPLIES_GROUP = "inquiry-broker.replies"
 CATALOG_GROUP = "inquiry-broker.catalog"
+PURPOSES_GROUP = "inquiry-broker.purposes"
 
 
 def _signer(settings: Settings) -> AnswerSigner:
@@ -53,19 +57,17 @@ def _signer(settings: Settings) -> AnswerSigner:
     return AnswerSigner.generate()
 
 
-async def _sweep(database: Database, relay: OutboxRelay, interval: float) -> None:
+def _sweeper(database: Database, relay: OutboxRelay, interval: float) -> PeriodicWorker:
     """Resend overdue inquiries and time out expired ones, on every replica (SKIP LOCKED)."""
-    while True:
-        try:
-            async with database.transaction() as session:
-                swept = await service.sweep_overdue(session)
-            if swept:
-                relay.wake()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("sweeping overdue inquiries failed")
-        await asyncio.sleep(interval)
+
+    async def sweep() -> bool:
+        async with database.transaction() as session:
+            swept = await sweeping.sweep_overdue(session)
+            if swept.resent or swept.timed_out:
+                after_commit(session, relay.wake)  # the resends and InquiryAnswered events
+        return swept.more
+
+    return PeriodicWorker("sweeper", sweep, interval=interval)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -80,51 +82,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return build
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.database_url, pool_size=settings.database_pool_size)
-        app.state.database = database
-        app.state.readiness.add("database", database.ping)
-        app.state.readiness.add("broker", broker_readiness_check(settings))
+    def idempotent_consumer(
+        name: str, subscribed: Sequence[str], database: Database, fetch_max_wait_ms: int
+    ) -> IdempotentConsumer:
+        return IdempotentConsumer(
+            name=name,
+            topics=subscribed,
+            database=database,
+            inbox=messaging.inbox,
+            consumer_factory=consumer_factory(fetch_max_wait_ms),
+            producer_factory=lambda: create_producer(settings),
+            max_attempts=settings.kafka_consumer_max_attempts,
+        )
+
+    async def setup(app: FastAPI, resources: Resources) -> None:
+        """Open in dependency order; the kernel closes everything in reverse at shutdown."""
+        database = resources.database(settings)
+        resources.ready_when("broker", broker_readiness_check(settings))
+        await resources.enter(install_auth(app, settings))
         keys = BrokerKeys(
             signer=_signer(settings),
             subject_hash_key=settings.subject_hash_key.get_secret_value().encode(),
             card_acting_services=settings.card_acting_services,
         )
-        relay = OutboxRelay(
-            database=database,
-            table=messaging.outbox,
-            producer_factory=lambda: create_producer(settings, linger_ms=0),
+        listener = await resources.start(
+            AnswerListener(
+                libpq_dsn(settings.database_url),
+                poll_interval=settings.answer_poll_interval_seconds,
+            )
         )
-        replies = IdempotentConsumer(
-            name=REPLIES_GROUP,
-            topics=[topics.INQUIRY_REPLIES],
-            database=database,
-            inbox=messaging.inbox,
-            consumer_factory=consumer_factory(settings.replies_fetch_max_wait_ms),
-            producer_factory=lambda: create_producer(settings),
-            max_attempts=settings.kafka_consumer_max_attempts,
+        relay = await resources.start(
+            OutboxRelay(
+                database=database,
+                table=messaging.outbox,
+                producer_factory=lambda: create_producer(settings, linger_ms=0),
+            )
         )
-        register_reply_handlers(replies, signer=keys.signer)
-        catalog = IdempotentConsumer(
-            name=CATALOG_GROUP,
-            topics=[topics.CATALOG_SERVICE_PUBLISHED, topics.CATALOG_SERVICE_RETIRED],
-            database=database,
-            inbox=messaging.inbox,
-            consumer_factory=consumer_factory(500),
-            producer_factory=lambda: create_producer(settings),
-            max_attempts=settings.kafka_consumer_max_attempts,
-        )
-        register_catalog_handlers(catalog)
-        connector_http = httpx.AsyncClient(follow_redirects=False)
+        connector_http = await resources.enter(outbound_client(follow_redirects=False))
         connectors = ConnectorDispatcher(
             database=database,
             signer=keys.signer,
             client=connector_http,
             poll_interval=settings.sweep_interval_seconds,
-        )
-        listener = AnswerListener(
-            libpq_dsn(settings.database_url), poll_interval=settings.answer_poll_interval_seconds
         )
         app.state.broker = BrokerRuntime(
             database=database,
@@ -132,34 +131,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             relay=relay,
             listener=listener,
             connectors=connectors,
+            purpose_wait_seconds=settings.purpose_wait_seconds,
         )
-        sweeper: asyncio.Task[None] | None = None
-        async with install_auth(app, settings):
-            try:
-                await listener.start()
-                await relay.start()
-                if settings.run_consumers:
-                    await replies.start()
-                    await catalog.start()
-                    await connectors.start()
-                    sweeper = asyncio.create_task(
-                        _sweep(database, relay, settings.sweep_interval_seconds), name="sweeper"
-                    )
-                yield
-            finally:
-                if sweeper is not None:
-                    sweeper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sweeper
-                await connectors.stop()
-                await connector_http.aclose()
-                await catalog.stop()
-                await replies.stop()
-                await relay.stop()
-                await listener.stop()
-                await database.dispose()
+        if not settings.run_consumers:
+            return  # an API-only replica: another one consumes, sweeps and calls connectors
+        replies = idempotent_consumer(
+            REPLIES_GROUP, [topics.INQUIRY_REPLIES], database, settings.replies_fetch_max_wait_ms
+        )
+        register_reply_handlers(replies, signer=keys.signer)
+        await resources.start(replies)
+        catalog = idempotent_consumer(
+            CATALOG_GROUP,
+            [topics.CATALOG_SERVICE_PUBLISHED, topics.CATALOG_SERVICE_RETIRED],
+            database,
+            500,
+        )
+        register_catalog_handlers(catalog)
+        await resources.start(catalog)
+        live_purposes = idempotent_consumer(
+            PURPOSES_GROUP,
+            [topics.REQUESTS_SUBMITTED, topics.REQUESTS_STATUS_CHANGED],
+            database,
+            settings.purposes_fetch_max_wait_ms,
+        )
+        register_purpose_handlers(live_purposes, subject_hash_key=keys.subject_hash_key)
+        await resources.start(live_purposes)
+        await resources.start(connectors)
+        await resources.start(_sweeper(database, relay, settings.sweep_interval_seconds))
 
     configure_logging(settings.service_name, settings.log_level)
     return create_service_app(
-        title="Panjereh inquiry broker", settings=settings, lifespan=lifespan, routers=[router]
+        title="Panjereh inquiry broker", settings=settings, setup=setup, routers=[router]
     )

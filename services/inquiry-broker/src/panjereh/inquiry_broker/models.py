@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -21,6 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from panjereh.common.db import service_metadata
+from panjereh.common.idempotency import idempotency_table
 from panjereh.common.messaging.tables import messaging_tables
 
 SCHEMA = "inquiry_broker"
@@ -31,6 +34,8 @@ class Base(DeclarativeBase):
 
 
 messaging = messaging_tables(Base.metadata)
+#: The first answer to each ``Idempotency-Key`` a caller sent (the kernel's table, migration 0004).
+idempotency_record = idempotency_table(Base.metadata)
 
 
 class InquiryType(Base):
@@ -52,14 +57,32 @@ class InquiryType(Base):
     personal_data_class: Mapped[str] = mapped_column(Text)
 
 
+class PlatformPurpose(Base):
+    """A named purpose of the platform itself (``identity.login``), reserved to its owner.
+
+    No citizen's request stands behind these inquiries, so they are bound to a name instead of
+    a tracking code; only the owning client may state the name (migration 0005).
+    """
+
+    __tablename__ = "platform_purpose"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: The only principal that may ask under this purpose (``service:identity``).
+    owner: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class AccessGrant(Base):
-    """An explicit permission, with its legal basis, for access no service card covers."""
+    """An explicit permission, with its legal basis, to ask a type for one platform purpose."""
 
     __tablename__ = "access_grant"
-    __table_args__ = (UniqueConstraint("principal", "inquiry_type"),)
+    __table_args__ = (UniqueConstraint("principal", "purpose", "inquiry_type"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     principal: Mapped[str] = mapped_column(Text)
+    #: The platform purpose the grant is for: it applies to no other.
+    purpose: Mapped[str] = mapped_column(ForeignKey(f"{SCHEMA}.platform_purpose.name"))
     inquiry_type: Mapped[str] = mapped_column(Text)
     legal_basis: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -80,6 +103,43 @@ class PublishedCard(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class LivePurpose(Base):
+    """A citizen's request the broker may ask inquiries for, until it is decided.
+
+    Kept from the requests service's ``requests.request.submitted`` (opens) and
+    ``requests.request.status-changed`` (a final status closes) by an idempotent consumer. The
+    two topics are not ordered with each other: a close that arrives first leaves a row with
+    ``closed_at`` and no subject yet, and the late open fills the subject in but never reopens.
+    """
+
+    __tablename__ = "live_purpose"
+    __table_args__ = (
+        # the submitted event brings the subject and the opening together
+        CheckConstraint("(opened_at IS NULL) = (subject_hash IS NULL)", name="opened_with_subject"),
+    )
+
+    tracking_code: Mapped[str] = mapped_column(Text, primary_key=True)
+    service_code: Mapped[str] = mapped_column(Text)
+    service_version: Mapped[int | None] = mapped_column(Integer)
+    #: HMAC of the subject's national code (the audit log's key): never the code itself.
+    subject_hash: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AgencyAnnouncement(Base):
+    """When the broker last announced an agency as active (``AgencyActive``): the throttle.
+
+    In the database, not in memory, so every replica shares it and a restart does not flood
+    the catalog with announcements.
+    """
+
+    __tablename__ = "agency_announcement"
+
+    agency: Mapped[str] = mapped_column(Text, primary_key=True)
+    announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Inquiry(Base):
     """One question asked of a provider agency, and its answer."""
 
@@ -96,13 +156,6 @@ class Inquiry(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_inquiry_cache_key_answered_at", "cache_key", "answered_at"),
-        Index(
-            "uq_inquiry_caller_idempotency_key",
-            "caller",
-            "idempotency_key",
-            unique=True,
-            postgresql_where=text("idempotency_key IS NOT NULL"),
-        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -126,9 +179,6 @@ class Inquiry(Base):
     error: Mapped[str | None] = mapped_column(Text)
     signature: Mapped[str | None] = mapped_column(Text)
     cached_from: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    #: The caller's ``Idempotency-Key`` and a hash of its request body, when it sent one.
-    idempotency_key: Mapped[str | None] = mapped_column(Text)
-    request_hash: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

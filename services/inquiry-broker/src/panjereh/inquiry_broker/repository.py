@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -15,9 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from panjereh.inquiry_broker.audit import GENESIS, HASHED_FIELDS, entry_hash
 from panjereh.inquiry_broker.models import (
     AccessGrant,
+    AgencyAnnouncement,
     AuditEntry,
     Inquiry,
     InquiryType,
+    LivePurpose,
+    PlatformPurpose,
     PublishedCard,
 )
 
@@ -25,6 +28,8 @@ from panjereh.inquiry_broker.models import (
 _AUDIT_CHAIN_LOCK = zlib.crc32(b"inquiry_broker.audit_entry")
 #: The channel a committed answer is announced on (payload: the inquiry id).
 ANSWERED_CHANNEL = "inquiry_answered"
+#: The channel a committed change of a live purpose is announced on (payload: the tracking code).
+PURPOSE_CHANNEL = "live_purpose_recorded"
 
 
 class InquiryTypeRepository:
@@ -38,15 +43,116 @@ class InquiryTypeRepository:
         return await self.session.get(InquiryType, name)
 
 
+class PlatformPurposeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, name: str) -> PlatformPurpose | None:
+        return await self.session.get(PlatformPurpose, name)
+
+
 class GrantRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def active_for_type(self, inquiry_type: str) -> Sequence[AccessGrant]:
+    async def active_for(self, *, purpose: str, inquiry_type: str) -> Sequence[AccessGrant]:
         query = select(AccessGrant).where(
-            AccessGrant.inquiry_type == inquiry_type, AccessGrant.revoked_at.is_(None)
+            AccessGrant.purpose == purpose,
+            AccessGrant.inquiry_type == inquiry_type,
+            AccessGrant.revoked_at.is_(None),
         )
         return (await self.session.scalars(query)).all()
+
+
+class LivePurposeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, tracking_code: str) -> LivePurpose | None:
+        return await self.session.get(LivePurpose, tracking_code, populate_existing=True)
+
+    async def exists(self, tracking_code: str) -> bool:
+        found = await self.session.scalar(
+            select(LivePurpose.tracking_code).where(LivePurpose.tracking_code == tracking_code)
+        )
+        return found is not None
+
+    async def open(
+        self,
+        *,
+        tracking_code: str,
+        service_code: str,
+        service_version: int,
+        subject_hash: str,
+        opened_at: datetime,
+    ) -> None:
+        """Open the purpose; a close that arrived first is kept (the request stays decided).
+
+        A second opening of the same tracking code changes nothing: the first one said which
+        request, of which subject, the code names.
+        """
+        statement = insert(LivePurpose).values(
+            tracking_code=tracking_code,
+            service_code=service_code,
+            service_version=service_version,
+            subject_hash=subject_hash,
+            opened_at=opened_at,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[LivePurpose.tracking_code],
+            set_={
+                "service_code": statement.excluded.service_code,
+                "service_version": statement.excluded.service_version,
+                "subject_hash": statement.excluded.subject_hash,
+                "opened_at": statement.excluded.opened_at,
+            },
+            where=LivePurpose.opened_at.is_(None),
+        )
+        await self.session.execute(statement)
+
+    async def close(self, *, tracking_code: str, service_code: str, closed_at: datetime) -> None:
+        """Close the purpose for good, even before it was opened here (the events crossed)."""
+        statement = insert(LivePurpose).values(
+            tracking_code=tracking_code, service_code=service_code, closed_at=closed_at
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[LivePurpose.tracking_code],
+            set_={"closed_at": statement.excluded.closed_at},
+            where=LivePurpose.closed_at.is_(None),
+        )
+        await self.session.execute(statement)
+
+    async def announce(self, tracking_code: str) -> None:
+        """NOTIFY callers waiting for this purpose on every replica, delivered at commit."""
+        await self.session.execute(select(func.pg_notify(PURPOSE_CHANNEL, tracking_code)))
+
+
+class AgencyAnnouncementRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def announced_within(self, agency: str, period: timedelta) -> bool:
+        """Whether ``agency`` was announced in the last ``period`` (by the database's clock)."""
+        found = await self.session.scalar(
+            select(AgencyAnnouncement.agency).where(
+                AgencyAnnouncement.agency == agency,
+                AgencyAnnouncement.announced_at > func.now() - period,
+            )
+        )
+        return found is not None
+
+    async def claim(self, agency: str, period: timedelta) -> bool:
+        """Take the right to announce ``agency`` now; false when it was announced within ``period``.
+
+        Concurrent claims (any replica) wait on the row's lock for each other: one of them wins.
+        """
+        statement = insert(AgencyAnnouncement).values(agency=agency, announced_at=func.now())
+        claimed = statement.on_conflict_do_update(
+            index_elements=[AgencyAnnouncement.agency],
+            set_={"announced_at": statement.excluded.announced_at},
+            where=AgencyAnnouncement.announced_at <= statement.excluded.announced_at - period,
+        ).returning(AgencyAnnouncement.agency)
+        return (await self.session.execute(claimed)).first() is not None
 
 
 class CardRepository:
@@ -106,10 +212,6 @@ class InquiryRepository:
         return await self.session.get(
             Inquiry, inquiry_id, with_for_update=True, populate_existing=True
         )
-
-    async def by_idempotency_key(self, caller: str, key: str) -> Inquiry | None:
-        query = select(Inquiry).where(Inquiry.caller == caller, Inquiry.idempotency_key == key)
-        return (await self.session.scalars(query)).first()
 
     async def latest_answer(self, cache_key: str, *, since: datetime) -> Inquiry | None:
         """The freshest answer (found or not found) to the same question since ``since``."""

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from panjereh.inquiry_broker.models import Inquiry
 
-T = TypeVar("T")
-
 InquiryStatus = Literal["pending", "answered", "not_found", "failed", "timed_out"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"answered", "not_found", "failed", "timed_out"})
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    page: int
-    page_size: int
 
 
 class InquiryTypeRead(BaseModel):

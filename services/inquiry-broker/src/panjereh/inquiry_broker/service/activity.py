@@ -1,0 +1,33 @@
+"""Agencies heard from: ``AgencyActive`` for the catalog's connection status, throttled.
+
+An agency that answers (on Kafka or its HTTP connector) is connected. The broker says so on
+``inquiry.agency.active``, through the outbox in the transaction that records the answer, at
+most once per agency per :data:`ANNOUNCE_EVERY`: the time of the last announcement is kept in
+the database, shared by every replica and surviving restarts, so a busy agency costs one event
+a minute rather than one per answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.common.messaging import outbox
+from panjereh.contracts.inquiry import AgencyActive
+from panjereh.inquiry_broker.repository import AgencyAnnouncementRepository
+
+ANNOUNCE_EVERY = timedelta(minutes=1)
+
+
+async def agency_answered(session: AsyncSession, *, agency: str, at: datetime) -> bool:
+    """Announce ``agency`` as active unless it was within the last minute; whether it was."""
+    announcements = AgencyAnnouncementRepository(session)
+    # a plain read first: the announcement row is locked (until commit) only once a minute,
+    # not by every answer of a busy agency
+    if await announcements.announced_within(agency, ANNOUNCE_EVERY):
+        return False
+    if not await announcements.claim(agency, ANNOUNCE_EVERY):
+        return False  # another transaction announced it meanwhile
+    await outbox.add(session, AgencyActive(agency=agency, at=at), key=agency)
+    return True

@@ -1,0 +1,197 @@
+"""Answers: what agencies replied (on Kafka or a connector), and inquiries that ran out of time.
+
+Whichever way an inquiry ends, :func:`complete` records the final status (signing ``answered``
+and ``not_found``) and :func:`publish` announces it: ``InquiryAnswered`` through the outbox and
+a NOTIFY that wakes callers waiting on any replica, both delivered when the transaction
+commits. An answer from the agency also tells the catalog the agency is connected
+(:mod:`.activity`, throttled).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.common.messaging import outbox
+from panjereh.common.messaging.envelope import CloudEvent
+from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquiryStatus
+from panjereh.inquiry_broker import validation
+from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY
+from panjereh.inquiry_broker.models import Inquiry
+from panjereh.inquiry_broker.repository import InquiryRepository, InquiryTypeRepository
+from panjereh.inquiry_broker.service import activity, delivery
+from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
+
+logger = logging.getLogger(__name__)
+
+#: What ``InquiryAnswered`` says for each final status (its contract knows ok/not_found/error).
+_EVENT_STATUS: dict[str, InquiryStatus] = {
+    "answered": "ok",
+    "not_found": "not_found",
+    "failed": "error",
+    "timed_out": "error",
+}
+#: The final statuses an answer is signed for: the provider vouched for them.
+_SIGNED = frozenset({"answered", "not_found"})
+
+
+def complete(
+    inquiry: Inquiry,
+    *,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner | None,
+    error: str | None = None,
+) -> None:
+    """Make ``inquiry`` final with ``status``; signed when the provider answered."""
+    inquiry.status = status
+    inquiry.result = result
+    inquiry.error = error
+    inquiry.answered_at = datetime.now(UTC)
+    inquiry.next_attempt_at = None
+    INQUIRIES_FINISHED.labels(inquiry.type, inquiry.provider_agency, status).inc()
+    if inquiry.created_at is not None:
+        INQUIRY_LATENCY.labels(inquiry.type, inquiry.provider_agency).observe(
+            max(0.0, (inquiry.answered_at - inquiry.created_at).total_seconds())
+        )
+    if signer is not None and status in _SIGNED:
+        inquiry.signature = signer.sign(answer_payload(inquiry))
+
+
+def answer_payload(inquiry: Inquiry) -> dict[str, Any]:
+    """What the signature covers (see :mod:`panjereh.inquiry_broker.signing`)."""
+    assert inquiry.answered_at is not None  # only a completed inquiry is signed
+    return {
+        "inquiry_id": str(inquiry.id),
+        "type": inquiry.type,
+        "subject_sha256": subject_sha256(inquiry.subject),
+        "status": inquiry.status,
+        "result": inquiry.result,
+        "answered_at": inquiry.answered_at.astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+
+
+async def publish(session: AsyncSession, inquiry: Inquiry) -> None:
+    """``InquiryAnswered`` through the outbox, and a NOTIFY for callers waiting anywhere.
+
+    The event leaves ``result`` out: answers are personal data (names, debts, records) and
+    stay off the event bus; the asking client reads the signed answer with
+    ``GET /api/v1/inquiries/{id}``.
+    """
+    await outbox.add(
+        session,
+        InquiryAnswered(
+            inquiry_id=str(inquiry.id),
+            type=inquiry.type,
+            status=_EVENT_STATUS[inquiry.status],
+            result=None,
+            tracking_code=inquiry.tracking_code,
+            service_code=inquiry.service_code,
+        ),
+        key=inquiry.tracking_code or str(inquiry.id),
+    )
+    await InquiryRepository(session).announce_answer(inquiry.id)
+
+
+async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: AnswerSigner) -> None:
+    """An agency's reply (``inquiry.replies``): complete the pending inquiry it answers.
+
+    An ``error`` reply is retried (sent again at once) while attempts and time remain; the
+    last one fails the inquiry.
+
+    Replies to unknown, already final or another agency's inquiries change nothing: a late
+    reply after a timeout, a duplicate after a resend, or a forged one.
+    """
+    reply = InquiryReply.parse_data(event.data)
+    try:
+        inquiry_id = uuid.UUID(reply.inquiry_id)
+    except ValueError:
+        logger.warning("reply names no inquiry id", extra={"event_id": event.id})
+        return
+    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
+    if inquiry is None or inquiry.status != "pending":
+        logger.info(
+            "reply ignored",
+            extra={"inquiry_id": str(inquiry_id), "known": inquiry is not None},
+        )
+        return
+    if event.source != f"agency/{inquiry.provider_agency}":
+        logger.warning(
+            "reply from an agency that was not asked",
+            extra={"inquiry_id": str(inquiry_id), "source": event.source},
+        )
+        return
+    await _apply(session, inquiry, status=reply.status, result=reply.result, signer=signer)
+
+
+async def record_connector_answer(
+    session: AsyncSession,
+    *,
+    inquiry_id: uuid.UUID,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner,
+) -> None:
+    """What an agency's HTTP connector answered (``error`` also for no usable answer)."""
+    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
+    if inquiry is None or inquiry.status != "pending":
+        return
+    await _apply(session, inquiry, status=status, result=result, signer=signer)
+
+
+async def time_out_if_overdue(session: AsyncSession, *, inquiry_id: uuid.UUID) -> None:
+    """A waiting caller's own check: past its deadline and still pending → timed out."""
+    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
+    if (
+        inquiry is not None
+        and inquiry.status == "pending"
+        and inquiry.deadline_at <= datetime.now(UTC)
+    ):
+        complete(inquiry, status="timed_out", result=None, signer=None, error="timed_out")
+        await session.flush()
+        await publish(session, inquiry)
+
+
+async def _apply(
+    session: AsyncSession,
+    inquiry: Inquiry,
+    *,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner,
+) -> None:
+    """Complete a pending inquiry with the provider's answer, or try again after an error."""
+    inquiry_type = await InquiryTypeRepository(session).get(inquiry.type)
+    now = datetime.now(UTC)
+    if status in ("ok", "not_found"):
+        # the asked agency answered: it is connected. Not for ``error``, which is also what an
+        # unreachable HTTP connector amounts to (see connectors.py)
+        await activity.agency_answered(session, agency=inquiry.provider_agency, at=now)
+    if status == "ok":
+        result = result or {}
+        if inquiry_type is not None and validation.breaks(inquiry_type.output_schema, result):
+            complete(inquiry, status="failed", result=None, signer=None, error="invalid_result")
+        else:
+            complete(inquiry, status="answered", result=result, signer=signer)
+    elif status == "not_found":
+        complete(inquiry, status="not_found", result=None, signer=signer)
+    elif (
+        inquiry_type is not None
+        and inquiry.attempts < inquiry_type.max_attempts
+        and inquiry.deadline_at > now
+    ):
+        # the agency failed this attempt: try again at once, within the same deadline
+        if inquiry.connector_url is not None:
+            inquiry.next_attempt_at = now
+            await session.flush()
+        else:
+            await delivery.send(session, inquiry, inquiry_type, now=now)
+        return
+    else:
+        complete(inquiry, status="failed", result=None, signer=None, error="agency_error")
+    await session.flush()
+    await publish(session, inquiry)

@@ -1,0 +1,348 @@
+"""A client asks a provider agency about a subject, and reads back what it asked.
+
+:func:`ask` is ``POST /api/v1/inquiries``, in the caller's unit of work:
+
+1. an ``Idempotency-Key`` seen before replays the first request's inquiry, as it is now;
+2. the type must be registered, the subject a valid national code, ``params`` must fit the
+   type's input schema (422 otherwise, nothing recorded);
+3. the access policy decides, on the purpose as the broker knows it now (the platform purpose
+   and its grants, or the published card and the live request the tracking code names), and
+   its decision is audited either way; a refusal raises
+   :class:`~panjereh.inquiry_broker.errors.InquiryNotPermitted`, whose audit entry the unit
+   of work commits before the 403;
+4. an allowed inquiry is stored and answered from the cache, scheduled for the provider's
+   HTTP connector, or sent through the outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from panjereh.common.auth import Principal
+from panjereh.common.fields import field_error
+from panjereh.common.idempotency import IdempotencyStore, Outcome
+from panjereh.contracts import access
+from panjereh.contracts.identifiers import InvalidIdentifier, normalize_national_code
+from panjereh.inquiry_broker import policy, validation
+from panjereh.inquiry_broker.canonical import canonical_json
+from panjereh.inquiry_broker.errors import (
+    DeliveryUnsupported,
+    InquiryNotFound,
+    InquiryNotPermitted,
+    InquiryTypeUnknown,
+    InvalidParams,
+    InvalidSubject,
+)
+from panjereh.inquiry_broker.identifiers import subject_hash
+from panjereh.inquiry_broker.metrics import INQUIRY_DENIALS
+from panjereh.inquiry_broker.models import Inquiry, InquiryType, idempotency_record
+from panjereh.inquiry_broker.repository import (
+    CardRepository,
+    GrantRepository,
+    InquiryRepository,
+    InquiryTypeRepository,
+    LivePurposeRepository,
+    PlatformPurposeRepository,
+)
+from panjereh.inquiry_broker.schemas import TERMINAL_STATUSES, InquiryCreate, InquiryRead
+from panjereh.inquiry_broker.service import answers, audit, delivery
+from panjereh.inquiry_broker.signing import AnswerSigner
+
+logger = logging.getLogger(__name__)
+
+#: What ``Idempotency-Key``s of ``POST /api/v1/inquiries`` are remembered under.
+OPERATION = "inquiry.ask"
+_IDEMPOTENCY = IdempotencyStore(idempotency_record)
+
+#: Which worker has work once the asking transaction commits: the outbox relay (the inquiry,
+#: or a cached answer's event, to publish) or the connector dispatcher (a call to make).
+Queue = Literal["outbox", "connector"]
+
+
+@dataclass(frozen=True)
+class BrokerKeys:
+    """The secrets and trust settings the use cases need."""
+
+    signer: AnswerSigner
+    subject_hash_key: bytes
+    #: principals (``service:requests``) that may act for any published card's purpose
+    card_acting_services: frozenset[str]
+
+
+@dataclass(frozen=True)
+class InquiryState:
+    """An inquiry as its asker sees it, and the deadline no caller waits past."""
+
+    answer: InquiryRead
+    deadline_at: datetime
+
+    @property
+    def final(self) -> bool:
+        return self.answer.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What asking did."""
+
+    state: InquiryState
+    #: who has work once this commits (``None``: nothing new was queued)
+    queued_for: Queue | None
+    #: the key was used before: ``state`` is the first request's inquiry, as it is now
+    replayed: bool = False
+
+
+async def ask(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    request: InquiryCreate,
+    keys: BrokerKeys,
+    idempotency_key: str | None = None,
+) -> Asked:
+    """Ask once per ``idempotency_key``: a repeat replays, another body is 409.
+
+    Concurrent repeats wait for the first one's transaction (an advisory lock on the key) and
+    then replay it: never two inquiries, never a unique-key violation.
+    """
+    if idempotency_key is None:
+        return await _ask(session, principal=principal, request=request, keys=keys)
+    request_hash = _request_hash(request)
+    earlier = await _IDEMPOTENCY.claim(
+        session,
+        actor=principal.subject,
+        key=idempotency_key,
+        operation=OPERATION,
+        request_hash=request_hash,
+    )
+    if earlier is not None:
+        # the first answer may have been "pending": answer with what is known now
+        inquiry_id = uuid.UUID(str(earlier.body["inquiry_id"]))
+        state = await inquiry_of(session, inquiry_id=inquiry_id, caller=principal.subject)
+        return Asked(state=state, queued_for=None, replayed=True)
+    asked = await _ask(session, principal=principal, request=request, keys=keys)
+    await _IDEMPOTENCY.remember(
+        session,
+        actor=principal.subject,
+        key=idempotency_key,
+        operation=OPERATION,
+        request_hash=request_hash,
+        outcome=Outcome(
+            status_code=200 if asked.state.final else 202,
+            body={"inquiry_id": str(asked.state.answer.inquiry_id)},
+        ),
+    )
+    return asked
+
+
+async def inquiry_of(session: AsyncSession, *, inquiry_id: uuid.UUID, caller: str) -> InquiryState:
+    """The inquiry, for the client that asked it; any other caller is told it does not exist."""
+    inquiry = await InquiryRepository(session).get(inquiry_id)
+    if inquiry is None or inquiry.caller != caller:
+        raise InquiryNotFound
+    return _state(inquiry)
+
+
+async def _ask(
+    session: AsyncSession, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
+) -> Asked:
+    inquiry_type = await _registered_type(session, request.type)
+    subject = _valid_subject(request.subject)
+    _check_params(inquiry_type, request.params)
+    hashed_subject = subject_hash(keys.subject_hash_key, subject)
+    decision = await _decide(
+        session,
+        principal=principal,
+        request=request,
+        inquiry_type=inquiry_type,
+        subject_hash=hashed_subject,
+        card_acting_services=keys.card_acting_services,
+    )
+    now = datetime.now(UTC)
+    inquiry_id = uuid.uuid4()
+    legal_basis = decision.legal_basis or request.purpose.legal_basis
+    await audit.record_decision(
+        session,
+        decision=decision,
+        at=now,
+        inquiry_id=inquiry_id,
+        inquiry_type=inquiry_type,
+        caller=principal.subject,
+        caller_agency=access.agency_of(principal),
+        subject_hash=hashed_subject,
+        purpose=request.purpose,
+        legal_basis=legal_basis,
+    )
+    if not decision.allowed:
+        logger.info(
+            "inquiry denied",
+            extra={"inquiry_type": inquiry_type.name, "reason": decision.reason.value},
+        )
+        INQUIRY_DENIALS.labels(decision.reason.value).inc()
+        raise InquiryNotPermitted(decision.reason.value)
+    if inquiry_type.delivery == "http" and not inquiry_type.connector_url:
+        raise DeliveryUnsupported
+    inquiry = Inquiry(
+        id=inquiry_id,
+        type=inquiry_type.name,
+        provider_agency=inquiry_type.provider_agency,
+        subject=subject,
+        subject_hash=hashed_subject,
+        params=request.params,
+        cache_key=_cache_key(inquiry_type.name, subject, request.params),
+        caller=principal.subject,
+        caller_role=decision.acting_as or "",
+        caller_agency=access.agency_of(principal),
+        service_code=request.purpose.service_code,
+        tracking_code=request.purpose.tracking_code,
+        legal_basis=legal_basis,
+        status="pending",
+        attempts=0,
+        created_at=now,
+        deadline_at=now + timedelta(milliseconds=inquiry_type.timeout_ms),
+        connector_url=inquiry_type.connector_url if inquiry_type.delivery == "http" else None,
+    )
+    queued_for = await _answer_or_send(session, inquiry, inquiry_type, signer=keys.signer, now=now)
+    return Asked(state=_state(inquiry), queued_for=queued_for)
+
+
+async def _registered_type(session: AsyncSession, name: str) -> InquiryType:
+    inquiry_type = await InquiryTypeRepository(session).get(name)
+    if inquiry_type is None:
+        raise InquiryTypeUnknown
+    return inquiry_type
+
+
+def _valid_subject(raw: str) -> str:
+    """The subject's 10-digit national code; 422 ``invalid_subject`` naming what is wrong."""
+    try:
+        return normalize_national_code(raw)
+    except InvalidIdentifier as exc:
+        problem = field_error("subject", exc.code, fa=exc.messages["fa"], en=exc.messages["en"])
+        raise InvalidSubject(errors=[problem]) from exc
+
+
+def _check_params(inquiry_type: InquiryType, params: dict[str, Any]) -> None:
+    errors = validation.params_errors(inquiry_type.input_schema, params)
+    if errors:
+        raise InvalidParams(errors)
+
+
+async def _decide(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    request: InquiryCreate,
+    inquiry_type: InquiryType,
+    subject_hash: str,
+    card_acting_services: frozenset[str],
+) -> policy.Decision:
+    """The access policy's decision, on the purposes, grants and cards as they are now."""
+    purpose = request.purpose
+    platform_purpose = await PlatformPurposeRepository(session).get(purpose.service_code)
+    if platform_purpose is not None:
+        grants = await GrantRepository(session).active_for(
+            purpose=platform_purpose.name, inquiry_type=inquiry_type.name
+        )
+        return policy.decide(
+            roles=principal.roles,
+            inquiry_type=inquiry_type.name,
+            service_code=purpose.service_code,
+            tracking_code=purpose.tracking_code,
+            subject_hash=subject_hash,
+            platform_purpose=policy.PlatformPurposeView(
+                name=platform_purpose.name, owner=platform_purpose.owner
+            ),
+            grants=[
+                policy.GrantView(g.principal, g.purpose, g.inquiry_type, g.legal_basis)
+                for g in grants
+            ],
+            card=None,
+            live_purpose=None,
+            card_acting_services=card_acting_services,
+        )
+    card = await CardRepository(session).get(purpose.service_code)
+    live = (
+        await LivePurposeRepository(session).get(purpose.tracking_code)
+        if purpose.tracking_code
+        else None
+    )
+    return policy.decide(
+        roles=principal.roles,
+        inquiry_type=inquiry_type.name,
+        service_code=purpose.service_code,
+        tracking_code=purpose.tracking_code,
+        subject_hash=subject_hash,
+        platform_purpose=None,
+        grants=(),
+        card=None
+        if card is None
+        else policy.CardView(
+            service_code=card.service_code,
+            agency=card.agency,
+            inquiry_types=card.inquiry_types,
+            legal_basis=card.legal_basis,
+            retired=card.retired,
+        ),
+        live_purpose=None
+        if live is None
+        else policy.LivePurposeView(
+            service_code=live.service_code,
+            subject_hash=live.subject_hash,
+            closed_at=live.closed_at,
+        ),
+        card_acting_services=card_acting_services,
+    )
+
+
+async def _answer_or_send(
+    session: AsyncSession,
+    inquiry: Inquiry,
+    inquiry_type: InquiryType,
+    *,
+    signer: AnswerSigner,
+    now: datetime,
+) -> Queue:
+    """Store ``inquiry`` answered from the cache, scheduled for its connector, or sent."""
+    repository = InquiryRepository(session)
+    cached = None
+    if inquiry_type.cache_ttl_seconds > 0:
+        cached = await repository.latest_answer(
+            inquiry.cache_key, since=now - timedelta(seconds=inquiry_type.cache_ttl_seconds)
+        )
+    if cached is not None:
+        # still a new inquiry: its own id, audit entry, signature and InquiryAnswered event
+        inquiry.cached_from = cached.id
+        answers.complete(inquiry, status=cached.status, result=cached.result, signer=signer)
+        await repository.add(inquiry)
+        await answers.publish(session, inquiry)
+        return "outbox"
+    if inquiry.connector_url is not None:
+        inquiry.next_attempt_at = now  # the connector dispatcher calls it once this commits
+        await repository.add(inquiry)
+        return "connector"
+    await repository.add(inquiry)
+    await delivery.send(session, inquiry, inquiry_type, now=now)
+    return "outbox"
+
+
+def _state(inquiry: Inquiry) -> InquiryState:
+    return InquiryState(answer=InquiryRead.of(inquiry), deadline_at=inquiry.deadline_at)
+
+
+def _request_hash(request: InquiryCreate) -> str:
+    # the same hash the inquiry table kept (migration 0004 carried those keys over): a retry
+    # that spans the upgrade still replays instead of being refused as another body
+    return hashlib.sha256(canonical_json(request.model_dump(mode="json"))).hexdigest()
+
+
+def _cache_key(inquiry_type: str, subject: str, params: dict[str, Any]) -> str:
+    question = {"type": inquiry_type, "subject": subject, "params": params}
+    return hashlib.sha256(canonical_json(question)).hexdigest()
