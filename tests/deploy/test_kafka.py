@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from panjereh.contracts.topics import (
+    INQUIRY_AGENCY_ACTIVE,
     INQUIRY_REPLIES,
     PLATFORM_TOPICS,
     REQUESTS_SUBMITTED,
@@ -248,6 +249,25 @@ class TestAcls:
             if kind == "topic" and "Read" in operations and REQUESTS_SUBMITTED.startswith(name)
         }
         assert readers == {"svc-inquiry-broker"}
+
+    def test_only_the_broker_announces_agency_activity_and_the_catalog_reads_it(self, overlay):
+        """A forged announcement would show an agency connected that is not: one writer."""
+
+        def users_that(operation: str, topic: str) -> set[str]:
+            return {
+                user["metadata"]["name"]
+                for user in overlay.of_kind("KafkaUser")
+                for kind, name, pattern, operations in acls(user)
+                if kind == "topic"
+                and operation in operations
+                and (name == topic or (pattern == "prefix" and topic.startswith(name)))
+            }
+
+        assert users_that("Write", INQUIRY_AGENCY_ACTIVE) == {"svc-inquiry-broker"}
+        assert "svc-catalog" in users_that("Read", INQUIRY_AGENCY_ACTIVE)
+        assert users_that("Write", dead_letter(INQUIRY_AGENCY_ACTIVE)) == {"svc-catalog"}
+        catalog = acls(overlay.named("KafkaUser", "svc-catalog"))
+        assert ("group", "catalog", "prefix", frozenset({"Read"})) in catalog
 
     def test_every_platform_topic_has_a_producer_and_a_dead_letter_writer(self, overlay):
         # a topic added to the contracts without an ACL to write it would fail in production

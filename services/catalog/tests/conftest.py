@@ -70,6 +70,9 @@ def app_settings(database_url: str, *, jwks_url: str, kafka: str) -> Settings:
         jwks_url=jwks_url,
         kafka_bootstrap_servers=kafka,
         kafka_idempotence=False,  # the embedded broker refuses idempotent producers
+        # one consumer group on one broker: an app sharing its database with other tests must
+        # not take the activity partitions (test_agency_activity.py owns them)
+        consume_agency_activity=False,
     )
 
 
@@ -81,6 +84,12 @@ async def public_api(
     app = create_app(app_settings(seeded_catalog_url, jwks_url=jwks_url, kafka=platform_topics))
     async with running_app(app) as client:
         yield client
+
+
+@pytest.fixture
+async def own_catalog_url(migrated_database: MigratedDatabase) -> str:
+    """A seeded catalog database of the test's own."""
+    return await _seeded(migrated_database)
 
 
 @pytest.fixture(scope="session")

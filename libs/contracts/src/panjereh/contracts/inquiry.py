@@ -1,7 +1,8 @@
-"""Messages the inquiry broker exchanges with agencies, and its event for the requests service."""
+"""Messages the inquiry broker exchanges with agencies, and its events for other services."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,3 +59,17 @@ class InquiryAnswered(Event):
     result: dict[str, Any] | None = None
     tracking_code: str | None = None
     service_code: str | None = None
+
+
+class AgencyActive(Event):
+    """An agency answered an inquiry: it is connected (the catalog's connection status).
+
+    Announced at most once per agency per minute, however many answers it gives. Names the
+    agency and the time only: nothing about the inquiry, its subject or its answer.
+    """
+
+    event_type: ClassVar[str] = "inquiry.agency.active.v1"
+    topic: ClassVar[str] = topics.INQUIRY_AGENCY_ACTIVE
+
+    agency: str = Field(min_length=1)
+    at: datetime

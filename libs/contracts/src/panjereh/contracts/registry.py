@@ -5,7 +5,12 @@ from __future__ import annotations
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.events import Event
 from panjereh.contracts.identity import CitizenRegistered
-from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquiryToAgency
+from panjereh.contracts.inquiry import (
+    AgencyActive,
+    InquiryAnswered,
+    InquiryReply,
+    InquiryToAgency,
+)
 from panjereh.contracts.requests import (
     AgencyWorkItem,
     RequestDecided,
@@ -26,6 +31,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     InquiryToAgency,
     InquiryReply,
     InquiryAnswered,
+    AgencyActive,
 )
 
 #: Who sends each contract: used as the CloudEvents ``source`` documentation and in AsyncAPI.
@@ -41,6 +47,7 @@ PRODUCERS: dict[type[Event], str] = {
     InquiryToAgency: "inquiry-broker",
     InquiryReply: "agency",
     InquiryAnswered: "inquiry-broker",
+    AgencyActive: "inquiry-broker",
 }
 
 

@@ -10,6 +10,8 @@ REQUESTS_SUBMITTED = "requests.request.submitted"
 REQUESTS_DECIDED = "requests.request.decided"
 IDENTITY_CITIZEN_REGISTERED = "identity.citizen.registered"
 INQUIRY_ANSWERED = "inquiry.inquiry.answered"
+#: broker -> catalog: an agency answered recently (its connection status)
+INQUIRY_AGENCY_ACTIVE = "inquiry.agency.active"
 
 PLATFORM_TOPICS: tuple[str, ...] = (
     INQUIRY_REPLIES,
@@ -20,6 +22,7 @@ PLATFORM_TOPICS: tuple[str, ...] = (
     REQUESTS_DECIDED,
     IDENTITY_CITIZEN_REGISTERED,
     INQUIRY_ANSWERED,
+    INQUIRY_AGENCY_ACTIVE,
 )
 
 

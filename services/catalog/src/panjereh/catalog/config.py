@@ -18,3 +18,6 @@ class Settings(ServiceSettings):
     approving_organisation: str = "administrative-and-recruitment-affairs-organization"
     #: An agency counts as connected when it was active within this many minutes.
     agency_connected_window_minutes: int = Field(default=24 * 60, ge=1)
+    #: Consume the inquiry broker's ``inquiry.agency.active`` (the agencies' connection status).
+    #: False only where several catalogs share one broker but not one database (tests).
+    consume_agency_activity: bool = True

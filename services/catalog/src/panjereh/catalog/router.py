@@ -31,8 +31,7 @@ from panjereh.catalog.schemas import (
 )
 from panjereh.catalog.service import agencies, reads, search, stats, workflow
 from panjereh.common.auth import CurrentPrincipal
-from panjereh.common.dependencies import DbSession
-from panjereh.common.idempotency import IdempotencyKey
+from panjereh.common.dependencies import DbSession, IdempotencyKey
 from panjereh.common.pagination import Page, PageParams
 
 router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"])

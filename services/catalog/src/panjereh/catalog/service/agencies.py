@@ -91,9 +91,20 @@ async def register_agency(
 async def record_agency_activity(
     session: AsyncSession, *, actor: Actor, code: str, seen_at: datetime | None = None
 ) -> None:
-    """Note that an agency was active (fed by the inquiry broker from its traffic)."""
+    """Note that an agency was active, reported over the API (the broker, platform admins)."""
     if not actor.has_any_role(INQUIRY_BROKER, access.PLATFORM_ADMIN):
         raise RoleRequired
-    moment = min(seen_at or now(), now())  # a report from the future is clamped to now
-    if not await AgencyRepository(session).record_activity(code, moment):
+    if not await note_agency_activity(session, code=code, seen_at=seen_at):
         raise AgencyNotFound
+
+
+async def note_agency_activity(
+    session: AsyncSession, *, code: str, seen_at: datetime | None = None
+) -> bool:
+    """Move the agency's ``last_seen_at`` forward; false when no agency has ``code``.
+
+    Whoever reports it was checked by the caller: the API's role check, or the Kafka ACL that
+    lets only the inquiry broker write ``inquiry.agency.active``.
+    """
+    moment = min(seen_at or now(), now())  # a report from the future is clamped to now
+    return await AgencyRepository(session).record_activity(code, moment)
