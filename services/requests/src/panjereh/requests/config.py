@@ -1,10 +1,13 @@
+"""Settings of the requests service (env prefix ``PANJEREH_REQUESTS_``)."""
+
 from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from panjereh.common.settings import ServiceSettings
+from panjereh.common.settings import Environment, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -12,3 +15,62 @@ class Settings(ServiceSettings):
     service_name: ClassVar[str] = "requests"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/requests"
+
+    # ---------------------------------------------------------------- other services
+    #: The catalog's API, read once to fill an empty card replica (events keep it current).
+    catalog_url: str = "http://127.0.0.1:8001"
+    #: The inquiry broker's API, where the card's inquiries are asked.
+    inquiry_broker_url: str = "http://127.0.0.1:8004"
+    #: Identity: where this service gets its own token (client credentials).
+    identity_url: str = "http://127.0.0.1:8002"
+    client_id: str = "service-requests"
+    client_secret: SecretStr = SecretStr("dev-only-service-requests")
+    #: Where citizens and verifiers reach the platform: the base of document verify URLs.
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # ---------------------------------------------------------------- signing
+    #: PEM of the ES256 (P-256) key that signs documents and decision receipts; every replica
+    #: needs the same one. Empty in dev/test: a key is generated once and kept (encrypted by
+    #: nothing but the database's own access control) in the ``signing_key`` table.
+    signing_private_key: SecretStr = SecretStr("")
+    #: How long an issued document stays valid.
+    document_valid_days: int = Field(default=365, ge=1, le=3650)
+
+    # ---------------------------------------------------------------- processing
+    #: False for API-only replicas: no orchestration, SLA or catalog-event workers here.
+    run_workers: bool = True
+    #: False: this replica's workers run but it joins no consumer group (catalog events,
+    #: answered inquiries) and relies on polling; for tests running several apps on one broker.
+    consume_events: bool = True
+    #: Requests one orchestration pass claims, and how many it works on at once.
+    step_batch_size: int = Field(default=50, ge=1, le=1000)
+    step_concurrency: int = Field(default=64, ge=1, le=1000)
+    #: A claimed step not recorded within this time is claimed again (a crashed replica).
+    step_lease_seconds: float = Field(default=30.0, gt=0)
+    #: How often the orchestration looks for due steps when nothing woke it.
+    step_poll_seconds: float = Field(default=0.5, gt=0)
+    #: How long one inquiry call waits at the broker for the answer (``?wait=``, at most 10).
+    inquiry_wait_seconds: float = Field(default=5.0, ge=0, le=10)
+    #: How many times an inquiry the broker could not take is asked again before it fails.
+    inquiry_max_attempts: int = Field(default=5, ge=1, le=50)
+    #: First wait before asking again after a transient failure (doubles, up to a minute), and
+    #: before reading a pending inquiry again (``inquiry.inquiry.answered`` usually comes first).
+    inquiry_retry_seconds: float = Field(default=2.0, gt=0, le=60)
+    #: Rule evaluation: worker processes, and the time budget of one decision.
+    rule_workers: int = Field(default=2, ge=1, le=16)
+    rule_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    #: How often requests past their due time are looked for (SLA).
+    sla_check_seconds: float = Field(default=60.0, gt=0)
+
+    def _secret_values(self) -> dict[str, str]:
+        values = super()._secret_values()
+        # an empty signing key means "keep one in the database", refused below outside dev/test
+        values.pop("signing_private_key", None)
+        return values
+
+    @model_validator(mode="after")
+    def _signing_key_in_production(self) -> Settings:
+        if self.environment is Environment.PROD and not self.signing_private_key.get_secret_value():
+            msg = "signing_private_key must be set in production (shared by every replica)"
+            raise ValueError(msg)
+        return self
