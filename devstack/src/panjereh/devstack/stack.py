@@ -234,6 +234,16 @@ class Stack:
         self.env.setdefault(
             "PANJEREH_IDENTITY_INQUIRY_BROKER_URL", f"http://127.0.0.1:{self.config.port(broker)}"
         )
+        # the requests service reads the catalog (replica bootstrap), gets its token from
+        # identity, asks the broker, and writes verify URLs as seen through the gateway
+        catalog = next(c for c in SERVICES if c.name == "catalog")
+        for name, value in (
+            ("CATALOG_URL", f"http://127.0.0.1:{self.config.port(catalog)}"),
+            ("IDENTITY_URL", f"http://127.0.0.1:{self.config.port(identity)}"),
+            ("INQUIRY_BROKER_URL", f"http://127.0.0.1:{self.config.port(broker)}"),
+            ("PUBLIC_BASE_URL", f"http://127.0.0.1:{self.config.port(GATEWAY)}"),
+        ):
+            self.env.setdefault(f"PANJEREH_REQUESTS_{name}", value)
         for component in (*SERVICES, GATEWAY):
             self._spawn(component)
         for extra in EXTRAS:
