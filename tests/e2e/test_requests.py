@@ -18,12 +18,14 @@ pytestmark = pytest.mark.e2e
 ADULT = "0499370899"  # any valid code: a living adult in the simulated civil registry
 ANOTHER_ADULT = "0013542419"
 CRIMINAL_RECORD = "9900000031"  # the simulators' special code: police has a record
+NO_TAX_FILE = "9900000080"  # the simulators' special code: the tax office has no file
 CIVIL_REGISTRY_OFFICER = "3010010011"  # seeded staff: officer:civil-registry
 
 COPY_OF_BIRTH_CERTIFICATE = "11010000001"  # smart: approves a living applicant
 CRIMINAL_RECORD_CERTIFICATE = "11030000001"  # smart: rejects when a record is on file
 BIRTH_REGISTRATION = "11010000002"  # agency mode: an officer decides
 TUITION_LOAN = "11080000001"  # smart, with a form of several field types
+TAX_CLEARANCE = "11050000001"  # smart: decided on the tax office's answer
 
 
 def read_sms(gateway: httpx.Client, mobile: str, *, count: int = 1) -> list[dict[str, Any]]:
@@ -140,6 +142,19 @@ class TestSmartRequests:
             f"/api/v1/requests/{created['tracking_code']}/document", headers=citizen
         )
         assert missing.status_code == 404
+
+    def test_a_missing_record_fails_with_a_reason_instead_of_hanging(
+        self, gateway: httpx.Client
+    ) -> None:
+        citizen = login(gateway, NO_TAX_FILE, "09121112288")
+        created = submit(gateway, citizen, TAX_CLEARANCE, {})
+        request = wait_for(gateway, citizen, created["tracking_code"], FINAL)
+        assert request["status"] == "failed", request
+        assert [(i["type"], i["status"]) for i in request["inquiries"]] == [
+            ("tax.clearance", "not_found")
+        ]
+        reason = request["history"][-1]["reason"]
+        assert "tax.clearance" in reason["en"]
 
     def test_a_form_with_several_field_types_is_checked_then_decided(
         self, gateway: httpx.Client

@@ -72,6 +72,12 @@ class TestOtherRegistries:
         assert registries.degree(special.NO_DEGREE_NO_VEHICLE)["degree"] == "none"
         assert registries.vehicles(special.NO_DEGREE_NO_VEHICLE) == {"vehicles": []}
 
+    def test_a_living_adult_without_a_tax_file(self) -> None:
+        with pytest.raises(InquiryNotFound):
+            registries.tax_clearance(special.NO_TAX_FILE)
+        assert registries.person(special.NO_TAX_FILE)["alive"] is True
+        assert registries.clean_record(special.NO_TAX_FILE) == {"has_record": False}
+
 
 class TestSimulatedAgency:
     async def test_answers_through_the_sdk_and_validates_input(self) -> None:

@@ -97,6 +97,8 @@ def mobile_ownership(code: str, mobile: str) -> dict[str, Any]:
 def tax_clearance(code: str) -> dict[str, Any]:
     """``tax.clearance``."""
     code = _existing(code)
+    if code == special.NO_TAX_FILE:
+        raise InquiryNotFound
     if code == special.TAX_DEBT:
         return {"has_debt": True, "debt_amount": special.TAX_DEBT_AMOUNT}
     return {"has_debt": False, "debt_amount": 0}

@@ -20,6 +20,9 @@ NO_INSURANCE = "9900000056"
 MINOR = "9900000064"
 #: ``education.degree`` answers ``degree: "none"``; ``vehicle-registry.ownership`` no vehicles.
 NO_DEGREE_NO_VEHICLE = "9900000072"
+#: A living adult the tax administration has no file on: ``tax.clearance`` answers
+#: ``not_found`` (so a smart tax card fails with a reason instead of deciding).
+NO_TAX_FILE = "9900000080"
 
 TAX_DEBT_AMOUNT = 125_000_000
 MINOR_BIRTH_DATE = "2015-03-21"
@@ -32,4 +35,5 @@ SPECIAL_CODES: dict[str, str] = {
     NO_INSURANCE: "no insurance",
     MINOR: "minor (born 2015-03-21)",
     NO_DEGREE_NO_VEHICLE: "no degree, no vehicle",
+    NO_TAX_FILE: "no tax file",
 }
