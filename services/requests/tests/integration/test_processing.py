@@ -142,6 +142,25 @@ class TestSmartDecision:
             "0013542419" not in str(data) for topic, data in events if "submitted" not in topic
         )
 
+    async def test_decisions_show_in_the_metrics_by_rule(self, platform: Any, people: Any) -> None:
+        from prometheus_client import REGISTRY  # noqa: PLC0415
+
+        code = await smart_card(platform)
+        labels = {
+            "outcome": "approve",
+            "decided_by": "rules",
+            "service_code": code,
+            "rule_id": "eligible",
+        }
+        before = REGISTRY.get_sample_value("panjereh_request_decisions_total", labels) or 0.0
+        citizen = people.citizen(me())
+        tracking_code = await platform.submit(citizen, code, {"amount": 500})
+        assert (await platform.settled(citizen, tracking_code))["status"] == "approved"
+        assert REGISTRY.get_sample_value("panjereh_request_decisions_total", labels) == before + 1
+        text = (await platform.client.get("/metrics")).text
+        assert "panjereh_request_transitions_total" in text
+        assert tracking_code not in text
+
     async def test_a_matching_reject_rule_rejects_with_its_reason(
         self, platform: Any, people: Any, broker: InquiryBrokerDouble
     ) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from panjereh.common.messaging import outbox
 from panjereh.contracts.requests import RequestDecided
 from panjereh.requests.keys import DocumentKeys
+from panjereh.requests.metrics import DECISIONS, TIME_TO_DECISION
 from panjereh.requests.models import Request
 from panjereh.requests.service import documents, receipts, transitions
 from panjereh.requests.statuses import Actor, Status
@@ -51,6 +52,10 @@ async def conclude(
     request.decided_by = actor.value
     request.decided_by_subject = subject
     request.decided_at = at
+    DECISIONS.labels(outcome, actor.value, request.service_code, rule_id or "").inc()
+    TIME_TO_DECISION.labels(actor.value).observe(
+        max(0.0, (at - request.submitted_at).total_seconds())
+    )
     await outbox.add(
         session,
         RequestDecided(

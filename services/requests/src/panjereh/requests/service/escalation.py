@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from panjereh.common.messaging import outbox
 from panjereh.contracts import topics
 from panjereh.contracts.requests import RequestEscalated
+from panjereh.requests.metrics import OVERDUE
 from panjereh.requests.repository import RequestRepository
 from panjereh.requests.statuses import OPEN
 
@@ -28,6 +29,7 @@ async def escalate_overdue(session: AsyncSession, *, now: datetime, limit: int) 
     for request in rows:
         assert request.due_at is not None  # selected for being past it
         request.overdue = True
+        OVERDUE.inc()
         request.escalated_at = now
         await outbox.add(
             session,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from panjereh.common.messaging import outbox
 from panjereh.contracts.requests import RequestStatusChanged
 from panjereh.requests import statuses
+from panjereh.requests.metrics import TRANSITIONS
 from panjereh.requests.models import Request, RequestTransition
 from panjereh.requests.statuses import Actor, Status
 
@@ -33,6 +34,7 @@ async def move(
     current = Status(request.status) if request.status else None
     statuses.check(current, to, actor)
     request.status = to
+    TRANSITIONS.labels(to.value, actor.value).inc()
     if statuses.is_final(to):
         request.next_step_at = None
     session.add(
