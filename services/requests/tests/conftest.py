@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from panjereh.common.db import Database
 from panjereh.common.testing.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
+from panjereh.common.testing.servers import loopback_server
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.catalog import PublishedCard
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_requests, with_dead_letters
@@ -23,7 +24,7 @@ from panjereh.requests.config import Settings
 from panjereh.requests.main import create_app
 from panjereh.requests.orchestrator import Orchestrator
 from panjereh.requests.service import replica
-from panjereh.requests.testing import IdentityDouble, InquiryBrokerDouble, loopback_server
+from panjereh.requests.testing import IdentityDouble, InquiryBrokerDouble
 
 #: agencies whose work topics the tests' cards send to (the relay needs the topics to exist)
 TEST_AGENCIES = ("student-welfare", "tax", "civil-registry")

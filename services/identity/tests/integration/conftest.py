@@ -10,8 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
+from panjereh.common.testing.servers import loopback_server
 from panjereh.identity.main import create_app
-from panjereh.identity.testing import InquiryBrokerDouble, loopback_server, settings_for_tests
+from panjereh.identity.testing import InquiryBrokerDouble, settings_for_tests
 
 
 @pytest.fixture(scope="session")

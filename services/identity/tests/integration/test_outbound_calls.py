@@ -19,13 +19,13 @@ from fastapi import FastAPI
 
 from panjereh.common.http import NetworkCallInTransaction, outbound_client
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
+from panjereh.common.testing.servers import loopback_server
 from panjereh.identity.main import create_app
 from panjereh.identity.sms import VerifyLookupSmsGateway
 from panjereh.identity.testing import (
     InquiryBrokerDouble,
     SmsProviderDouble,
     login,
-    loopback_server,
     mobile_for,
     national_code_for,
     settings_for_tests,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from panjereh.common.db import Database, in_transaction
 from panjereh.common.http import outbound_client
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
+from panjereh.common.testing.servers import loopback_server
 from panjereh.identity.crypto import Keys
 from panjereh.identity.main import create_app
 from panjereh.identity.models import SmsMessage
@@ -30,7 +31,6 @@ from panjereh.identity.sms import (
 from panjereh.identity.testing import (
     InquiryBrokerDouble,
     SmsProviderDouble,
-    loopback_server,
     mobile_for,
     national_code_for,
     settings_for_tests,

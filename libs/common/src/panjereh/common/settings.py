@@ -29,6 +29,10 @@ class ServiceSettings(BaseSettings):
 
     #: Name used in logs, traces and event ``source``; subclasses override the default.
     service_name: ClassVar[str] = "panjereh"
+    #: Secret fields that may stay empty in dev and test (the service then generates or keeps
+    #: its own, e.g. a signing key) but must be set in production. A key's PEM is not checked
+    #: for placeholder words: base64 may spell anything.
+    generated_when_empty: ClassVar[frozenset[str]] = frozenset()
 
     environment: Environment = Field(
         default=Environment.DEV,
@@ -130,6 +134,11 @@ class ServiceSettings(BaseSettings):
         """Outside dev, a secret that still holds a placeholder value stops the process."""
         if self.environment is Environment.PROD:
             for name, value in self._secret_values().items():
+                if name in self.generated_when_empty:
+                    if not value:
+                        msg = f"{name} must be set in production (shared by every replica)"
+                        raise ValueError(msg)
+                    continue
                 lowered = value.lower()
                 if not value or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
                     msg = f"{name} holds a placeholder value; set a real secret in production"

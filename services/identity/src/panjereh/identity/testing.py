@@ -11,19 +11,15 @@ Kavenegar-style verify-lookup API that fails on purpose when told to.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from panjereh.contracts.identifiers import complete_national_code
 from panjereh.identity.config import Settings
@@ -99,24 +95,6 @@ def settings_for_tests(database_url: str, broker_url: str, **overrides: Any) -> 
         **overrides,
     }
     return Settings.model_validate(values)
-
-
-@contextlib.asynccontextmanager
-async def loopback_server(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve ``app`` on a free 127.0.0.1 port for the block; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass

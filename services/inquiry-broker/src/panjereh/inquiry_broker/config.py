@@ -2,16 +2,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from panjereh.common.settings import Environment, ServiceSettings
+from panjereh.common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANJEREH_INQUIRY_BROKER_", extra="ignore", frozen=True
     )
+    generated_when_empty: ClassVar[frozenset[str]] = frozenset({"signing_private_key"})
     service_name: ClassVar[str] = "inquiry-broker"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/inquiry_broker"
@@ -42,16 +43,3 @@ class Settings(ServiceSettings):
     purpose_wait_seconds: float = Field(default=2.0, ge=0, le=2)
     #: False for API-only replicas: no reply/catalog/purpose consumers and no sweeper here.
     run_consumers: bool = True
-
-    def _secret_values(self) -> dict[str, str]:
-        values = super()._secret_values()
-        # an empty signing key is "generate one", which is refused below outside dev/test
-        values.pop("signing_private_key", None)
-        return values
-
-    @model_validator(mode="after")
-    def _signing_key_in_production(self) -> Settings:
-        if self.environment is Environment.PROD and not self.signing_private_key.get_secret_value():
-            msg = "signing_private_key must be set in production (shared by every replica)"
-            raise ValueError(msg)
-        return self

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from panjereh.common.settings import Environment, ServiceSettings
+from panjereh.common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="PANJEREH_REQUESTS_", extra="ignore", frozen=True)
+    generated_when_empty: ClassVar[frozenset[str]] = frozenset({"signing_private_key"})
     service_name: ClassVar[str] = "requests"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/requests"
@@ -61,16 +62,3 @@ class Settings(ServiceSettings):
     rule_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     #: How often requests past their due time are looked for (SLA).
     sla_check_seconds: float = Field(default=60.0, gt=0)
-
-    def _secret_values(self) -> dict[str, str]:
-        values = super()._secret_values()
-        # an empty signing key means "keep one in the database", refused below outside dev/test
-        values.pop("signing_private_key", None)
-        return values
-
-    @model_validator(mode="after")
-    def _signing_key_in_production(self) -> Settings:
-        if self.environment is Environment.PROD and not self.signing_private_key.get_secret_value():
-            msg = "signing_private_key must be set in production (shared by every replica)"
-            raise ValueError(msg)
-        return self

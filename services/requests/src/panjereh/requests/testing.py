@@ -26,13 +26,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from panjereh.common import jwk
 from panjereh.common.messaging.envelope import CloudEvent
@@ -51,24 +49,6 @@ _EVENT_STATUS = {"answered": "ok", "not_found": "not_found"}
 
 Answer = tuple[str, dict[str, Any] | None]
 Registry = Callable[[str], Answer]
-
-
-@contextlib.asynccontextmanager
-async def loopback_server(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve ``app`` on a free 127.0.0.1 port for the block; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _problem(status: int, code: str, **extra: Any) -> JSONResponse:
