@@ -75,7 +75,7 @@ class TestServiceCard:
         card = response.json()
         assert (card["code"], card["version"], card["status"]) == ("11030000001", 1, "published")
         assert card["decision"]["mode"] == "automatic"
-        assert card["approved_by"] == "system:catalog-seed"
+        assert card["approved_by"] == "system:catalog-seed-authority"
         assert "filled_by" not in card  # staff contact details are not public
 
     async def test_the_published_card_as_cpsv_ap_jsonld(
@@ -112,7 +112,7 @@ class TestServiceCard:
         body = versions.json()
         assert body["total"] == 1
         assert body["items"][0]["version"] == 1
-        assert body["items"][0]["approved_by"] == "system:catalog-seed"
+        assert body["items"][0]["approved_by"] == "system:catalog-seed-authority"
         first = await public_api.get("/api/v1/catalog/services/11030000001/versions/1")
         assert first.json()["version"] == 1
         missing = await public_api.get("/api/v1/catalog/services/11030000001/versions/9")

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.catalog.errors import (
     CardInvalid,
+    FourEyesRequired,
     InvalidTransition,
     NotYourAgency,
     RoleRequired,
@@ -55,6 +56,53 @@ async def published_card(session: AsyncSession, code: str = "77000000001") -> Ca
     await workflow.submit_draft(session, actor=TAX_ADMIN, code=code)
     await workflow.approve_draft(session, actor=AUTHORITY, code=code, approving_organisation=ORG)
     return card
+
+
+class TestFourEyes:
+    """The approver of a version is neither its author nor its submitter (issue: M2)."""
+
+    async def test_one_person_holding_both_roles_cannot_approve_their_own_draft(
+        self, session: AsyncSession
+    ) -> None:
+        both = Principal("staff-both", frozenset({"agency-admin:tax", "catalog-authority"}))
+        await workflow.create_card(session, actor=both, card=new_card("77000000091"))
+        await workflow.submit_draft(session, actor=both, code="77000000091")
+        with pytest.raises(FourEyesRequired):
+            await workflow.approve_draft(
+                session, actor=both, code="77000000091", approving_organisation=ORG
+            )
+        approved = await workflow.approve_draft(
+            session, actor=AUTHORITY, code="77000000091", approving_organisation=ORG
+        )
+        assert approved.approved_by == AUTHORITY.subject
+
+    async def test_an_editor_of_the_draft_cannot_approve_it(self, session: AsyncSession) -> None:
+        card = await published_card(session, "77000000092")
+        editor = Principal("staff-editor", frozenset({"agency-admin:tax", "catalog-authority"}))
+        await workflow.update_draft(
+            session, actor=editor, code="77000000092", content=edited(card, sla_days=9)
+        )
+        await workflow.submit_draft(session, actor=TAX_ADMIN, code="77000000092")
+        with pytest.raises(FourEyesRequired):
+            await workflow.approve_draft(
+                session, actor=editor, code="77000000092", approving_organisation=ORG
+            )
+
+    async def test_hands_of_an_earlier_version_do_not_block_the_next(
+        self, session: AsyncSession
+    ) -> None:
+        """Only who worked on this draft counts: the first version's author may approve v2."""
+        card = await published_card(session, "77000000093")  # TAX_ADMIN drafted, AUTHORITY approved
+        both = Principal("staff-tax", frozenset({"agency-admin:tax", "catalog-authority"}))
+        other = Principal("staff-other", frozenset({"agency-admin:tax"}))
+        await workflow.update_draft(
+            session, actor=other, code="77000000093", content=edited(card, sla_days=8)
+        )
+        await workflow.submit_draft(session, actor=other, code="77000000093")
+        approved = await workflow.approve_draft(
+            session, actor=both, code="77000000093", approving_organisation=ORG
+        )
+        assert approved.version == 2
 
 
 class TestCreateCard:

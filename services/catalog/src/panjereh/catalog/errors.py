@@ -62,3 +62,13 @@ class NotYourAgency(Forbidden):
 class RoleRequired(Forbidden):
     code = "forbidden"
     title = Text("اجازه این کار را ندارید", "Forbidden")
+
+
+class FourEyesRequired(Forbidden):
+    """Whoever wrote or submitted a draft cannot also approve it: a second person must."""
+
+    code = "four_eyes_required"
+    title = Text(
+        "تأییدکننده نمی‌تواند نویسنده یا ارسال‌کننده همین پیش‌نویس باشد",
+        "The approver cannot be an author or the submitter of this draft",
+    )

@@ -84,6 +84,22 @@ class CardRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def draft_hands(self, card_id: uuid.UUID) -> set[str]:
+        """Who created, edited or submitted the card since its last approval."""
+        last_approval = (
+            select(func.max(CardTransition.at))
+            .where(CardTransition.card_id == card_id, CardTransition.action == "approved")
+            .scalar_subquery()
+        )
+        rows = await self.session.scalars(
+            select(CardTransition.actor).where(
+                CardTransition.card_id == card_id,
+                CardTransition.action.in_(("created", "edited", "submitted")),
+                (CardTransition.at > last_approval) | last_approval.is_(None),
+            )
+        )
+        return set(rows)
+
     async def by_code(self, code: str, *, for_update: bool = False) -> ServiceCard | None:
         statement = select(ServiceCard).where(ServiceCard.code == code)
         if for_update:

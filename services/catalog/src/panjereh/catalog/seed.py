@@ -31,15 +31,18 @@ from panjereh.contracts import access
 logger = logging.getLogger("panjereh.catalog.seed")
 
 SEED_SUBJECT = "system:catalog-seed"
+SEED_AUTHORITY_SUBJECT = "system:catalog-seed-authority"
 
 
 def seed_actor(agency_codes: Sequence[str]) -> Principal:
-    """The seed acts as every agency's admin and as the catalog authority."""
-    roles = {
-        access.CATALOG_AUTHORITY,
-        *(access.agency_role(access.AGENCY_ADMIN, code) for code in agency_codes),
-    }
+    """The seed's author: every agency's admin (it drafts and submits the demo cards)."""
+    roles = {access.agency_role(access.AGENCY_ADMIN, code) for code in agency_codes}
     return Principal(SEED_SUBJECT, frozenset(roles))
+
+
+def seed_authority() -> Principal:
+    """The seed's approver: the catalog authority, another hand than the author (four eyes)."""
+    return Principal(SEED_AUTHORITY_SUBJECT, frozenset({access.CATALOG_AUTHORITY}))
 
 
 @dataclass
@@ -67,6 +70,7 @@ async def publish_cards(
     report: SeedReport,
 ) -> None:
     actor = seed_actor(sorted({c.agency for c in new_cards}))
+    authority = seed_authority()
     cards_repository = CardRepository(session)
     for new in new_cards:
         if await cards_repository.by_code(new.code) is not None:
@@ -75,7 +79,7 @@ async def publish_cards(
         await workflow.submit_draft(session, actor=actor, code=new.code)
         await workflow.approve_draft(
             session,
-            actor=actor,
+            actor=authority,
             code=new.code,
             approving_organisation=approving_organisation,
         )

@@ -13,7 +13,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.catalog.errors import CardInvalid, InvalidTransition, ServiceCodeTaken
+from panjereh.catalog.errors import (
+    CardInvalid,
+    FourEyesRequired,
+    InvalidTransition,
+    ServiceCodeTaken,
+)
 from panjereh.catalog.models import (
     CardTransition,
     ServiceCard,
@@ -204,7 +209,11 @@ async def approve_draft(
     code: str,
     approving_organisation: str,
 ) -> CardRead:
-    """Publish the submitted draft as the next version, immutable from now on."""
+    """Publish the submitted draft as the next version, immutable from now on.
+
+    Four eyes: whoever created, edited or submitted this draft cannot approve it, whatever
+    roles they hold (an agency admin who is also a catalog authority included).
+    """
     require_authority(actor)
     cards = CardRepository(session)
     card = await card_by_code(cards, code, for_update=True)
@@ -216,6 +225,8 @@ async def approve_draft(
                 f"Only a submitted draft can be approved (it is {draft.state})",
             )
         )
+    if actor.subject in await cards.draft_hands(card.id):
+        raise FourEyesRequired
     at = now()
     version = ServiceCardVersion(
         card_id=card.id,
