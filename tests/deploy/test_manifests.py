@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import ipaddress
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -331,6 +333,46 @@ class TestConfiguration:
 
         job = overlay.named("Job", f"{component.name}-migrate")
         assert sources(job) == sources(overlay.named("Deployment", component.name))
+
+
+class TestClientAddresses:
+    """Client addresses feed the rate limits: only the gateway reads X-Forwarded-For, and only
+    from the ingress controller; identity believes only the gateway's."""
+
+    def test_no_process_lets_uvicorn_believe_every_peer(self, overlay):
+        for config_map in overlay.of_kind("ConfigMap"):
+            value = config_map.get("data", {}).get("FORWARDED_ALLOW_IPS")
+            assert value in (None, ""), config_map["metadata"]["name"]
+        for workload in [*overlay.of_kind("Deployment"), *overlay.of_kind("Job")]:
+            for container in containers(pod_spec(workload)):
+                assert env_of(container).get("FORWARDED_ALLOW_IPS") in (None, "")
+
+    def test_the_gateway_settings_load_from_its_config_maps(self, overlay, monkeypatch):
+        settings_class = importlib.import_module(f"{GATEWAY.package}.config").Settings
+        data = {
+            **overlay.named("ConfigMap", "panjereh-platform")["data"],
+            **overlay.named("ConfigMap", "gateway-config")["data"],
+        }
+        for name, value in data.items():
+            monkeypatch.setenv(name, value)
+        settings = settings_class()
+        assert settings.trusted_proxies
+        for network in map(ipaddress.ip_network, settings.trusted_proxies):
+            assert network.is_private
+            assert network.prefixlen >= 12, network  # a pod network, not everything
+
+    def test_identity_believes_forwarded_for_only_from_where_the_gateway_runs(self, overlay):
+        gateway = json.loads(
+            overlay.named("ConfigMap", "gateway-config")["data"]["PANJEREH_GATEWAY_TRUSTED_PROXIES"]
+        )
+        identity = json.loads(
+            overlay.named("ConfigMap", "identity-config")["data"][
+                "PANJEREH_IDENTITY_TRUSTED_PROXIES"
+            ]
+        )
+        assert identity == gateway
+        for network in map(ipaddress.ip_network, identity):
+            assert network.prefixlen >= 12, network
 
 
 class TestNetwork:

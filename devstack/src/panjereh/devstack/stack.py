@@ -267,6 +267,10 @@ class Stack:
             "--http",
             "httptools",
             "--no-access-log",
+            # each process decides whom to believe about the client's address (the gateway
+            # from its trusted proxies, identity from the gateway): uvicorn must not rewrite
+            # the peer from a client-written X-Forwarded-For first
+            "--no-proxy-headers",
             "--timeout-graceful-shutdown",
             "10",
         ]

@@ -1,4 +1,12 @@
-"""Start and stop the local stack from tests, exactly as ``make run`` does (a subprocess)."""
+"""Start and stop the local stack from tests, exactly as ``make run`` does (a subprocess).
+
+Fault tests kill one component and start it again (:func:`kill_component`,
+:func:`restart_component`) while the rest of the platform keeps running. The supervisor stops
+the whole platform as soon as one of its processes exits (``stack.run``), so killing a
+component pauses the supervisor's watchdog (SIGSTOP) until :func:`stop_stack`; the component
+started again is the test process's child, and :func:`stop_stack` stops it before the
+supervisor stops everything it started.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,11 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from panjereh.devstack.embedded import die_with_parent
 
 READY_TIMEOUT = 120.0
 
@@ -26,10 +37,22 @@ class RunningStack:
     gateway: str
     var_dir: Path
     output: Path
+    #: components a test started again (:func:`restart_component`): children of the test
+    #: process, not of the supervisor, so :func:`stop_stack` stops them itself
+    restarted: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: the supervisor is stopped (SIGSTOP) so that a killed component does not make it stop
+    #: the whole platform; :func:`stop_stack` lets it go on, then stops it
+    supervisor_paused: bool = False
 
     def state(self) -> dict[str, object]:
         state: dict[str, object] = json.loads((self.var_dir / "run" / "stack.json").read_text())
         return state
+
+    def pid(self, name: str) -> int:
+        """The process id of a component (or extra process) as it runs now."""
+        if name in self.restarted:
+            return self.restarted[name].pid
+        return int(_processes(self.state())[name])
 
 
 def _ports_free(ports: list[int]) -> bool:
@@ -51,11 +74,16 @@ def pick_port_base() -> int:
     raise RuntimeError(msg)
 
 
-def start_stack(var_dir: Path, output: Path) -> RunningStack:
+def start_stack(
+    var_dir: Path, output: Path, *, environment: Mapping[str, str] | None = None
+) -> RunningStack:
+    """Start the platform; ``environment`` adds variables for every process of it (settings
+    such as ``PANJEREH_IDENTITY_OTP_PER_IP_LIMIT``), the caller's own ``PANJEREH_*`` never."""
     base = pick_port_base()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANJEREH_")}
     env.pop("DATABASE_URL", None)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.update(environment or {})
     log = output.open("w")
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
@@ -92,10 +120,159 @@ def start_stack(var_dir: Path, output: Path) -> RunningStack:
 
 
 def stop_stack(stack: RunningStack) -> int:
+    """Stop the platform: components a test started again first, then the supervisor.
+
+    Returns the supervisor's exit code; after a component was killed it may be 1 (the
+    supervisor, let go on, reports the dead process before it sees the interrupt).
+    """
+    for name in list(stack.restarted):
+        _terminate(stack.restarted.pop(name))
     if stack.process.poll() is None:
         stack.process.send_signal(signal.SIGINT)
+        if stack.supervisor_paused:
+            stack.process.send_signal(signal.SIGCONT)
+            stack.supervisor_paused = False
     try:
         return stack.process.wait(60)
     except subprocess.TimeoutExpired:
         stack.process.kill()
         return stack.process.wait()
+
+
+# ---------------------------------------------------------------- faults: kill and restart
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a process was started, read from ``/proc``: enough to start it again the same way."""
+
+    argv: tuple[str, ...]
+    #: the whole environment, secrets included: never print it
+    env: dict[str, str] = field(repr=False)
+    cwd: str
+
+    @classmethod
+    def of(cls, pid: int) -> Launch:
+        proc = Path(f"/proc/{pid}")
+        argv = [os.fsdecode(arg) for arg in _nul_separated(proc / "cmdline")]
+        env = dict(os.fsdecode(entry).split("=", 1) for entry in _nul_separated(proc / "environ"))
+        return cls(tuple(argv), env, str((proc / "cwd").resolve()))
+
+    def option(self, name: str) -> str | None:
+        """The value after ``name`` on the command line (``--port``), if any."""
+        for flag, value in zip(self.argv, self.argv[1:], strict=False):
+            if flag == name:
+                return value
+        return None
+
+
+def _nul_separated(path: Path) -> list[bytes]:
+    return [entry for entry in path.read_bytes().split(b"\0") if entry]
+
+
+@dataclass(frozen=True)
+class Killed:
+    name: str
+    pid: int
+    launch: Launch
+    #: the killed process's own children (e.g. worker processes) that outlived it
+    orphans: tuple[int, ...]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def pause_supervisor(stack: RunningStack) -> None:
+    """Stop the supervisor's watchdog until :func:`stop_stack` (see the module's docstring)."""
+    if not stack.supervisor_paused and stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGSTOP)
+        stack.supervisor_paused = True
+
+
+def kill_component(stack: RunningStack, name: str, *, orphan_grace: float = 10.0) -> Killed:
+    """``kill -9`` one component, as a crash would, after reading how it was started.
+
+    The rest of the platform keeps running (the supervisor's watchdog is paused first). Waits
+    for the process to die and up to ``orphan_grace`` s for its own children to exit; those
+    still running then are reported and killed by their ids, so a test leaves none behind.
+    """
+    pid = stack.pid(name)
+    launch = Launch.of(pid)
+    children = children_of(pid)
+    pause_supervisor(stack)
+    os.kill(pid, signal.SIGKILL)
+    if name in stack.restarted:
+        stack.restarted.pop(name).wait(10)
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    deadline = time.monotonic() + orphan_grace
+    while any(_running(child) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphans = tuple(child for child in children if _running(child))
+    for orphan in orphans:
+        os.kill(orphan, signal.SIGKILL)
+    return Killed(name, pid, launch, orphans)
+
+
+def restart_component(stack: RunningStack, name: str, launch: Launch) -> subprocess.Popen[bytes]:
+    """Start a killed component again exactly as it was started: command line, environment
+    and working directory; its output appended to its log. :func:`stop_stack` stops it.
+
+    Call it from the main thread: the child gets SIGTERM when the thread that started it ends
+    (``die_with_parent``), as the supervisor's children do when the supervisor ends.
+    """
+    with (stack.var_dir / "log" / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603 - the command line the stack ran
+            list(launch.argv),
+            env=launch.env,
+            cwd=launch.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only sets the death signal
+        )
+    stack.restarted[name] = process
+    # stack.json names the processes that run, for whoever reads it (the supervisor no
+    # longer does: it deletes the file when it stops)
+    state = stack.state()
+    _processes(state)[name] = process.pid
+    (stack.var_dir / "run" / "stack.json").write_text(json.dumps(state, indent=2))
+    return process
+
+
+def _processes(state: dict[str, object]) -> dict[str, int]:
+    processes = state["processes"]
+    if not isinstance(processes, dict):
+        msg = f"stack.json without a processes table: {state}"
+        raise TypeError(msg)
+    return processes
+
+
+def _terminate(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
