@@ -52,13 +52,14 @@ class TestReadiness:
 
 class TestRouting:
     def test_a_contract_path_reaches_its_service(self, gateway: httpx.Client) -> None:
+        # a public catalog path (no token needed at the edge) naming a card that does not exist
         response = gateway.get(
-            "/api/v1/catalog/no-such-thing", headers={"X-Request-ID": "e2e-route-1"}
+            "/api/v1/catalog/services/00000000000", headers={"X-Request-ID": "e2e-route-1"}
         )
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
-        # the catalog's own problem (code not_found), not the gateway's route_not_found
-        assert response.json()["code"] == "not_found"
+        # the catalog's own problem, not the gateway's route_not_found
+        assert response.json()["code"] == "service_not_found"
         assert response.headers["x-request-id"] == "e2e-route-1"
         assert response.json()["request_id"] == "e2e-route-1"
         # one traceparent: the gateway's, continued from the client's trace
@@ -73,7 +74,7 @@ class TestRouting:
         try:
             connection.request(
                 "GET",
-                "/api/v1/catalog/no-such-thing",
+                "/api/v1/catalog/services/00000000000",
                 headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
             )
             response = connection.getresponse()

@@ -127,6 +127,40 @@ class TestStatusChangeSms:
         assert status_sms[0]["tokens"] == ["48213957", "تأیید شد"]
         assert "48213957" in status_sms[0]["text"]
 
+    async def test_the_machines_own_steps_send_no_sms(
+        self, wired: tuple[FastAPI, httpx.AsyncClient], kafka_bootstrap_servers: str
+    ) -> None:
+        _, client = wired
+        seed = 880_003
+        tokens = await login(client, national_code_for(seed), mobile_for(seed))
+        citizen_id = jwt.get_unverified_claims(tokens["access_token"])["sub"]
+        for before, after in (
+            ("submitted", "awaiting_inquiries"),
+            ("awaiting_inquiries", "deciding"),
+            ("deciding", "rejected"),
+        ):
+            change = RequestStatusChanged.model_validate(
+                {
+                    "tracking_code": "48213958",
+                    "service_code": "passport-renewal",
+                    "from": before,
+                    "to": after,
+                    "at": datetime.now(UTC),
+                    "citizen_id": citizen_id,
+                }
+            )
+            event = CloudEvent.from_event(change, subject="48213958").to_bytes()
+            await produce(
+                kafka_bootstrap_servers, topics.REQUESTS_STATUS_CHANGED, event, key=b"48213958"
+            )
+        await outbox_sms(client, mobile_for(seed), count=2)  # the login code and the rejection
+        await asyncio.sleep(0.5)  # room for the step SMS that must not come
+        items = (
+            await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile_for(seed)})
+        ).json()["items"]
+        status_sms = [item for item in items if item["template"] == "panjereh-request-status"]
+        assert [item["tokens"] for item in status_sms] == [["48213958", "رد شد"]]
+
     async def test_an_event_without_a_citizen_is_consumed_without_sms(
         self, wired: tuple[FastAPI, httpx.AsyncClient], kafka_bootstrap_servers: str
     ) -> None:

@@ -24,6 +24,12 @@ STATUS_TEXTS = {
     "cancelled": "لغو شد",
     "failed": "ناموفق ماند",
 }
+#: the statuses worth an SMS: taken, waiting for a person, decided or ended. The machine's
+#: own steps (asking agencies, applying the rules) take seconds and are visible in the
+#: tracker; an SMS for each would be noise, and a cost per request at national scale.
+NOTIFIED_STATUSES = frozenset(
+    {"submitted", "in_review", "approved", "rejected", "cancelled", "failed"}
+)
 #: a status SMS that could not be delivered in a day is no longer news
 STATUS_SMS_VALIDITY = timedelta(days=1)
 
@@ -42,6 +48,8 @@ async def notify_status_change(
 
     Called inside the consumer's unit of work, whose inbox row makes it once per event.
     """
+    if to_status not in NOTIFIED_STATUSES:
+        return False
     if citizen_id is None:
         logger.warning(
             "status change names no citizen; no SMS", extra={"tracking_code": tracking_code}
