@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.tools import missing_tool
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
 OVERLAYS = ("dev", "prod")
@@ -48,7 +50,7 @@ class Rendered:
 def kubectl() -> str:
     found = shutil.which("kubectl")
     if found is None:
-        pytest.skip("kubectl is not installed: overlays cannot be rendered, deploy checks skipped")
+        missing_tool("kubectl is not installed: the overlays cannot be rendered")
     return found
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from panjereh.devstack.stack import GATEWAY, SERVICES
+from tests.deploy.tools import missing_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER = REPO_ROOT / "deploy" / "docker"
@@ -259,7 +260,7 @@ def uv_binary() -> str:
     local = REPO_ROOT / ".tools" / "bin" / "uv"
     found = str(local) if local.exists() else shutil.which("uv")
     if found is None:
-        pytest.skip("uv is not installed (make install provides it)")
+        missing_tool("uv is not installed (make install provides it)")
     return found
 
 

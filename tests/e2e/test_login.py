@@ -13,17 +13,6 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-# the login asks the broker's inquiry API, which asks the simulated agencies: both must be in
-# the platform (until they are merged, this module is skipped, never faked)
-pytest.importorskip(
-    "panjereh.agency_simulators",
-    reason="the simulated agencies are not part of this checkout yet",
-)
-pytest.importorskip(
-    "panjereh.inquiry_broker.router",
-    reason="the inquiry broker's HTTP API is not part of this checkout yet",
-)
-
 NATIONAL_CODE = "0499370899"
 MOBILE = "09127654321"
 
