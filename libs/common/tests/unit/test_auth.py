@@ -445,6 +445,25 @@ class TestJwksCache:
                 jwks_server.keys.remove(rotated.public_jwk)
         assert response.status_code == 200, response.text
 
+    async def test_keys_known_too_long_without_a_refresh_are_no_longer_trusted(
+        self, token_signing_key: SigningKey
+    ) -> None:
+        """A key identity withdrew must not stay trusted by a service cut off from identity."""
+        server = JwksServer([token_signing_key.public_jwk])
+        server.start()
+        clock = FakeClock()
+        async with httpx.AsyncClient() as http:
+            cache = JwksCache(
+                server.url, client=http, ttl=300, refetch_interval=30, max_stale=3600, clock=clock
+            )
+            assert await cache.get(token_signing_key.kid) is not None
+            server.stop()  # identity unreachable from now on
+            clock.now += 1800  # past the TTL: the refresh fails, the known keys still serve
+            assert await cache.get(token_signing_key.kid) is not None
+            clock.now += 1801  # an hour without a successful fetch: fail closed
+            with pytest.raises(SigningKeysUnavailable):
+                await cache.get(token_signing_key.kid)
+
     async def test_unreachable_identity_is_503_not_401(self, token_factory: TokenFactory) -> None:
         async with running_app(build_app("http://127.0.0.1:1/.well-known/jwks.json")) as client:
             response = await client.get("/whoami", headers=bearer(token_factory()))

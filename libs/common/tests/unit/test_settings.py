@@ -23,8 +23,19 @@ class TestPlaceholderSecrets:
             WithSecret(environment=Environment.PROD)
 
     def test_a_real_secret_is_accepted_in_production(self) -> None:
-        settings = WithSecret(environment=Environment.PROD, signing_key=SecretStr("x9Kq2-real"))
+        strong = SecretStr("x9Kq2-rT7vB4nM8wZ1cL6pH3jF5dG0sY")
+        settings = WithSecret(environment=Environment.PROD, signing_key=strong)
         assert settings.environment is Environment.PROD
+
+    @pytest.mark.parametrize(
+        "weak",
+        ["abc", "x9Kq2-real", "a" * 40, "0123456789" * 3, "abababababababababababababab"],
+        ids=["short", "ten-characters", "one-letter", "few-distinct-characters", "two-letters"],
+    )
+    def test_a_weak_secret_is_refused_in_production(self, weak: str) -> None:
+        """Not only placeholder words: a short or low-variety secret protects nothing."""
+        with pytest.raises(ValidationError, match="signing_key is too weak"):
+            WithSecret(environment=Environment.PROD, signing_key=SecretStr(weak))
 
     def test_environment_comes_from_the_unprefixed_variable(
         self, monkeypatch: pytest.MonkeyPatch

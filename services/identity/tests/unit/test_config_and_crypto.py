@@ -14,6 +14,7 @@ from panjereh.identity.crypto import Keys, new_opaque_token, new_otp_code
 from panjereh.identity.keys import main
 
 REAL_SECRET = "b3f1c0a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9"
+PROVIDER_KEY = "4b6E7a2F9c1D8e3G5h0J6k2L9m4N7p1Q"
 
 
 class TestProductionSettings:
@@ -23,7 +24,7 @@ class TestProductionSettings:
                 environment="prod",
                 signing_key_pem=private_pem(generate_private_key()),
                 sms_provider="verify-lookup",
-                sms_api_key="k-9f8e7d",
+                sms_api_key=PROVIDER_KEY,
             )
 
     def test_keys_must_come_from_a_secret(self) -> None:
@@ -32,7 +33,7 @@ class TestProductionSettings:
                 environment="prod",
                 secret_key=REAL_SECRET,
                 sms_provider="verify-lookup",
-                sms_api_key="k-9f8e7d",
+                sms_api_key=PROVIDER_KEY,
             )
 
     def test_the_console_sms_gateway_is_refused(self) -> None:
@@ -49,7 +50,7 @@ class TestProductionSettings:
             secret_key=REAL_SECRET,
             signing_key_pem=private_pem(generate_private_key()),
             sms_provider="verify-lookup",
-            sms_api_key="k-9f8e7d",
+            sms_api_key=PROVIDER_KEY,
         )
         assert not settings.dev_tools_enabled
         assert settings.otp_per_ip_limit_effective == 30

@@ -20,7 +20,9 @@ class TestProductionSettings:
 
     def test_real_secrets_are_accepted(self) -> None:
         settings = Settings(
-            environment="prod", signing_private_key=PEM, subject_hash_key="k-7f3a9c1e"
+            environment="prod",
+            signing_private_key=PEM,
+            subject_hash_key="k7f3a9c1eB2d4F6h8J0kL3m5N7p9Q1r",
         )
         assert settings.signing_private_key.get_secret_value() == PEM
 

@@ -164,7 +164,9 @@ class JwksCache:
     Keys are refetched when older than ``ttl`` and when a token names an unknown ``kid`` (a
     key rotation), but never more often than once per ``refetch_interval``: a flood of tokens
     with random ``kid``s costs identity at most one request per interval. A failed refresh
-    keeps the keys already known.
+    keeps the keys already known, for at most ``max_stale`` seconds after the last successful
+    fetch: past that, verification fails closed (503), so a key identity withdrew does not stay
+    trusted forever by a service that cannot reach it.
     """
 
     def __init__(
@@ -174,11 +176,13 @@ class JwksCache:
         client: httpx.AsyncClient,
         ttl: float = 300.0,
         refetch_interval: float = 30.0,
+        max_stale: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._client = client
         self._ttl = ttl
+        self._max_stale = max(max_stale, ttl)
         self._refetch_interval = refetch_interval
         self._clock = clock
         self._keys: dict[str, Key] = {}
@@ -196,7 +200,8 @@ class JwksCache:
         if key is None:
             await self._refresh(reason="unknown_kid")
             key = self._keys.get(kid)
-        if not self._keys:
+        fetched_at = self._fetched_at
+        if not self._keys or fetched_at is None or self._clock() - fetched_at > self._max_stale:
             raise SigningKeysUnavailable
         return key
 
@@ -265,6 +270,7 @@ class TokenVerifier:
         leeway_seconds: int = 30,
         jwks_cache_seconds: float = 300.0,
         jwks_refetch_interval_seconds: float = 30.0,
+        jwks_max_stale_seconds: float = 3600.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.issuer = issuer
@@ -277,6 +283,7 @@ class TokenVerifier:
             client=self._client,
             ttl=jwks_cache_seconds,
             refetch_interval=jwks_refetch_interval_seconds,
+            max_stale=jwks_max_stale_seconds,
         )
 
     @classmethod
@@ -290,6 +297,7 @@ class TokenVerifier:
             leeway_seconds=settings.jwt_leeway_seconds,
             jwks_cache_seconds=settings.jwks_cache_seconds,
             jwks_refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
+            jwks_max_stale_seconds=settings.jwks_max_stale_seconds,
             client=client,
         )
 

@@ -14,6 +14,10 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "secret", "dev-only")
+#: A production secret's floor: long enough, and varied enough that it is not a pattern
+#: (a generator's 32 random characters pass; ``abc``, ``aaaa...``, ``0123456789...`` do not).
+MIN_SECRET_LENGTH = 24
+MIN_SECRET_DISTINCT_CHARACTERS = 12
 
 
 class Environment(StrEnum):
@@ -104,6 +108,8 @@ class ServiceSettings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300.0, gt=0)
     #: Fewest seconds between two fetches caused by an unknown ``kid``.
     jwks_refetch_interval_seconds: float = Field(default=30.0, ge=0)
+    #: How long known keys stay trusted when identity cannot be reached to refresh them.
+    jwks_max_stale_seconds: float = Field(default=3600.0, gt=0)
     #: Clock skew tolerated on ``exp`` and ``nbf``.
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
@@ -142,6 +148,15 @@ class ServiceSettings(BaseSettings):
                 lowered = value.lower()
                 if not value or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
                     msg = f"{name} holds a placeholder value; set a real secret in production"
+                    raise ValueError(msg)
+                if (
+                    len(value) < MIN_SECRET_LENGTH
+                    or len(set(value)) < MIN_SECRET_DISTINCT_CHARACTERS
+                ):
+                    msg = (
+                        f"{name} is too weak for production: use at least "
+                        f"{MIN_SECRET_LENGTH} random characters"
+                    )
                     raise ValueError(msg)
         return self
 
