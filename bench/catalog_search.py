@@ -133,6 +133,7 @@ def main() -> int:
             port = free_port()
             env = {
                 **os.environ,
+                "PANJEREH_ENV": os.environ.get("PANJEREH_ENV", "dev"),
                 "PANJEREH_CATALOG_DATABASE_URL": url,
                 "PANJEREH_LOG_LEVEL": "WARNING",
                 # no broker here: the outbox relay waits and retries; reads do not need it

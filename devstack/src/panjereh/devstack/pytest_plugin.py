@@ -27,6 +27,10 @@ from panjereh.common.testing.tokens import JwksServer, SigningKey, TokenFactory
 from panjereh.contracts import access
 from panjereh.devstack.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 
+# Services refuse to start without PANJEREH_ENV; tests run them as dev unless a test says
+# otherwise (each test that needs another mode passes ``environment=`` or sets the variable).
+os.environ.setdefault("PANJEREH_ENV", "dev")
+
 #: A national code with a valid checksum, used as the default person in tokens.
 TEST_NATIONAL_CODE = "0013542419"
 

@@ -26,7 +26,12 @@ import httpx
 
 from panjereh.common.db import ensure_databases
 from panjereh.common.messaging.kafka import create_topics
-from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, with_dead_letters
+from panjereh.contracts.topics import (
+    PLATFORM_TOPICS,
+    agency_inquiries,
+    agency_replies,
+    with_dead_letters,
+)
 from panjereh.devstack.embedded import (
     EmbeddedKafka,
     EmbeddedPostgres,
@@ -76,10 +81,15 @@ EXTRAS: tuple[ExtraProcess, ...] = (SIMULATORS,)
 
 
 def simulated_agency_topics() -> list[str]:
-    """``agency.<code>.inquiries`` for every simulated agency."""
+    """``agency.<code>.inquiries`` and ``agency.<code>.replies`` (with the dead letters the
+    broker parks replies on) for every simulated agency."""
     from panjereh.agency_simulators.agencies import AGENCIES  # noqa: PLC0415
 
-    return [agency_inquiries(code) for code in sorted(AGENCIES)]
+    codes = sorted(AGENCIES)
+    return [
+        *(agency_inquiries(code) for code in codes),
+        *with_dead_letters([agency_replies(code) for code in codes]),
+    ]
 
 
 @dataclass
@@ -106,6 +116,9 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.env = dict(config.environment)
+        # the local stack is dev unless told otherwise: the one place (with the test plugin)
+        # that chooses an environment for a process that was not given one
+        self.env.setdefault("PANJEREH_ENV", "dev")
         self.postgres: EmbeddedPostgres | None = None
         self.kafka: EmbeddedKafka | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -45,6 +48,33 @@ class TestPlaceholderSecrets:
         settings = ServiceSettings()
         assert settings.environment is Environment.TEST
         assert settings.kafka_bootstrap_servers == "kafka:9092"
+
+
+class TestNoDefaultEnvironment:
+    """A process started without PANJEREH_ENV must not quietly run as dev (dev outbox, dev
+    secrets): only ``make run`` and the test plugin choose an environment for it."""
+
+    def test_settings_refuse_a_missing_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("PANJEREH_ENV", raising=False)
+        with pytest.raises(ValidationError, match="PANJEREH_ENV is not set"):
+            ServiceSettings()
+
+    def test_a_process_without_it_refuses_to_start_and_says_why(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PANJEREH_")}
+        start = "from panjereh.common.settings import ServiceSettings; ServiceSettings()"
+        result = subprocess.run(
+            [sys.executable, "-c", start],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode != 0
+        assert "PANJEREH_ENV is not set" in result.stderr
+
+    def test_an_explicit_environment_is_taken(self) -> None:
+        assert ServiceSettings(environment="test").environment is Environment.TEST
 
 
 class TestKafkaSecurity:

@@ -38,9 +38,12 @@ class ServiceSettings(BaseSettings):
     #: for placeholder words: base64 may spell anything.
     generated_when_empty: ClassVar[frozenset[str]] = frozenset()
 
+    #: No default on purpose: a process that was not told where it runs must not guess dev
+    #: (the dev SMS outbox, dev secrets). ``make run`` and the test plugin set it.
     environment: Environment = Field(
-        default=Environment.DEV,
+        default=None,  # type: ignore[assignment]  # refused below with one clear line
         validation_alias=AliasChoices("PANJEREH_ENV", "environment"),
+        validate_default=False,
     )
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -122,6 +125,13 @@ class ServiceSettings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.environment is Environment.DEV
+
+    @model_validator(mode="after")
+    def _environment_is_given(self) -> ServiceSettings:
+        if self.environment is None:
+            msg = "PANJEREH_ENV is not set: set it to dev, test or prod"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> ServiceSettings:

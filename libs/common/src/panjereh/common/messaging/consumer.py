@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+#: A handler that also gets the topic its record arrived on: for a consumer of topics whose
+#: name says who could write them (Kafka ACLs), where the event's own ``source`` proves nothing.
+TopicHandler = Callable[[AsyncSession, CloudEvent, str], Awaitable[None]]
 
 #: Record headers a dead-lettered record carries in addition to its own.
 DLQ_ERROR_HEADER = "panjereh-dlq-error"
@@ -87,7 +90,7 @@ class IdempotentConsumer:
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
         self._reconnect_backoff_max = reconnect_backoff_max
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, TopicHandler] = {}
         self._record_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -98,6 +101,13 @@ class IdempotentConsumer:
         self.dead_lettered = 0
 
     def register(self, event_type: str, handler: Handler) -> None:
+        async def ignoring_topic(session: AsyncSession, event: CloudEvent, _topic: str) -> None:
+            await handler(session, event)
+
+        self.register_with_topic(event_type, ignoring_topic)
+
+    def register_with_topic(self, event_type: str, handler: TopicHandler) -> None:
+        """Like :meth:`register`, for a handler that also takes the record's topic."""
         if event_type in self._handlers:
             msg = f"a handler for {event_type!r} is already registered"
             raise ValueError(msg)
@@ -279,7 +289,7 @@ class IdempotentConsumer:
                 )
                 CONSUMER_RECORDS.labels(self.name, record.topic, "skipped").inc()
                 return
-            await handler(session, event)
+            await handler(session, event, record.topic)
         CONSUMER_RECORDS.labels(self.name, record.topic, "handled").inc()
 
     async def _dead_letter(
