@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -715,3 +716,132 @@ class TestNoPersonalDataInLogs:
             assert national_code not in text
             assert mobile not in text
             assert code not in text
+
+
+#: small daily caps, no cooldown: the caps themselves are what these tests reach
+DAILY_CAPS = {
+    "otp_daily_requests_per_mobile": 3,
+    "otp_daily_requests_per_national_code": 3,
+    "otp_daily_failures_per_mobile": 4,
+    "otp_daily_failures_per_national_code": 4,
+    "otp_resend_cooldown_seconds": 0,
+    "otp_per_mobile_limit": 100,
+    "otp_per_ip_limit": 1000,
+}
+
+
+@pytest.fixture(scope="module")
+async def capped_client(
+    identity_database: str, broker_double: InquiryBrokerDouble
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings_for_tests(identity_database, broker_double.url, **DAILY_CAPS))
+    async with running_app(app) as client:
+        yield client
+
+
+async def challenge_and_code(
+    client: httpx.AsyncClient, national_code: str, mobile: str, seed: int, count: int
+) -> tuple[str, str]:
+    response = await ask_code(client, national_code, mobile, seed)
+    assert response.status_code == 202, response.text
+    return response.json()["challenge_id"], await sms_code(client, mobile, count)
+
+
+async def verify(client: httpx.AsyncClient, challenge_id: str, code: str) -> httpx.Response:
+    return await client.post(
+        "/api/v1/auth/otp/verify", json={"challenge_id": challenge_id, "code": code}
+    )
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+class TestDailyCaps:
+    """L2: at most a few codes and a few wrong guesses a day per mobile and per national code."""
+
+    async def test_a_mobile_gets_at_most_the_daily_number_of_codes(
+        self, capped_client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        statuses = [
+            (await ask_code(capped_client, national_code, mobile, seed)).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [202, 202, 202]
+        refused = await ask_code(capped_client, national_code, mobile, seed)
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "otp_rate_limited"
+        assert 0 < int(refused.headers["retry-after"]) <= 24 * 3600
+        # the counters are keyed hashes: no plain mobile or national code is stored in them
+        buckets = await fetch(identity_database, "SELECT bucket FROM identity.rate_limit_counter")
+        assert all(
+            mobile not in row["bucket"] and national_code not in row["bucket"] for row in buckets
+        )
+
+    async def test_a_national_code_gets_at_most_the_daily_number_of_codes_on_any_mobile(
+        self, capped_client: httpx.AsyncClient, seed: int
+    ) -> None:
+        national_code = national_code_for(seed)
+        mobiles = [mobile_for(seed * 1000 + i) for i in range(4)]
+        statuses = [
+            (await ask_code(capped_client, national_code, mobile, seed)).status_code
+            for mobile in mobiles
+        ]
+        assert statuses == [202, 202, 202, 429]
+
+    async def test_wrong_codes_are_capped_per_mobile_even_for_the_right_code(
+        self, capped_client: httpx.AsyncClient, seed: int
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge_id, code = await challenge_and_code(capped_client, national_code, mobile, seed, 1)
+        for _ in range(4):
+            assert (await verify(capped_client, challenge_id, wrong(code))).status_code == 400
+        # the challenge allows five tries, but the day's four are spent: no more guessing
+        capped = await verify(capped_client, challenge_id, code)
+        assert capped.status_code == 429
+        assert capped.json()["code"] == "otp_rate_limited"
+        assert int(capped.headers["retry-after"]) > 0
+        # and no new code is sent to be guessed at
+        again = await ask_code(capped_client, national_code, mobile, seed)
+        assert again.status_code == 429
+        assert again.json()["code"] == "otp_rate_limited"
+
+    async def test_wrong_codes_are_capped_per_national_code_across_mobiles(
+        self, capped_client: httpx.AsyncClient, seed: int
+    ) -> None:
+        national_code = national_code_for(seed)
+        first, second = mobile_for(seed * 1000 + 1), mobile_for(seed * 1000 + 2)
+        challenge_id, code = await challenge_and_code(capped_client, national_code, first, seed, 1)
+        for _ in range(4):
+            assert (await verify(capped_client, challenge_id, wrong(code))).status_code == 400
+        refused = await ask_code(capped_client, national_code, second, seed)
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "otp_rate_limited"
+
+    async def test_strangers_naming_the_national_code_with_other_mobiles_do_not_lock_out_the_owner(
+        self, capped_client: httpx.AsyncClient, seed: int
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        for i in range(10):
+            # mobiles the registry does not tie to the person: refused, and nothing counted
+            stranger = f"0935{seed % 100:02d}{i}0000"
+            refused = await ask_code(capped_client, national_code, stranger, seed * 100 + i)
+            assert refused.json()["code"] == "mobile_not_owned"
+        challenge_id, code = await challenge_and_code(capped_client, national_code, mobile, seed, 1)
+        assert (await verify(capped_client, challenge_id, code)).status_code == 200
+
+    async def test_a_successful_login_resets_the_failure_count(
+        self, capped_client: httpx.AsyncClient, seed: int
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge_id, code = await challenge_and_code(capped_client, national_code, mobile, seed, 1)
+        for _ in range(3):  # someone guesses wrong three times of the day's four...
+            assert (await verify(capped_client, challenge_id, wrong(code))).status_code == 400
+        # ...and the owner still signs in with the code that reached their phone
+        assert (await verify(capped_client, challenge_id, code)).status_code == 200
+        challenge_id, code = await challenge_and_code(capped_client, national_code, mobile, seed, 2)
+        statuses = [
+            (await verify(capped_client, challenge_id, wrong(code))).status_code for _ in range(4)
+        ]
+        assert statuses == [400, 400, 400, 400]  # four fresh tries: the count started again

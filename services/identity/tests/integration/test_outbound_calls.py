@@ -17,11 +17,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from panjereh.common.http import NetworkCallInTransaction, outbound_client
+from panjereh.common.http import NetworkCallInTransaction
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.servers import loopback_server
 from panjereh.identity.main import create_app
-from panjereh.identity.sms import VerifyLookupSmsGateway
+from panjereh.identity.sms import VerifyLookupSmsGateway, verify_lookup_client
 from panjereh.identity.testing import (
     InquiryBrokerDouble,
     SmsProviderDouble,
@@ -116,8 +116,8 @@ class TestTheGuardFires:
         self, app: FastAPI, provider: SmsProviderDouble
     ) -> None:
         attempts = provider.attempts
-        async with outbound_client(timeout=httpx.Timeout(2.0)) as http:
-            gateway = VerifyLookupSmsGateway(http, base_url=provider.url, api_key="k3y")
+        async with verify_lookup_client("k3y", timeout=httpx.Timeout(2.0)) as http:
+            gateway = VerifyLookupSmsGateway(http, base_url=provider.url)
             async with app.state.database.transaction():
                 with pytest.raises(NetworkCallInTransaction):
                     await gateway.send(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -15,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database, in_transaction
-from panjereh.common.http import outbound_client
+from panjereh.common.telemetry import in_memory_exporter
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.servers import loopback_server
 from panjereh.identity.crypto import Keys
@@ -27,6 +28,7 @@ from panjereh.identity.sms import (
     SmsQueue,
     SmsTemporaryFailure,
     VerifyLookupSmsGateway,
+    verify_lookup_client,
 )
 from panjereh.identity.testing import (
     InquiryBrokerDouble,
@@ -59,15 +61,14 @@ def fresh_provider(provider: SmsProviderDouble) -> SmsProviderDouble:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    # the client identity's setup gives the SMS gateway: it refuses to send inside a transaction
-    async with outbound_client(timeout=httpx.Timeout(2.0)) as client:
+    # the client identity's setup gives the SMS gateway: it holds the key and, like every
+    # outbound client, refuses to send inside a transaction
+    async with verify_lookup_client("k3y", timeout=httpx.Timeout(2.0)) as client:
         yield client
 
 
 def gateway(http: httpx.AsyncClient, provider: SmsProviderDouble) -> VerifyLookupSmsGateway:
-    return VerifyLookupSmsGateway(
-        http, base_url=provider.url, api_key="k3y", attempts=3, backoff_seconds=0.01
-    )
+    return VerifyLookupSmsGateway(http, base_url=provider.url, attempts=3, backoff_seconds=0.01)
 
 
 class TestVerifyLookupAdapter:
@@ -171,9 +172,7 @@ class TestDispatcher:
     ) -> SmsDispatcher:
         return SmsDispatcher(
             database,
-            VerifyLookupSmsGateway(
-                http, base_url=provider.url, api_key="k", attempts=1, backoff_seconds=0
-            ),
+            VerifyLookupSmsGateway(http, base_url=provider.url, attempts=1, backoff_seconds=0),
             KEYS,
             max_attempts=5,
             retry_base_seconds=0,
@@ -404,3 +403,65 @@ class TestOtpEndpointDuringAProviderOutage:
             elapsed = time.monotonic() - started
         assert response.status_code == 202
         assert elapsed < 1.0
+
+
+class TestProviderKeyStaysSecret:
+    """Kavenegar wants the API key in the URL path: it must reach neither spans nor logs."""
+
+    SECRET = "s3cr3t-Kavenegar-Key-0123456789"
+
+    async def test_a_real_send_leaves_the_key_out_of_spans_and_log_records(
+        self,
+        identity_database: str,
+        broker_double: InquiryBrokerDouble,
+        fresh_provider: SmsProviderDouble,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level("DEBUG")
+        spans = in_memory_exporter()
+        spans.clear()
+        settings = settings_for_tests(
+            identity_database,
+            broker_double.url,
+            sms_provider="verify-lookup",
+            sms_api_url=fresh_provider.url,
+            sms_api_key=self.SECRET,
+            sms_attempts_per_dispatch=1,
+        )
+        seed = 777_002
+        fresh_provider.fail_next = 1  # a failed try and a retry: both paths are traced and logged
+        root = logging.getLogger()
+        async with running_app(create_app(settings)) as client:
+            # the app's logging setup replaced the root handlers and quieted httpx's own
+            # "HTTP Request: POST <url>" line: listen again, at every level
+            root.addHandler(caplog.handler)
+            root.setLevel(logging.DEBUG)
+            caplog.set_level(logging.DEBUG, logger="httpx")
+            response = await client.post(
+                "/api/v1/auth/otp",
+                json={"national_code": national_code_for(seed), "mobile": mobile_for(seed)},
+                headers={"X-Forwarded-For": "192.0.2.78"},
+            )
+            assert response.status_code == 202
+            for _ in range(200):
+                if mobile_for(seed) in [m["receptor"] for m in fresh_provider.received]:
+                    break
+                await asyncio.sleep(0.025)
+        root.removeHandler(caplog.handler)
+        # the send really happened, with the key where the provider wants it (messages other
+        # tests left pending in this database may go out too)
+        assert mobile_for(seed) in [m["receptor"] for m in fresh_provider.received]
+        assert {m["api_key"] for m in fresh_provider.received} == {self.SECRET}
+        provider_spans = [
+            span
+            for span in spans.get_finished_spans()
+            if "lookup.json" in str(dict(span.attributes or {}))
+        ]
+        assert len(provider_spans) >= 2  # the calls are still traced, under a redacted URL
+        for span in spans.get_finished_spans():
+            exported = f"{span.name} {dict(span.attributes or {})} {span.events} {span.status}"
+            assert self.SECRET not in exported
+        assert any("lookup.json" in record.getMessage() for record in caplog.records)
+        for record in caplog.records:
+            strings = [str(v) for v in record.__dict__.values()]
+            assert self.SECRET not in record.getMessage() + " ".join(strings)

@@ -54,6 +54,15 @@ class Settings(ServiceSettings):
     otp_resend_cooldown_seconds: int = Field(default=60, ge=0)
     otp_per_mobile_limit: int = Field(default=5, ge=1)
     otp_per_mobile_window_seconds: int = Field(default=3600, ge=1)
+    #: Daily caps (L2; NIST SP 800-63B allows at most 100 consecutive failures): codes sent,
+    #: and wrong codes, per mobile and per national code in a 24-hour window. Codes sent count
+    #: only for pairs the mobile registry confirmed; a successful login resets the failure
+    #: counts (see ``service/ratelimits.py`` for the lockout trade-off).
+    otp_daily_requests_per_mobile: int = Field(default=10, ge=1)
+    otp_daily_requests_per_national_code: int = Field(default=10, ge=1)
+    otp_daily_failures_per_mobile: int = Field(default=20, ge=1, le=50)
+    otp_daily_failures_per_national_code: int = Field(default=20, ge=1, le=50)
+    otp_daily_window_seconds: int = Field(default=24 * 3600, ge=3600)
     #: unset: 30, or 1000 in dev mode, where the whole platform and its tests share 127.0.0.1
     otp_per_ip_limit: int | None = Field(default=None, ge=1)
     otp_per_ip_window_seconds: int = Field(default=600, ge=1)

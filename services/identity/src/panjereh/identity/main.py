@@ -42,6 +42,7 @@ from panjereh.identity.sms import (
     SmsGateway,
     SmsQueue,
     VerifyLookupSmsGateway,
+    verify_lookup_client,
 )
 
 HOUSEKEEPING_INTERVAL_SECONDS = 600.0
@@ -51,14 +52,20 @@ SELF_URL = "http://identity.internal"
 def _sms_gateway(settings: Settings, database: Database, http: httpx.AsyncClient) -> SmsGateway:
     if settings.sms_provider is SmsProvider.CONSOLE:
         return ConsoleSmsGateway(database)
-    assert settings.sms_api_key is not None  # enforced by Settings
     return VerifyLookupSmsGateway(
         http,
         base_url=settings.sms_api_url,
-        api_key=settings.sms_api_key.get_secret_value(),
         attempts=settings.sms_attempts_per_dispatch,
         backoff_seconds=settings.sms_retry_base_seconds,
     )
+
+
+def _sms_client(settings: Settings) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(settings.sms_timeout_seconds, connect=2.0)
+    if settings.sms_provider is SmsProvider.CONSOLE or settings.sms_api_key is None:
+        return outbound_client(timeout=timeout)
+    # the provider wants its key in the URL path: only this client's transport ever holds it
+    return verify_lookup_client(settings.sms_api_key.get_secret_value(), timeout=timeout)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,9 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker_http = await resources.enter(
             outbound_client(timeout=httpx.Timeout(settings.inquiry_timeout_seconds))
         )
-        sms_http = await resources.enter(
-            outbound_client(timeout=httpx.Timeout(settings.sms_timeout_seconds, connect=2.0))
-        )
+        sms_http = await resources.enter(_sms_client(settings))
 
         # identity verifies bearer tokens like every service, through its JWKS, but reads it
         # in-process (no network hop, so a plain client): no setting could point elsewhere

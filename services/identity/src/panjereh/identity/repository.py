@@ -206,10 +206,7 @@ class RateLimitRepository:
 
     async def hit(self, bucket: str, *, window_seconds: int, now: datetime) -> tuple[int, float]:
         """Count one hit in ``bucket``'s current fixed window: (hits so far, seconds left)."""
-        epoch = now.timestamp()
-        start_epoch = math.floor(epoch / window_seconds) * window_seconds
-        window_start = now - timedelta(seconds=epoch - start_epoch)
-        window_end = window_start + timedelta(seconds=window_seconds)
+        window_start, window_end = _window(window_seconds, now)
         statement = (
             insert(RateLimitCounter)
             .values(bucket=bucket, window_start=window_start, hits=1, expires_at=window_end)
@@ -221,6 +218,30 @@ class RateLimitRepository:
         )
         hits = int((await self.session.execute(statement)).scalar_one())
         return hits, (window_end - now).total_seconds()
+
+    async def hits(self, bucket: str, *, window_seconds: int, now: datetime) -> tuple[int, float]:
+        """``bucket``'s hits in its current fixed window, counting none: (hits, seconds left)."""
+        window_start, window_end = _window(window_seconds, now)
+        hits = await self.session.scalar(
+            select(RateLimitCounter.hits).where(
+                RateLimitCounter.bucket == bucket, RateLimitCounter.window_start == window_start
+            )
+        )
+        return int(hits or 0), (window_end - now).total_seconds()
+
+    async def forget(self, buckets: Sequence[str]) -> None:
+        """Drop every window of ``buckets`` (their counts start again from zero)."""
+        await self.session.execute(
+            delete(RateLimitCounter).where(RateLimitCounter.bucket.in_(buckets))
+        )
+
+
+def _window(window_seconds: int, now: datetime) -> tuple[datetime, datetime]:
+    """The fixed window (aligned to the epoch) that ``now`` falls in: (start, end)."""
+    epoch = now.timestamp()
+    start_epoch = math.floor(epoch / window_seconds) * window_seconds
+    window_start = now - timedelta(seconds=epoch - start_epoch)
+    return window_start, window_start + timedelta(seconds=window_seconds)
 
 
 class HousekeepingRepository:

@@ -16,6 +16,14 @@ message concurrently while both are alive).
 
 Iranian providers send OTPs through pre-approved templates ("verify lookup"): the request names
 a template and its tokens, never free text.
+
+The provider's API key is a secret that must reach neither logs nor exported spans. Kavenegar
+accepts it only in the URL path (no header), so the key lives in one place:
+:class:`KeyInPathTransport`, under the client :func:`verify_lookup_client` builds. Everything
+above the transport (the gateway, httpx's own ``HTTP Request`` log line, exceptions,
+``response.request``) sees ``/v1/***/``; the transport swaps the key in on the way to the wire,
+with the process-wide httpx tracing suppressed for that call, and records a client span of its
+own under the redacted URL.
 """
 
 from __future__ import annotations
@@ -27,13 +35,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from cryptography.exceptions import InvalidTag
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database, after_commit
+from panjereh.common.http import outbound_client
 from panjereh.identity.crypto import Keys
 from panjereh.identity.metrics import SMS_MESSAGES
 from panjereh.identity.models import DevSms, SmsMessage
@@ -89,12 +102,80 @@ class ConsoleSmsGateway:
             return f"dev-{row.id}"
 
 
+#: what stands for the provider's API key in every URL above :class:`KeyInPathTransport`
+REDACTED_KEY = "***"
+_REDACTED_SEGMENT = f"/{REDACTED_KEY}/".encode()
+
+
+class KeyInPathTransport(httpx.AsyncBaseTransport):
+    """Puts the provider's API key into the URL path only on the way to the wire.
+
+    Requests name the key as ``/***/``; this transport sends them with the key in its place.
+    The process-wide httpx instrumentation would record the real URL (``url.full``), so it is
+    suppressed for the call, and this transport records the client span itself, under the
+    redacted URL and with only an error's type (an error's text could quote the URL).
+    """
+
+    def __init__(self, api_key: str, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._segment = f"/{quote(api_key, safe='')}/".encode()
+        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._tracer = trace.get_tracer(__name__)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        attributes: dict[str, Any] = {
+            "http.request.method": request.method,
+            "url.full": str(url),  # redacted: the key is only ever in ``outgoing``
+            "server.address": url.host,
+        }
+        if url.port is not None:
+            attributes["server.port"] = url.port
+        # a new request object: the caller's keeps the redacted URL for logs and exceptions
+        outgoing = httpx.Request(
+            request.method,
+            url.copy_with(raw_path=url.raw_path.replace(_REDACTED_SEGMENT, self._segment, 1)),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
+        with self._tracer.start_as_current_span(
+            request.method,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                with suppress_http_instrumentation():
+                    response = await self._inner.handle_async_request(outgoing)
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def verify_lookup_client(api_key: str, **options: Any) -> httpx.AsyncClient:
+    """The outbound client for :class:`VerifyLookupSmsGateway`; the only holder of the key."""
+    return outbound_client(transport=KeyInPathTransport(api_key), **options)
+
+
 class VerifyLookupSmsGateway:
     """A Kavenegar-style template API: ``POST {base}/v1/{API_KEY}/verify/lookup.json``.
 
     Form fields ``receptor``, ``template``, ``token``, ``token2``, ``token3``; success is
     ``{"return": {"status": 200}, "entries": [{"messageid": ...}]}``. Quick retries with
     backoff inside one call; the dispatcher retries again later if all of them fail.
+
+    The gateway never holds the API key: it posts to ``/v1/***/verify/lookup.json`` and
+    ``http`` must come from :func:`verify_lookup_client`, whose transport puts the key in.
+    Any other client fails closed (the provider refuses the placeholder).
     """
 
     TOKEN_FIELDS = ("token", "token2", "token3")
@@ -104,12 +185,11 @@ class VerifyLookupSmsGateway:
         http: httpx.AsyncClient,
         *,
         base_url: str,
-        api_key: str,
         attempts: int = 3,
         backoff_seconds: float = 0.2,
     ) -> None:
         self._http = http
-        self._url = f"{base_url.rstrip('/')}/v1/{api_key}/verify/lookup.json"
+        self._url = f"{base_url.rstrip('/')}/v1/{REDACTED_KEY}/verify/lookup.json"
         self._attempts = attempts
         self._backoff = backoff_seconds
 

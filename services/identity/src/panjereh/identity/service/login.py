@@ -4,18 +4,19 @@ Both use cases ask the inquiry broker, so they take the ``Database`` and keep ev
 outside their units of work:
 
 * :func:`request_otp` asks the mobile registry first, with no transaction open, then in one
-  unit of work checks the cooldown under a per-mobile lock, stores the challenge and queues
-  the SMS.
+  unit of work checks the cooldown and the daily caps under a per-mobile lock, stores the
+  challenge and queues the SMS.
 * :func:`verify_otp` **claims** the challenge in a first unit of work: it locks the row, checks
-  the code (a wrong code is counted and committed: :class:`~panjereh.identity.errors.OtpInvalid`
-  is ``KeepChanges``) and marks it consumed, so no concurrent request can use it too. A known
-  citizen is signed in within that same unit of work. For a first login the claim is committed,
-  the civil registry is **called** with no transaction open, and a second unit of work
-  **records** the registration and signs the person in. When the registry cannot answer (503
-  ``civil_registry_unavailable``, retryable) or has no record (422), the claim is given back in
-  a short unit of work, so the same code can be sent again while it lives. A process that dies
-  between claim and record leaves the code spent: no tokens were issued, and the person asks
-  for a new code (fail closed).
+  the daily failure caps, checks the code (a wrong code is counted against the challenge and
+  the daily caps, and committed: :class:`~panjereh.identity.errors.OtpInvalid` is
+  ``KeepChanges``; a right one resets the daily failure counts) and marks it consumed, so no
+  concurrent request can use it too. A known citizen is signed in within that same unit of
+  work. For a first login the claim is committed, the civil registry is **called** with no
+  transaction open, and a second unit of work **records** the registration and signs the
+  person in. When the registry cannot answer (503 ``civil_registry_unavailable``, retryable)
+  or has no record (422), the claim is given back in a short unit of work, so the same code
+  can be sent again while it lives. A process that dies between claim and record leaves the
+  code spent: no tokens were issued, and the person asks for a new code (fail closed).
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ from panjereh.identity.metrics import OTP_EVENTS
 from panjereh.identity.models import Citizen, OtpChallenge
 from panjereh.identity.repository import ChallengeRepository, CitizenRepository
 from panjereh.identity.schemas import OtpChallengeRead, TokenPairRead
-from panjereh.identity.service import tokens
-from panjereh.identity.service.ratelimits import enforce_cooldown
+from panjereh.identity.service import ratelimits, tokens
 from panjereh.identity.sms import SmsQueue
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,17 @@ async def request_otp(
     async with database.transaction() as session:
         # one request per mobile at a time: two racing requests cannot both pass the cooldown
         await ChallengeRepository(session).lock_mobile(keys.lookup_key("otp-mobile", mobile))
-        await enforce_cooldown(session, mobile=mobile, settings=settings, now=now)
+        await ratelimits.enforce_cooldown(session, mobile=mobile, settings=settings, now=now)
+        # the daily caps count only pairs the registry confirmed (see ratelimits): a stranger
+        # naming this national code with other mobiles cannot spend its owner's codes
+        await ratelimits.count_code_sent(
+            session,
+            keys=keys,
+            settings=settings,
+            national_code=national_code,
+            mobile=mobile,
+            now=now,
+        )
         code = new_otp_code()
         lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
         session.add(
@@ -247,6 +257,10 @@ async def _claim(
         raise OtpAttemptsExhausted
     if challenge.expires_at <= now:
         raise OtpExpired
+    # one check at a time per mobile: racing guesses cannot all slip under the daily cap
+    await ChallengeRepository(session).lock_mobile(keys.lookup_key("otp-mobile", challenge.mobile))
+    person = {"national_code": challenge.national_code, "mobile": challenge.mobile}
+    await ratelimits.enforce_failure_caps(session, keys=keys, settings=settings, now=now, **person)
     if not keys.otp_matches(
         challenge.code_hash,
         challenge_id=str(challenge.id),
@@ -255,6 +269,7 @@ async def _claim(
         code=code,
     ):
         challenge.failed_attempts += 1
+        await ratelimits.count_failure(session, keys=keys, settings=settings, now=now, **person)
         await session.flush()
         logger.info(
             "wrong otp",
@@ -262,6 +277,8 @@ async def _claim(
         )
         raise OtpInvalid(attempts_left=settings.otp_max_attempts - challenge.failed_attempts)
     challenge.consumed_at = now
+    # the right code came from the owner's phone: earlier wrong guesses stop counting
+    await ratelimits.forget_failures(session, keys=keys, **person)
     await session.flush()
     return _Claim(
         challenge_id=challenge.id,
