@@ -8,10 +8,10 @@ from typing import Any
 
 from panjereh.contracts.topics import (
     INQUIRY_AGENCY_ACTIVE,
-    INQUIRY_REPLIES,
     PLATFORM_TOPICS,
     REQUESTS_SUBMITTED,
     agency_inquiries,
+    agency_replies,
     agency_requests,
     dead_letter,
 )
@@ -20,9 +20,7 @@ from panjereh.contracts.topics import (
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 #: topics the contract names that the manifests do not provision yet, and why; a topic that
 #: gets provisioned must leave this table (a test checks), so it cannot go stale
-NOT_YET_PROVISIONED = {
-    "agency.<agency>.replies": "per-agency reply topics come with the broker's reply hardening",
-}
+NOT_YET_PROVISIONED: dict[str, str] = {}
 
 Acl = tuple[str, str, str, frozenset[str]]
 
@@ -40,12 +38,13 @@ def acls(user: dict[str, Any]) -> set[Acl]:
 
 
 def agency_acl_violations(user: dict[str, Any], agencies: list[str]) -> list[str]:
-    """Whatever ``user`` may do beyond reading ``agency.<code>.*`` and writing replies."""
+    """Whatever ``user`` may do beyond reading ``agency.<code>.*`` and writing its replies."""
     own_topics = {f"agency.{code}." for code in agencies}
+    own_replies = {agency_replies(code) for code in agencies}
     own_groups = {f"agency-{code}" for code in agencies}
     problems = []
     for kind, name, pattern, operations in acls(user):
-        if kind == "topic" and name == INQUIRY_REPLIES and pattern == "literal":
+        if kind == "topic" and name in own_replies and pattern == "literal":
             allowed = {"Write", "Describe"}
         elif kind == "topic" and pattern == "prefix" and name in own_topics:
             allowed = {"Read", "Describe"}
@@ -127,12 +126,14 @@ class TestTopics:
             topic_config(overlay, topic)
             topic_config(overlay, dead_letter(topic))
 
-    def test_every_agency_has_its_inquiry_and_request_topics(self, overlay):
+    def test_every_agency_has_its_inquiry_reply_and_request_topics(self, overlay):
         users = agency_users(overlay)
         assert len(users) >= 7
         for user in users:
             code = user["metadata"]["labels"]["panjereh.io/agency"]
             topic_config(overlay, agency_inquiries(code))
+            topic_config(overlay, agency_replies(code))
+            topic_config(overlay, dead_letter(agency_replies(code)))  # the broker parks there
             topic_config(overlay, agency_requests(code))
 
     def test_prod_topics_have_three_replicas_and_two_in_sync(self, prod):
@@ -146,6 +147,8 @@ class TestTopics:
         agencies = agency_codes(overlay)
         expected = {*PLATFORM_TOPICS, *(dead_letter(topic) for topic in PLATFORM_TOPICS)}
         expected |= {agency_inquiries(code) for code in agencies}
+        expected |= {agency_replies(code) for code in agencies}
+        expected |= {dead_letter(agency_replies(code)) for code in agencies}
         expected |= {agency_requests(code) for code in agencies}
         assert {topic["spec"]["topicName"] for topic in overlay.of_kind("KafkaTopic")} == expected
 
@@ -169,14 +172,14 @@ class TestTopics:
 
 
 class TestAcls:
-    def test_an_agency_reads_only_its_topics_and_writes_only_replies(self, overlay):
+    def test_an_agency_reads_only_its_topics_and_writes_only_its_replies(self, overlay):
         for user in agency_users(overlay):
             code = user["metadata"]["labels"]["panjereh.io/agency"]
             assert user["metadata"]["name"] == f"agency-{code}"
             assert acls(user) == {
                 ("topic", f"agency.{code}.", "prefix", frozenset({"Read", "Describe"})),
                 ("group", f"agency-{code}", "literal", frozenset({"Read"})),
-                ("topic", INQUIRY_REPLIES, "literal", frozenset({"Write", "Describe"})),
+                ("topic", agency_replies(code), "literal", frozenset({"Write", "Describe"})),
             }
             assert agency_acl_violations(user, [code]) == []
 
@@ -205,6 +208,24 @@ class TestAcls:
         }
         problems = agency_acl_violations(broader, ["tax"])
         assert len(problems) == 2
+        # writing another agency's replies would let it answer in that agency's name
+        forging = {
+            "spec": {
+                "authorization": {
+                    "acls": [
+                        {
+                            "resource": {
+                                "type": "topic",
+                                "name": agency_replies("civil-registry"),
+                                "patternType": "literal",
+                            },
+                            "operations": ["Write", "Describe"],
+                        }
+                    ]
+                }
+            }
+        }
+        assert len(agency_acl_violations(forging, ["tax"])) == 1
         # another agency's consumer group is not the agency's either
         assert agency_acl_violations(user, ["police"]) != []
 
@@ -230,15 +251,34 @@ class TestAcls:
                 else:
                     assert (kind, operations) == ("group", {"Read"})
 
-    def test_the_broker_writes_each_agency_topic_and_reads_replies(self, overlay):
+    def test_the_broker_writes_each_agency_topic_and_reads_each_agencys_replies(self, overlay):
         broker = acls(overlay.named("KafkaUser", "svc-inquiry-broker"))
         requests = acls(overlay.named("KafkaUser", "svc-requests"))
         write = frozenset({"Write", "Describe"})
+        read = frozenset({"Read", "Describe"})
         for user in agency_users(overlay):
             code = user["metadata"]["labels"]["panjereh.io/agency"]
             assert ("topic", agency_inquiries(code), "literal", write) in broker
+            assert ("topic", agency_replies(code), "literal", read) in broker
+            assert ("topic", dead_letter(agency_replies(code)), "literal", write) in broker
             assert ("topic", agency_requests(code), "literal", write) in requests
-        assert ("topic", INQUIRY_REPLIES, "literal", frozenset({"Read", "Describe"})) in broker
+
+    def test_only_an_agency_writes_its_replies_topic(self, overlay):
+        """The broker trusts the topic a reply arrives on: it names the sender."""
+        for code in agency_codes(overlay):
+            writers = {
+                user["metadata"]["name"]
+                for user in overlay.of_kind("KafkaUser")
+                for kind, name, pattern, operations in acls(user)
+                if kind == "topic"
+                and "Write" in operations
+                and (
+                    name == agency_replies(code)
+                    or (pattern == "prefix" and agency_replies(code).startswith(name))
+                )
+            }
+            assert writers <= {f"agency-{code}", "agency-simulators"}, (code, writers)
+            assert f"agency-{code}" in writers
 
     def test_only_the_broker_reads_submitted_requests(self, overlay):
         """They carry the subject's national code: purpose binding is their one use."""

@@ -27,7 +27,7 @@ async def test_the_civil_registry_simulator_answers_its_topic(platform: RunningS
     inquiry_id = str(uuid.uuid4())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     replies = AIOKafkaConsumer(
-        "inquiry.replies",
+        "agency.civil-registry.replies",  # its own replies topic: no other agency may write it
         bootstrap_servers=bootstrap,
         group_id=f"e2e-{inquiry_id}",
         auto_offset_reset="earliest",

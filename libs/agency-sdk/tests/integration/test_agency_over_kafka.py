@@ -11,12 +11,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from panjereh.agency_sdk import Agency, Inquiry, InquiryNotFound, KafkaSettings
-from panjereh.agency_sdk.messages import INQUIRY_REPLIES_TOPIC, INQUIRY_REQUESTED_TYPE
+from panjereh.agency_sdk.messages import INQUIRY_REQUESTED_TYPE, replies_topic
 from panjereh.common.messaging.kafka import create_topics
 
 pytestmark = pytest.mark.integration
 
 AGENCY = "sdk-test-registry"
+#: the agency's own replies topic: the only one the broker accepts its answers on
+REPLIES = replies_topic(AGENCY)
 
 
 def inquiry_event(inquiry_id: uuid.UUID, subject: str, params: dict[str, Any]) -> bytes:
@@ -39,12 +41,10 @@ def inquiry_event(inquiry_id: uuid.UUID, subject: str, params: dict[str, Any]) -
     ).encode()
 
 
-async def test_an_agency_answers_each_inquiry_on_the_replies_topic(
+async def test_an_agency_answers_each_inquiry_on_its_own_replies_topic(
     kafka_bootstrap_servers: str,
 ) -> None:
-    await create_topics(
-        kafka_bootstrap_servers, [f"agency.{AGENCY}.inquiries", INQUIRY_REPLIES_TOPIC]
-    )
+    await create_topics(kafka_bootstrap_servers, [f"agency.{AGENCY}.inquiries", REPLIES])
     agency = Agency(
         AGENCY,
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap_servers, idempotence=False),
@@ -64,7 +64,7 @@ async def test_an_agency_answers_each_inquiry_on_the_replies_topic(
         return {"echo": inquiry.subject, "year": inquiry.params["year"]}
 
     replies = AIOKafkaConsumer(
-        INQUIRY_REPLIES_TOPIC,
+        REPLIES,
         bootstrap_servers=kafka_bootstrap_servers,
         group_id=f"sdk-test-{uuid.uuid4()}",
         auto_offset_reset="earliest",

@@ -6,20 +6,20 @@ import uuid
 
 from panjereh.agency_sdk.messages import (
     INQUIRY_REPLIED_TYPE,
-    INQUIRY_REPLIES_TOPIC,
     INQUIRY_REQUESTED_TYPE,
     Inquiry,
     Reply,
     ReplyStatus,
     encode_reply,
     inquiries_topic,
+    replies_topic,
 )
 from panjereh.contracts import topics
 from panjereh.contracts.inquiry import InquiryPurpose, InquiryReply, InquiryToAgency
 
 
 def test_topics_and_event_types_match_the_contracts() -> None:
-    assert INQUIRY_REPLIES_TOPIC == topics.INQUIRY_REPLIES
+    assert replies_topic("tax") == topics.agency_replies("tax")
     assert inquiries_topic("tax") == topics.agency_inquiries("tax")
     assert InquiryToAgency.event_type == INQUIRY_REQUESTED_TYPE
     assert InquiryReply.event_type == INQUIRY_REPLIED_TYPE

@@ -77,6 +77,9 @@ class TestEventShapes:
     def test_agency_topics_are_templated_and_resolved_by_the_producer(self) -> None:
         assert InquiryToAgency.topic == "agency.{agency}.inquiries"
         assert topics.agency_inquiries("civil-registry") == "agency.civil-registry.inquiries"
+        # a reply's topic names its sender: each agency writes only its own (Kafka ACL)
+        assert InquiryReply.topic == "agency.{agency}.replies"
+        assert topics.agency_replies("civil-registry") == "agency.civil-registry.replies"
         inquiry = InquiryToAgency(
             inquiry_id="i1",
             type="civil-registry.person",
@@ -255,6 +258,7 @@ class TestCommittedDocuments:
         addresses = {channel["address"] for channel in document["channels"].values()}
         assert addresses == {
             "agency.{agency}.inquiries",
+            "agency.{agency}.replies",
             "agency.{agency}.requests",
             *topics.PLATFORM_TOPICS,
         }

@@ -33,7 +33,7 @@ from panjereh.contracts.identifiers import complete_national_code
 from panjereh.contracts.inquiry import AgencyActive, InquiryReply
 from panjereh.contracts.requests import RequestStatusChanged, RequestSubmitted
 from panjereh.contracts.samples import published_card
-from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
+from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, agency_replies
 from panjereh.devstack.embedded import free_port
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.main import create_app
@@ -227,7 +227,11 @@ async def broker(
     url = await migrated_database("panjereh.inquiry_broker")
     await create_topics(
         kafka_bootstrap_servers,
-        [*PLATFORM_TOPICS, *(agency_inquiries(a) for a in (*RUNNING_AGENCIES, "education"))],
+        [
+            *PLATFORM_TOPICS,
+            *(agency_inquiries(a) for a in (*RUNNING_AGENCIES, "education")),
+            *(agency_replies(a) for a in (*RUNNING_AGENCIES, "education")),
+        ],
     )
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap_servers, idempotence=False)
     agencies = [build(code, kafka=kafka) for code in RUNNING_AGENCIES]
@@ -259,7 +263,7 @@ async def send_reply(
     status: str = "ok",
     result: dict[str, Any] | None = None,
 ) -> None:
-    """Put an agency's reply on ``inquiry.replies`` as if ``source`` had sent it."""
+    """Put a reply in ``source``'s name on that agency's own replies topic."""
     event = CloudEvent.from_event(
         InquiryReply(inquiry_id=inquiry_id, status=status, result=result),  # type: ignore[arg-type]
         source=source,
@@ -267,7 +271,8 @@ async def send_reply(
     producer = AIOKafkaProducer(bootstrap_servers=broker.kafka, enable_idempotence=False)
     await producer.start()
     try:
-        await producer.send_and_wait("inquiry.replies", event.to_bytes(), key=inquiry_id.encode())
+        topic = agency_replies(source.removeprefix("agency/"))
+        await producer.send_and_wait(topic, event.to_bytes(), key=inquiry_id.encode())
     finally:
         await producer.stop()
 
@@ -844,9 +849,10 @@ class TestReplies:
         async def reply(source: str, result: dict[str, Any]) -> None:
             await send_reply(broker, inquiry_id, source, result=result)
 
-        inbox = "SELECT count(*) AS n FROM inquiry_broker.inbox_message WHERE topic = $1"
-        seen_before = (await broker.sql(inbox, "inquiry.replies"))[0]["n"]
-        await reply("agency/tax", good)  # not the agency that was asked: ignored
+        inbox = "SELECT count(*) AS n FROM inquiry_broker.inbox_message WHERE topic = ANY($1)"
+        on = [agency_replies("tax"), agency_replies("education")]
+        seen_before = (await broker.sql(inbox, on))[0]["n"]
+        await reply("agency/tax", good)  # not the agency that was asked: refused
         await reply("agency/education", {"degree": "wizard"})  # breaks the output schema
         await reply("agency/education", good)  # too late: the inquiry is already final
         answered = await broker.client.get(
@@ -855,9 +861,7 @@ class TestReplies:
         assert answered.json()["status"] == "failed"
         assert answered.json()["error"] == "invalid_result"
         # all three replies were handled (the late one too), and the answer did not change
-        await broker.eventually(
-            inbox, lambda rows: rows[0]["n"] >= seen_before + 3, "inquiry.replies"
-        )
+        await broker.eventually(inbox, lambda rows: rows[0]["n"] >= seen_before + 3, on)
         final = await broker.client.get(f"/api/v1/inquiries/{inquiry_id}", headers=caller)
         assert final.json()["status"] == "failed"
         assert final.json()["signature"] is None  # failures are not signed as answers

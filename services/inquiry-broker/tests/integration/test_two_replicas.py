@@ -20,7 +20,7 @@ from panjereh.agency_simulators.agencies import Faults, build
 from panjereh.common.messaging.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase
 from panjereh.common.testing.tokens import TokenFactory, bearer
-from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
+from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, agency_replies
 from panjereh.devstack.embedded import free_port
 from panjereh.inquiry_broker.signing import AnswerSigner
 
@@ -89,7 +89,8 @@ async def replicas(
 ) -> AsyncIterator[tuple[str, str]]:
     url = await migrated_database("panjereh.inquiry_broker")
     await create_topics(
-        kafka_bootstrap_servers, [*PLATFORM_TOPICS, agency_inquiries("civil-registry")]
+        kafka_bootstrap_servers,
+        [*PLATFORM_TOPICS, agency_inquiries("civil-registry"), agency_replies("civil-registry")],
     )
     log_dir = tmp_path_factory.mktemp("replicas")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANJEREH_")}
@@ -132,7 +133,8 @@ async def replicas(
 async def civil_registry(kafka_bootstrap_servers: str) -> AsyncIterator[None]:
     """The simulated civil registry, once it owns its topic's partitions."""
     await create_topics(
-        kafka_bootstrap_servers, [*PLATFORM_TOPICS, agency_inquiries("civil-registry")]
+        kafka_bootstrap_servers,
+        [*PLATFORM_TOPICS, agency_inquiries("civil-registry"), agency_replies("civil-registry")],
     )
     agency = build(
         "civil-registry",

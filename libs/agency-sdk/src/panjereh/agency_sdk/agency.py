@@ -2,9 +2,10 @@
 
 ``Agency`` consumes ``agency.<code>.inquiries`` with manual commits, validates every inquiry
 against the registry's input schema for its type, calls the handler registered for that type,
-replies on ``inquiry.replies`` and commits the offset only after the broker acknowledged the
-reply. A crash between reply and commit redelivers the inquiry; the broker ignores a second
-reply for the same inquiry id, so "at least once" is safe.
+replies on its own ``agency.<code>.replies`` (the only topic the broker accepts its answers on)
+and commits the offset only after the broker acknowledged the reply. A crash between reply and
+commit redelivers the inquiry; the broker ignores a second reply for the same inquiry id, so
+"at least once" is safe.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from pydantic import ValidationError
 from panjereh.agency_sdk.errors import InquiryNotFound, InvalidInquiry
 from panjereh.agency_sdk.messages import (
     CLOUDEVENTS_CONTENT_TYPE,
-    INQUIRY_REPLIES_TOPIC,
     Inquiry,
     Reply,
     ReplyStatus,
     decode,
     encode_reply,
     inquiries_topic,
+    replies_topic,
 )
 
 logger = logging.getLogger(__name__)
@@ -196,9 +197,10 @@ class Agency:
     async def _answer_batch(self, producer: AIOKafkaProducer, records: list[Any]) -> None:
         """Answer a partition's records concurrently; return once every reply is acknowledged."""
         replies = await asyncio.gather(*(self._reply_to(record) for record in records))
+        topic = replies_topic(self.code)
         deliveries = [
             await producer.send(
-                INQUIRY_REPLIES_TOPIC,
+                topic,
                 value=encode_reply(reply, agency=self.code),
                 key=str(reply.inquiry_id).encode(),
                 headers=headers,

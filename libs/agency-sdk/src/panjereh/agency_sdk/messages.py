@@ -2,8 +2,8 @@
 
 An agency receives ``{inquiry_id, type, subject, params, purpose}`` on
 ``agency.<code>.inquiries`` and answers ``{inquiry_id, status: ok|not_found|error, result}`` on
-``inquiry.replies``, keyed by the inquiry id. Kept here, free of the platform's internals, so
-that an agency needs nothing but this package to connect.
+its own ``agency.<code>.replies``, keyed by the inquiry id. Kept here, free of the platform's
+internals, so that an agency needs nothing but this package to connect.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-INQUIRY_REPLIES_TOPIC = "inquiry.replies"
 INQUIRY_REQUESTED_TYPE = "inquiry.inquiry.requested.v1"
 INQUIRY_REPLIED_TYPE = "agency.inquiry.replied.v1"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
@@ -25,6 +24,12 @@ CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 def inquiries_topic(agency: str) -> str:
     """The topic on which ``agency`` receives its inquiries."""
     return f"agency.{agency}.inquiries"
+
+
+def replies_topic(agency: str) -> str:
+    """The topic on which ``agency`` answers; only it may write there (Kafka ACL), and the
+    broker accepts an answer only on the topic of the agency it asked."""
+    return f"agency.{agency}.replies"
 
 
 class Purpose(BaseModel):

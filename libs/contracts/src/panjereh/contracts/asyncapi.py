@@ -6,7 +6,7 @@ Written to ``libs/contracts/asyncapi.json``; regenerate after changing a contrac
     python -m panjereh.contracts.asyncapi --check    # exit 1 when the committed one is stale
 
 The document is written from the platform's point of view: ``send`` for what Panjereh
-publishes, ``receive`` for what agencies send in (``inquiry.replies``).
+publishes, ``receive`` for what agencies send in (``agency.<agency>.replies``).
 """
 
 from __future__ import annotations

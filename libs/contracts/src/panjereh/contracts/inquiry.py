@@ -37,10 +37,10 @@ class InquiryToAgency(Event):
 
 
 class InquiryReply(Event):
-    """An agency's answer to an inquiry (on ``inquiry.replies``)."""
+    """An agency's answer to an inquiry (on its own ``agency.<agency>.replies``)."""
 
     event_type: ClassVar[str] = "agency.inquiry.replied.v1"
-    topic: ClassVar[str] = topics.INQUIRY_REPLIES
+    topic: ClassVar[str] = topics.agency_replies("{agency}")
 
     inquiry_id: str = Field(min_length=1)
     status: InquiryStatus

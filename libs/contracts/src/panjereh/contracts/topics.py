@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-INQUIRY_REPLIES = "inquiry.replies"
 CATALOG_SERVICE_PUBLISHED = "catalog.service.published"
 CATALOG_SERVICE_RETIRED = "catalog.service.retired"
 REQUESTS_STATUS_CHANGED = "requests.request.status-changed"
@@ -14,7 +13,6 @@ INQUIRY_ANSWERED = "inquiry.inquiry.answered"
 INQUIRY_AGENCY_ACTIVE = "inquiry.agency.active"
 
 PLATFORM_TOPICS: tuple[str, ...] = (
-    INQUIRY_REPLIES,
     CATALOG_SERVICE_PUBLISHED,
     CATALOG_SERVICE_RETIRED,
     REQUESTS_STATUS_CHANGED,
@@ -29,6 +27,15 @@ PLATFORM_TOPICS: tuple[str, ...] = (
 def agency_inquiries(agency: str) -> str:
     """Where the broker sends inquiries for ``agency`` to answer."""
     return f"agency.{agency}.inquiries"
+
+
+def agency_replies(agency: str) -> str:
+    """Where ``agency``, and only it (Kafka ACL), answers its inquiries for the broker.
+
+    The topic names the sender: the broker accepts a reply only on the replies topic of the
+    agency the inquiry was sent to, whatever ``source`` the CloudEvent claims.
+    """
+    return f"agency.{agency}.replies"
 
 
 def agency_requests(agency: str) -> str:

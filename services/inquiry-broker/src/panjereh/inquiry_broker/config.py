@@ -30,7 +30,7 @@ class Settings(ServiceSettings):
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
     #: How often a waiting caller re-reads its inquiry when no NOTIFY woke it (a safety net).
     answer_poll_interval_seconds: float = Field(default=1.0, gt=0)
-    #: How long Kafka may hold an empty fetch of ``inquiry.replies``. A waiting caller pays up
+    #: How long Kafka may hold an empty fetch of the agencies' replies topics. A caller pays up
     #: to this per reply on brokers that do not wake a held fetch (Tansu): keep it short.
     replies_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
     #: How long Kafka may hold an empty fetch of the requests service's topics: a request's

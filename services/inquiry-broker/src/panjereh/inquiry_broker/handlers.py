@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.messaging.consumer import Handler, IdempotentConsumer
+from panjereh.common.messaging.consumer import IdempotentConsumer, TopicHandler
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.inquiry import InquiryReply
@@ -18,15 +18,16 @@ from panjereh.inquiry_broker.service import answers, cards, purposes
 from panjereh.inquiry_broker.signing import AnswerSigner
 
 
-def reply_handler(signer: AnswerSigner) -> Handler:
-    async def on_reply(session: AsyncSession, event: CloudEvent) -> None:
-        await answers.record_reply(session, event, signer=signer)
+def reply_handler(signer: AnswerSigner) -> TopicHandler:
+    async def on_reply(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        # the topic, not the event's source, says which agency sent it (Kafka ACLs)
+        await answers.record_reply(session, event, topic=topic, signer=signer)
 
     return on_reply
 
 
 def register_reply_handlers(consumer: IdempotentConsumer, *, signer: AnswerSigner) -> None:
-    consumer.register(InquiryReply.event_type, reply_handler(signer))
+    consumer.register_with_topic(InquiryReply.event_type, reply_handler(signer))
 
 
 def register_catalog_handlers(consumer: IdempotentConsumer) -> None:

@@ -34,7 +34,7 @@ from panjereh.inquiry_broker.handlers import (
 from panjereh.inquiry_broker.models import messaging
 from panjereh.inquiry_broker.router import router
 from panjereh.inquiry_broker.runtime import BrokerRuntime
-from panjereh.inquiry_broker.service import sweeping
+from panjereh.inquiry_broker.service import registry, sweeping
 from panjereh.inquiry_broker.service.asking import BrokerKeys
 from panjereh.inquiry_broker.signing import AnswerSigner
 from panjereh.inquiry_broker.waiting import AnswerListener, libpq_dsn
@@ -135,8 +135,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if not settings.run_consumers:
             return  # an API-only replica: another one consumes, sweeps and calls connectors
+        # each agency's own replies topic, as the registry stands at start: an agency new to
+        # the registry is consumed after the next rollout (its topic and ACLs come with it)
+        async with database.transaction() as session:
+            reply_topics = await registry.reply_topics(session)
         replies = idempotent_consumer(
-            REPLIES_GROUP, [topics.INQUIRY_REPLIES], database, settings.replies_fetch_max_wait_ms
+            REPLIES_GROUP, reply_topics, database, settings.replies_fetch_max_wait_ms
         )
         register_reply_handlers(replies, signer=keys.signer)
         await resources.start(replies)

@@ -25,3 +25,9 @@ INQUIRY_LATENCY = Histogram(
 INQUIRY_DENIALS = Counter(
     "panjereh_inquiry_denials_total", "Inquiries the access policy refused, by reason", ["reason"]
 )
+REPLIES_REFUSED = Counter(
+    "panjereh_inquiry_replies_refused_total",
+    "Agency replies refused because they did not come from the agency that was asked, by the "
+    "topic they arrived on and why (wrong_topic, wrong_source)",
+    ["topic", "reason"],
+)

@@ -42,6 +42,11 @@ class InquiryTypeRepository:
     async def get(self, name: str) -> InquiryType | None:
         return await self.session.get(InquiryType, name)
 
+    async def provider_agencies(self) -> Sequence[str]:
+        """Every agency some type is asked of, each once, in order."""
+        query = select(InquiryType.provider_agency).distinct().order_by(InquiryType.provider_agency)
+        return (await self.session.scalars(query)).all()
+
 
 class PlatformPurposeRepository:
     def __init__(self, session: AsyncSession) -> None:

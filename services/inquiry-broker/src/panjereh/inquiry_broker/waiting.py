@@ -1,6 +1,6 @@
 """Waking a caller that waits for an answer (or a purpose), whichever replica received it.
 
-Every replica consumes ``inquiry.replies`` in one consumer group, so each reply is handled
+Every replica consumes the agencies' replies topics in one consumer group, so each reply is handled
 once, by some replica, which stores the answer and runs ``NOTIFY inquiry_answered, '<id>'`` in
 the same transaction. Every replica holds one ``LISTEN`` connection; a notification wakes the
 local callers waiting on that id, who then read the answer from PostgreSQL. Notifications

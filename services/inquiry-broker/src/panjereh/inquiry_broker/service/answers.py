@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquiryStatus
+from panjereh.contracts.topics import agency_replies
 from panjereh.inquiry_broker import validation
-from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY
+from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY, REPLIES_REFUSED
 from panjereh.inquiry_broker.models import Inquiry
 from panjereh.inquiry_broker.repository import InquiryRepository, InquiryTypeRepository
 from panjereh.inquiry_broker.service import activity, delivery
@@ -97,35 +98,55 @@ async def publish(session: AsyncSession, inquiry: Inquiry) -> None:
     await InquiryRepository(session).announce_answer(inquiry.id)
 
 
-async def record_reply(session: AsyncSession, event: CloudEvent, *, signer: AnswerSigner) -> None:
-    """An agency's reply (``inquiry.replies``): complete the pending inquiry it answers.
+async def record_reply(
+    session: AsyncSession, event: CloudEvent, *, topic: str, signer: AnswerSigner
+) -> None:
+    """An agency's reply, on ``topic``: complete the pending inquiry it answers.
+
+    Only the replies topic of the agency the inquiry was sent to counts: Kafka ACLs let that
+    agency alone write it, while the CloudEvent ``source`` is whatever the sender wrote. A
+    reply from any other topic is refused (not recorded, signed or cached), logged with the
+    inquiry id and the topic, and counted.
 
     An ``error`` reply is retried (sent again at once) while attempts and time remain; the
-    last one fails the inquiry.
-
-    Replies to unknown, already final or another agency's inquiries change nothing: a late
-    reply after a timeout, a duplicate after a resend, or a forged one.
+    last one fails the inquiry. Replies to unknown or already final inquiries change nothing:
+    a late reply after a timeout, or a duplicate after a resend.
     """
     reply = InquiryReply.parse_data(event.data)
     try:
         inquiry_id = uuid.UUID(reply.inquiry_id)
     except ValueError:
-        logger.warning("reply names no inquiry id", extra={"event_id": event.id})
+        logger.warning("reply names no inquiry id", extra={"event_id": event.id, "topic": topic})
         return
     inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
-    if inquiry is None or inquiry.status != "pending":
-        logger.info(
-            "reply ignored",
-            extra={"inquiry_id": str(inquiry_id), "known": inquiry is not None},
-        )
+    if inquiry is None:
+        logger.info("reply to an unknown inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
+        return
+    if topic != agency_replies(inquiry.provider_agency):
+        _refuse(inquiry, topic=topic, reason="wrong_topic")
         return
     if event.source != f"agency/{inquiry.provider_agency}":
-        logger.warning(
-            "reply from an agency that was not asked",
-            extra={"inquiry_id": str(inquiry_id), "source": event.source},
-        )
+        # the asked agency's own topic, in another agency's name: a misconfigured agency
+        _refuse(inquiry, topic=topic, reason="wrong_source")
+        return
+    if inquiry.status != "pending":
+        logger.info("reply to a final inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
         return
     await _apply(session, inquiry, status=reply.status, result=reply.result, signer=signer)
+
+
+def _refuse(inquiry: Inquiry, *, topic: str, reason: str) -> None:
+    """A reply not from the agency that was asked: logged and counted, nothing else."""
+    REPLIES_REFUSED.labels(topic, reason).inc()
+    logger.warning(
+        "reply refused: not from the agency that was asked",
+        extra={
+            "inquiry_id": str(inquiry.id),
+            "topic": topic,
+            "provider_agency": inquiry.provider_agency,
+            "reason": reason,
+        },
+    )
 
 
 async def record_connector_answer(
