@@ -70,6 +70,43 @@ def _sweeper(database: Database, relay: OutboxRelay, interval: float) -> Periodi
     return PeriodicWorker("sweeper", sweep, interval=interval)
 
 
+class RepliesSubscriber:
+    """Starts the replies consumer once the registry can say which topics to read.
+
+    The broker must start (and say on ``/readyz`` that its database is down) even when the
+    database is unreachable; the consumer then starts as soon as the registry answers.
+    """
+
+    RETRY_SECONDS = 2.0
+
+    def __init__(
+        self, database: Database, build: Callable[[Sequence[str]], IdempotentConsumer]
+    ) -> None:
+        self._database = database
+        self._build = build
+        self._consumer: IdempotentConsumer | None = None
+        self._worker = PeriodicWorker(
+            "replies-subscriber", self._subscribe, interval=self.RETRY_SECONDS
+        )
+
+    async def _subscribe(self) -> None:
+        if self._consumer is not None:
+            return
+        async with self._database.transaction() as session:
+            reply_topics = await registry.reply_topics(session)
+        consumer = self._build(reply_topics)
+        await consumer.start()
+        self._consumer = consumer
+
+    async def start(self) -> None:
+        await self._worker.start()
+
+    async def stop(self) -> None:
+        await self._worker.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -135,15 +172,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if not settings.run_consumers:
             return  # an API-only replica: another one consumes, sweeps and calls connectors
-        # each agency's own replies topic, as the registry stands at start: an agency new to
-        # the registry is consumed after the next rollout (its topic and ACLs come with it)
-        async with database.transaction() as session:
-            reply_topics = await registry.reply_topics(session)
-        replies = idempotent_consumer(
-            REPLIES_GROUP, reply_topics, database, settings.replies_fetch_max_wait_ms
-        )
-        register_reply_handlers(replies, signer=keys.signer)
-        await resources.start(replies)
+        # each agency's own replies topic, as the registry stands when the database first
+        # answers: an agency new to the registry is consumed after the next rollout (its topic
+        # and ACLs come with it)
+
+        def replies_on(reply_topics: Sequence[str]) -> IdempotentConsumer:
+            replies = idempotent_consumer(
+                REPLIES_GROUP, reply_topics, database, settings.replies_fetch_max_wait_ms
+            )
+            register_reply_handlers(replies, signer=keys.signer)
+            return replies
+
+        await resources.start(RepliesSubscriber(database, replies_on))
         catalog = idempotent_consumer(
             CATALOG_GROUP,
             [topics.CATALOG_SERVICE_PUBLISHED, topics.CATALOG_SERVICE_RETIRED],
