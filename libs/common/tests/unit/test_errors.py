@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from panjereh.common.app import create_service_app
 from panjereh.common.errors import AppError, Text
@@ -24,8 +29,46 @@ class Person(BaseModel):
     name: str
 
 
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def build_app() -> FastAPI:
     router = APIRouter()
+
+    @router.get("/database-down")
+    async def database_down() -> None:
+        engine = create_async_engine(
+            f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/nothing"
+        )
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    @router.get("/database-shutting-down")
+    async def database_shutting_down() -> None:
+        # what the driver raises while PostgreSQL stops, as SQLAlchemy hands it on
+        # (the driver's error, translated by the dialect, wrapped by the engine)
+        shutting_down = asyncpg.CannotConnectNowError("the database system is shutting down")
+        try:
+            try:
+                raise shutting_down
+            except asyncpg.CannotConnectNowError as exc:
+                translated = RuntimeError("the database system is shutting down")
+                raise translated from exc
+        except RuntimeError as exc:
+            raise sa_exc.DBAPIError("SELECT 1", {}, exc) from exc
+
+    @router.get("/agency-down")
+    async def agency_down() -> None:
+        async with httpx.AsyncClient() as outside:
+            await outside.get(f"http://127.0.0.1:{closed_port()}/")
 
     @router.post("/people")
     async def create_person(person: Person) -> Person:
@@ -100,6 +143,24 @@ class TestProblemDetails:
 
     async def test_wrong_method_is_a_405_problem(self, client: httpx.AsyncClient) -> None:
         assert_problem(await client.delete("/expired"), 405, "method_not_allowed")
+
+
+class TestDatabaseOutage:
+    async def test_an_unreachable_database_is_a_503_to_retry(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/database-down")
+        body = assert_problem(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "2"
+        assert "127.0.0.1" not in str(body)
+
+    async def test_a_database_shutting_down_is_a_503(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get("/database-shutting-down"), 503, "database_unavailable")
+
+    async def test_another_system_down_is_not_taken_for_the_database(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        assert_problem(await client.get("/agency-down"), 500, "internal_error")
 
 
 class TestRequestIds:

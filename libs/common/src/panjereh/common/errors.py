@@ -9,11 +9,14 @@ stable machine ``code`` and never a stack trace.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -136,6 +139,76 @@ class InternalError(AppError):
     title = Text("خطای داخلی رخ داد", "Internal error")
 
 
+class DatabaseUnavailable(AppError):
+    """The database cannot be reached right now (restarting, failing over, out of
+    connections). Nothing was done; the same request may be sent again shortly."""
+
+    status = 503
+    code = "database_unavailable"
+    title = Text(
+        "سامانه موقتاً در دسترس نیست؛ کمی بعد دوباره تلاش کنید",
+        "Temporarily unavailable; try again shortly",
+    )
+
+
+#: How long a client is asked to wait before retrying after :class:`DatabaseUnavailable`.
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+#: Errors that mean "the server went away or cannot take us now", not "the statement was
+#: wrong": a lost or refused connection, a server shutting down or starting, no free slot.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+    asyncpg.ConnectionDoesNotExistError,  # closed in the middle of an operation
+    asyncpg.exceptions.InternalClientError,  # the protocol state after such a loss
+    sa_exc.TimeoutError,  # no pooled connection came free in time
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it was raised from: causes, contexts, and a DB-API ``orig``."""
+    seen: set[int] = set()
+    waiting: list[BaseException] = [exc]
+    while waiting:
+        current = waiting.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        links = (current.__cause__, current.__context__, orig)
+        waiting.extend(link for link in links if isinstance(link, BaseException))
+
+
+def _raised_by_database_driver(exc: BaseException) -> bool:
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith(("sqlalchemy.", "asyncpg."))
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database could not be reached or dropped the connection.
+
+    Socket errors and timeouts count only when the database driver raised them, so a failed
+    call to another system is never taken for a database outage."""
+    for cause in _causes(exc):
+        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        if isinstance(cause, (ConnectionError, TimeoutError)):
+            if _raised_by_database_driver(cause):
+                return True
+            continue
+        if isinstance(cause, _UNAVAILABLE):
+            return True
+    return False
+
+
 _STATUS_ERRORS: dict[int, type[AppError]] = {
     400: AppError,
     401: Unauthorized,
@@ -211,6 +284,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(request, error)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            # one line, no trace: an outage is an operational event, not a bug
+            logger.warning(
+                "database unavailable: %s",
+                type(exc).__name__,
+                extra={"route": getattr(request.scope.get("route"), "path", "")},
+            )
+            unavailable = DatabaseUnavailable(
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+            )
+            return problem_response(request, unavailable)
         logger.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
         return problem_response(request, InternalError())
 
