@@ -22,8 +22,14 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
 
+# Bytecode is compiled once here: with PYTHONDONTWRITEBYTECODE=1 (CI, these machines) every
+# process would otherwise compile FastAPI, SQLAlchemy, pydantic and the platform from source at
+# each start. uv compiles the installed packages; the workspace's own packages are editable
+# installs (their src/ folders), which it leaves alone, so compileall does those. A source
+# edited later is compiled again in memory, as before, until the next install.
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject.toml)
-	$(UV) sync --locked --python $(PYTHON)
+	$(UV) sync --locked --compile-bytecode --python $(PYTHON)
+	$(PY) -m compileall -q -j 0 $(wildcard */src */*/src)
 	@touch $@
 
 install: $(VENV)/.synced ## create .venv with the whole workspace (locked)
@@ -52,8 +58,8 @@ format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## run every benchmark in bench/ (each prints its own numbers)
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+bench: install ## run every benchmark in bench/, then one table: each figure, its same-run reference, the ratio
+	$(PY) bench/run_all.py
 
 contracts: install ## regenerate the event contracts' JSON-schema snapshot and AsyncAPI document
 	$(PY) -m panjereh.contracts.snapshot --write

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchkit import emit
 
 from panjereh.devstack.embedded import free_port
 
@@ -467,6 +468,24 @@ def main() -> int:
                     results.append(row)
                     print_row(row)
     print_summary(results, gateway_app)
+    for row in results:
+        where = f"{row['upstream']}, {row['connections']} conn."
+        emit(
+            f"gateway req/s ({where})",
+            row["gateway"]["rps"],
+            "req/s",
+            reference="nginx req/s",
+            reference_value=row["nginx"]["rps"],
+            target=f">= {TARGET_THROUGHPUT_RATIO}x" if row["connections"] == 32 else None,
+        )
+        emit(
+            f"gateway p99 ({where})",
+            row["gateway"]["p99_ms"],
+            "ms",
+            reference="nginx p99",
+            reference_value=row["nginx"]["p99_ms"],
+            target=f"<= {TARGET_P99_RATIO}x" if row["connections"] == 32 else None,
+        )
     if options.json:
         print(json.dumps({"gateway_app": gateway_app, "results": results}))
     return 0

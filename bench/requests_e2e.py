@@ -46,6 +46,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from benchkit import emit
 
 from panjereh.contracts.identifiers import complete_national_code
 from panjereh.devstack.testing import Launch, RunningStack, start_stack, stop_stack
@@ -559,6 +560,17 @@ def report(run: Run, facts: dict[str, Any], options: argparse.Namespace) -> bool
         "0 lost": not lost and not_final == 0,
     }
     print("  targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in met.items()))
+    clients = f"{options.clients} clients"
+    emit(f"smart request p50 ({clients})", p50, "ms", reference="GET one request p50",
+         reference_value=ref_p50, target=f"<= {TARGET_P50_MS:.0f} ms")  # fmt: skip
+    emit(f"smart request p99 ({clients})", p99, "ms", reference="GET one request p99",
+         reference_value=ref_p99, target=f"<= {TARGET_P99_MS:.0f} ms")  # fmt: skip
+    emit(f"smart requests decided/s ({clients})", decided_per_s, "/s",
+         reference="GET one request /s", reference_value=reference_per_s,
+         target=f">= {TARGET_DECIDED_PER_S:.0f}/s")  # fmt: skip
+    emit(f"smart requests lost ({clients})", len(lost) + not_final, "requests",
+         reference=f"submitted ({len(submitted)})", reference_value=len(submitted),
+         target="0")  # fmt: skip
     print_cpu(
         run.decide_cpu,
         run.reference_cpu,

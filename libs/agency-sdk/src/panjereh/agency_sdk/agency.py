@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,10 +52,15 @@ class KafkaSettings:
 
     bootstrap_servers: str = "127.0.0.1:9092"
     idempotence: bool = True
-    #: How long the broker may hold a fetch while no inquiry arrives. Apache Kafka answers a
+    #: How long the broker may hold a fetch while inquiries arrive. Apache Kafka answers a
     #: held fetch as soon as an inquiry lands; a broker that does not (the embedded Tansu)
     #: adds up to this much latency per inquiry, so lower it there (the simulators use 25).
     fetch_max_wait_ms: int = 100
+    #: The fetch wait once no inquiry came for ``quiet_after_seconds``: each empty poll then
+    #: doubles the wait up to this, the first inquiry brings it back to ``fetch_max_wait_ms``.
+    #: An idle agency costs a few fetches a second instead of one every ``fetch_max_wait_ms``.
+    idle_fetch_max_wait_ms: int = 500
+    quiet_after_seconds: float = 2.0
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -186,8 +192,18 @@ class Agency:
         self._stopping.set()
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        tight = self.kafka.fetch_max_wait_ms
+        idle = max(tight, self.kafka.idle_fetch_max_wait_ms)
+        wait, last_inquiry = tight, time.monotonic()
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            if batches:
+                last_inquiry = time.monotonic()
+            quiet = time.monotonic() - last_inquiry >= self.kafka.quiet_after_seconds
+            paced = min(idle, max(wait * 2, 1)) if quiet else tight
+            if paced != wait:
+                wait = paced
+                _set_fetch_wait(consumer, wait)
             if consumer.assignment():
                 self.ready.set()
             for partition, records in batches.items():
@@ -225,3 +241,11 @@ class Agency:
             )
             return None, headers
         return await self.answer(inquiry), headers
+
+
+def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
+    """Set the wait of the consumer's next fetches (aiokafka reads it from its fetcher for
+    every request; nothing happens if a future version keeps it elsewhere)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+        fetcher._fetch_max_wait_ms = wait_ms

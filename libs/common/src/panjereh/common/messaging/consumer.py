@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database
 from panjereh.common.messaging.envelope import CloudEvent, extract_trace_context
+from panjereh.common.messaging.kafka import FetchPacer
 from panjereh.common.metrics import CONSUMER_LAG, CONSUMER_RECORDS
 
 logger = logging.getLogger(__name__)
@@ -96,9 +97,17 @@ class IdempotentConsumer:
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        #: the fetch wait of the consumer connected now (tight under traffic, long when idle)
+        self.pacer: FetchPacer | None = None
         #: Records fully dealt with (handled, duplicate, skipped or dead-lettered).
         self.processed = 0
         self.dead_lettered = 0
+
+    def expect_records(self) -> None:
+        """Records are due soon (this process just asked for them): fetch with the tight wait
+        again rather than the idle one (see :class:`.kafka.FetchPacer`)."""
+        if self.pacer is not None:
+            self.pacer.tighten()
 
     def register(self, event_type: str, handler: Handler) -> None:
         async def ignoring_topic(session: AsyncSession, event: CloudEvent, _topic: str) -> None:
@@ -186,8 +195,10 @@ class IdempotentConsumer:
     async def _consume(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        pacer = self.pacer = FetchPacer(consumer)
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=100)
+            pacer.observe(got_records=bool(batches))
             if batches:
                 await self._measure_lag(consumer)
             for tp, records in batches.items():

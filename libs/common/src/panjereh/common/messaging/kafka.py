@@ -78,6 +78,65 @@ def consumer_options(
     return options
 
 
+#: Longest fetch wait of an idle consumer (Apache Kafka's own default).
+IDLE_FETCH_MAX_WAIT_MS = 500
+#: How long without records before a consumer counts as idle and starts waiting longer.
+QUIET_AFTER_SECONDS = 2.0
+
+
+class FetchPacer:
+    """Adapts a consumer's fetch wait to its traffic: tight while records flow, long when idle.
+
+    A broker that does not answer a held fetch as soon as a record lands (the embedded Tansu)
+    makes the fetch wait the latency floor of every hop, so consumers there ask for short
+    waits; at idle those become hundreds of empty fetches a second, each costing the broker
+    and the client CPU. The pacer keeps the configured (short) wait while records arrive, and
+    once none came for ``quiet_after`` seconds doubles it at every empty poll up to
+    ``idle_ms``. The first record after a quiet spell waits at most ``idle_ms``; from then on
+    fetches are tight again. Against Apache Kafka, which answers a held fetch at once, the
+    long idle wait costs no latency at all.
+
+    aiokafka reads the wait from its fetcher for every fetch request it builds; the pacer sets
+    it there, and does nothing if a future aiokafka keeps it elsewhere.
+    """
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        idle_ms: int = IDLE_FETCH_MAX_WAIT_MS,
+        quiet_after: float = QUIET_AFTER_SECONDS,
+    ) -> None:
+        self._consumer = consumer
+        self.tight_ms = int(getattr(self._fetcher(), "_fetch_max_wait_ms", idle_ms) or 0)
+        self.idle_ms = max(idle_ms, self.tight_ms)
+        self.current_ms = self.tight_ms
+        self._quiet_after = quiet_after
+        self._last_records = time.monotonic()
+
+    def _fetcher(self) -> Any:
+        return getattr(self._consumer, "_fetcher", None)
+
+    def observe(self, *, got_records: bool) -> None:
+        """After each poll: tight when records came lately, backing off once quiet."""
+        now = time.monotonic()
+        if got_records:
+            self._last_records = now
+        if now - self._last_records < self._quiet_after:
+            wait = self.tight_ms
+        else:
+            wait = min(self.idle_ms, max(self.current_ms * 2, 1))
+        if wait != self.current_ms:
+            self.current_ms = wait
+            fetcher = self._fetcher()
+            if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+                fetcher._fetch_max_wait_ms = wait  # see the class docstring
+
+    def tighten(self) -> None:
+        """Records are expected soon (this process just asked for them): poll tight again."""
+        self.observe(got_records=True)
+
+
 def create_consumer(
     settings: ServiceSettings, *topics: str, group_id: str, **overrides: Any
 ) -> AIOKafkaConsumer:

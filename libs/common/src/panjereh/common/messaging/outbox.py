@@ -5,10 +5,13 @@ change committed (no dual write). :class:`OutboxRelay` publishes committed rows 
 sent only after the broker acknowledged them: a crash in between republishes (at least once),
 which the consumers' inbox absorbs.
 
-Waking up: the relay polls with a short interval (``poll_interval``, 0.2 s by default). An
-empty poll is one probe of the partial index on unsent rows, so polling costs next to nothing,
-works identically for every replica, and needs no dedicated LISTEN connection that could be
-silently lost; ``wake()`` lets a process skip the wait when it knows it just wrote a row.
+Waking up: every ``add`` wakes the process's own relay once its transaction commits (the
+relay binds its ``wake`` to the database's sessions), so a row written here is published at
+once, not at the next poll. Rows no local commit announced (another process or replica wrote
+them, a publish failed) are found by polling: every ``poll_interval`` (0.2 s) while there is
+work, the wait doubling after each empty poll up to ``idle_poll_interval`` (2 s), so an idle
+relay costs a probe of the partial index on unsent rows every 2 s. Polling works identically
+for every replica and needs no dedicated LISTEN connection that could be silently lost.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from sqlalchemy import Table, Text, func, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.db import Database
+from panjereh.common.db import Database, after_commit
 from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
 from panjereh.common.metrics import (
     OUTBOX_FAILURES,
@@ -75,6 +78,9 @@ async def add(
         msg = "an outbox event needs a key (the aggregate id)"
         raise ValueError(msg)
     outbox = table if table is not None else _outbox_table(session)
+    wake = session.info.get(SESSION_WAKE_KEY)
+    if wake is not None:
+        after_commit(session, wake)  # the process's relay publishes it right after the commit
     envelope = CloudEvent.from_event(event, source=source, subject=subject or key)
     event_id = uuid.UUID(envelope.id)
     await session.execute(
@@ -92,17 +98,22 @@ async def add(
 
 #: ``session.info`` key under which ``add`` finds the service's outbox table.
 SESSION_INFO_KEY = "panjereh.outbox_table"
+#: ``session.info`` key of the callback that wakes the relay publishing that outbox.
+SESSION_WAKE_KEY = "panjereh.outbox_wake"
 
 
-def bind(database: Database, table: Table) -> None:
+def bind(database: Database, table: Table, *, wake: Callable[[], None] | None = None) -> None:
     """Make ``table`` the outbox of every session ``database`` opens from now on.
 
-    Call once in the lifespan (``OutboxRelay`` does it for its own database and table); then
-    ``add(session, event, key=...)`` needs no ``table=``. Scoped to the ``Database``, not the
-    process, so several services can share a test process without guessing.
+    Call once in the lifespan (``OutboxRelay`` does it for its own database and table, with
+    its ``wake``, run after each commit that added a row); then ``add(session, event,
+    key=...)`` needs no ``table=``. Scoped to the ``Database``, not the process, so several
+    services can share a test process without guessing.
     """
     info = dict(database.sessions.kw.get("info") or {})
     info[SESSION_INFO_KEY] = table
+    if wake is not None:
+        info[SESSION_WAKE_KEY] = wake
     database.sessions.configure(info=info)
 
 
@@ -134,6 +145,7 @@ class OutboxRelay:
         producer_factory: Callable[[], AIOKafkaProducer],
         batch_size: int = 100,
         poll_interval: float = 0.2,
+        idle_poll_interval: float = 2.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
         after_ack: AfterAckHook | None = None,
@@ -143,6 +155,7 @@ class OutboxRelay:
         self._producer_factory = producer_factory
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._idle_poll_interval = max(idle_poll_interval, poll_interval)
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._after_ack = after_ack
@@ -154,7 +167,9 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
-        bind(database, table)
+        #: polls that found nothing to publish, for tests and the idle-cost accounting
+        self.empty_polls = 0
+        bind(database, table, wake=self.wake)
 
     async def start(self) -> None:
         """Start publishing in the background (call from a lifespan)."""
@@ -187,6 +202,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """The relay loop; runs until :meth:`stop` (or cancellation)."""
         backoff = self._backoff_initial
+        interval = self._poll_interval
         measured_at = 0.0
         try:
             while not self._stopping.is_set():
@@ -210,8 +226,14 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self._backoff_max)
                     continue
                 backoff = self._backoff_initial
+                if published == 0:
+                    # nothing unsent: wait longer each time, until a local commit wakes us
+                    self.empty_polls += 1
+                    interval = min(interval * 2, self._idle_poll_interval)
+                else:
+                    interval = self._poll_interval
                 if published < self._batch_size:
-                    await self._wait_for_work()
+                    await self._wait_for_work(interval)
         finally:
             await self._close_producer()
 
@@ -373,9 +395,9 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await producer.stop()
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, interval: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
+            await asyncio.wait_for(self._wakeup.wait(), timeout=interval)
         self._wakeup.clear()
 
 
