@@ -19,6 +19,7 @@ from panjereh.inquiry_broker.repository import AuditRepository
 pytestmark = pytest.mark.integration
 
 PACKAGE = "panjereh.inquiry_broker"
+KEY = b"k7f3a9c1eB2d4F6h8J0kL3m5N7p9Q1r"
 
 
 def libpq(url: str) -> str:
@@ -46,7 +47,7 @@ def fields(n: int) -> dict[str, Any]:
 
 async def verify(database: Database) -> tuple[int, Any]:
     async with database.transaction() as session:
-        verifier = ChainVerifier()
+        verifier = ChainVerifier(KEY)
         async for entry in AuditRepository(session).walk(batch=2):
             broken = verifier.check(entry)
             if broken is not None:
@@ -63,7 +64,7 @@ async def test_concurrent_appends_chain_and_a_changed_row_is_named(
 
         async def append(n: int) -> None:
             async with database.transaction() as session:
-                await AuditRepository(session).append(fields(n))
+                await AuditRepository(session).append(fields(n), key=KEY)
 
         # concurrent writers (as from two replicas) still form one unbroken chain
         await asyncio.gather(*(append(n) for n in range(8)))
@@ -111,7 +112,7 @@ async def test_the_service_role_cannot_change_or_delete_audit_entries(
     database = Database(service_url)
     try:
         async with database.transaction() as session:
-            await AuditRepository(session).append(fields(1))
+            await AuditRepository(session).append(fields(1), key=KEY)
     finally:
         await database.dispose()
     connection = await asyncpg.connect(libpq(service_url))
@@ -123,5 +124,8 @@ async def test_the_service_role_cannot_change_or_delete_audit_entries(
             await connection.execute("DELETE FROM inquiry_broker.audit_entry")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await connection.execute("TRUNCATE inquiry_broker.audit_entry")
+        # the signed checkpoints are append-only for it too (migration 0007)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("DELETE FROM inquiry_broker.audit_checkpoint")
     finally:
         await connection.close()

@@ -2,13 +2,14 @@
 
 Agency T (``tax``), allowed one inquiry of the civil registry, writes a reply in the civil
 registry's name (its CloudEvent ``source``), on its own replies topic and on the retired
-shared one. Neither is recorded, signed or cached; the civil registry's own reply, on its own
-topic, then completes the inquiry.
+shared one. Neither is recorded, signed or cached; the one the broker reads is audited as a
+refusal; the civil registry's own reply, on its own topic, then completes the inquiry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -97,8 +98,10 @@ async def test_a_reply_forged_by_another_agency_is_refused_and_the_asked_one_ans
         kafka_idempotence=False,
         jwks_url=jwks_url,
         environment="test",
+        subject_hash_key=secrets.token_urlsafe(32),
         sweep_interval_seconds=0.05,
     )
+    admin = bearer(token_factory(roles=["platform-admin"], national_code=SUBJECT))
     tax_client = bearer(
         token_factory(
             roles=["client:tax"],
@@ -190,6 +193,27 @@ async def test_a_reply_forged_by_another_agency_is_refused_and_the_asked_one_ans
         assert pending.json()["signature"] is None
         assert pending.json()["result"] is None
         assert refused(agency_replies("tax")) == refused_before + 1
+        # and kept in the audit chain as a refusal: who was asked, whose topic, whom it
+        # claimed to be, why; nothing about the subject or the forged answer
+        refusals = await sql(
+            url,
+            "SELECT inquiry_id, provider_agency, caller_agency, claimed_agency, reason, "
+            "subject_hash, tracking_code FROM inquiry_broker.audit_entry "
+            "WHERE decision = 'reply_refused'",
+        )
+        assert [dict(row) for row in refusals] == [
+            {
+                "inquiry_id": uuid.UUID(inquiry_id),
+                "provider_agency": "civil-registry",
+                "caller_agency": "tax",
+                "claimed_agency": "civil-registry",
+                "reason": "wrong_topic",
+                "subject_hash": "",
+                "tracking_code": None,
+            }
+        ]
+        chain = await client.get("/api/v1/audit/verify", headers=admin)
+        assert chain.json()["valid"] is True, chain.json()
         # nothing was cached: the same question is asked of the agency again
         again = await client.post("/api/v1/inquiries?wait=0", headers=tax_client, json=body)
         assert again.status_code == 202, again.text

@@ -242,6 +242,7 @@ async def broker(
         kafka_idempotence=False,
         jwks_url=jwks_url,
         environment="test",
+        subject_hash_key="k7f3a9c1eB2d4F6h8J0kL3m5N7p9Q1r",
         sweep_interval_seconds=0.05,
     )
     try:

@@ -103,6 +103,9 @@ async def replicas(
             "PANJEREH_JWKS_URL": jwks_url,
             # one key for every replica: either may sign, both publish it
             "PANJEREH_INQUIRY_BROKER_SIGNING_PRIVATE_KEY": AnswerSigner.generate().private_pem(),
+            # test mode takes no dev secrets; one audit chain key for both replicas' entries
+            "PANJEREH_INQUIRY_BROKER_SUBJECT_HASH_KEY": "k7f3a9c1eB2d4F6h8J0kL3m5N7p9Q1r",
+            "PANJEREH_INQUIRY_BROKER_AUDIT_CHAIN_KEY": "x9Kq2-rT7vB4nM8wZ1cL6pH3jF5dG0sY",
         }
     )
     # A serves the callers and consumes nothing; B consumes every reply. A's safety-net poll

@@ -73,3 +73,23 @@ class AgencyActive(Event):
 
     agency: str = Field(min_length=1)
     at: datetime
+
+
+class AuditCheckpointed(Event):
+    """The broker signed the head of its audit log: auditors keep these to check it later.
+
+    ``jws`` is a compact JWS (ES256, ``typ`` ``audit-checkpoint+jws``, verified with the
+    broker's JWKS ``GET /api/v1/inquiry-types/keys``) over ``{log, seq, head, count,
+    issued_at}``; the other fields repeat what it signs. Hashes and counts only: nothing
+    about any inquiry, caller or subject.
+    """
+
+    event_type: ClassVar[str] = "inquiry.audit.checkpointed.v1"
+    topic: ClassVar[str] = topics.AUDIT_CHECKPOINTS
+
+    log: str = Field(min_length=1)
+    seq: int = Field(ge=1)
+    head: str = Field(min_length=64, max_length=64)
+    count: int = Field(ge=1)
+    issued_at: datetime
+    jws: str = Field(min_length=1)

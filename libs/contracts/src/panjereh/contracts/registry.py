@@ -7,6 +7,7 @@ from panjereh.contracts.events import Event
 from panjereh.contracts.identity import CitizenRegistered
 from panjereh.contracts.inquiry import (
     AgencyActive,
+    AuditCheckpointed,
     InquiryAnswered,
     InquiryReply,
     InquiryToAgency,
@@ -32,6 +33,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     InquiryReply,
     InquiryAnswered,
     AgencyActive,
+    AuditCheckpointed,
 )
 
 #: Who sends each contract: used as the CloudEvents ``source`` documentation and in AsyncAPI.
@@ -48,6 +50,7 @@ PRODUCERS: dict[type[Event], str] = {
     InquiryReply: "agency",
     InquiryAnswered: "inquiry-broker",
     AgencyActive: "inquiry-broker",
+    AuditCheckpointed: "inquiry-broker",
 }
 
 

@@ -11,6 +11,8 @@ IDENTITY_CITIZEN_REGISTERED = "identity.citizen.registered"
 INQUIRY_ANSWERED = "inquiry.inquiry.answered"
 #: broker -> catalog: an agency answered recently (its connection status)
 INQUIRY_AGENCY_ACTIVE = "inquiry.agency.active"
+#: broker -> auditors: signed checkpoints of the audit log's head
+AUDIT_CHECKPOINTS = "audit.checkpoints"
 
 PLATFORM_TOPICS: tuple[str, ...] = (
     CATALOG_SERVICE_PUBLISHED,
@@ -21,6 +23,7 @@ PLATFORM_TOPICS: tuple[str, ...] = (
     IDENTITY_CITIZEN_REGISTERED,
     INQUIRY_ANSWERED,
     INQUIRY_AGENCY_ACTIVE,
+    AUDIT_CHECKPOINTS,
 )
 
 

@@ -12,15 +12,29 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANJEREH_INQUIRY_BROKER_", extra="ignore", frozen=True
     )
-    generated_when_empty: ClassVar[frozenset[str]] = frozenset({"signing_private_key"})
+    generated_when_empty: ClassVar[frozenset[str]] = frozenset(
+        {"signing_private_key", "audit_chain_key"}
+    )
     service_name: ClassVar[str] = "inquiry-broker"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/inquiry_broker"
+    #: The answer listener's own connection (LISTEN needs a session of its own: behind a
+    #: transaction-mode pooler it hears nothing). A direct, session-mode URL to the same
+    #: database; empty: ``database_url``. Readiness says whether notifications really arrive.
+    listen_database_url: str = ""
     #: Key of the HMAC that turns a national code into the audit log's ``subject_hash``.
     subject_hash_key: SecretStr = SecretStr("dev-only-subject-hash-key")
     #: PEM of the ES256 (P-256) private key that signs answers; every replica needs the same
     #: one. Empty in dev/test: an ephemeral key is generated per process.
     signing_private_key: SecretStr = SecretStr("")
+    #: Key of the audit chain's MACs (HMAC-SHA256): held by the broker, never by the database,
+    #: so whoever can write the audit table still cannot recompute the chain. Every replica
+    #: needs the same one, for as long as the log is kept. Required and strong in prod; empty
+    #: in dev/test: an ephemeral key is generated per process (entries it wrote check only
+    #: while it runs).
+    audit_chain_key: SecretStr = SecretStr("")
+    #: How often a replica signs the audit chain's head (a checkpoint), if it moved.
+    audit_checkpoint_interval_seconds: float = Field(default=60.0, gt=0)
     #: The login role the service runs as in production; migration 0003 makes the audit log
     #: append-only for it. Empty locally (see that migration).
     audit_append_only_role: str = Field(default="", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")

@@ -25,6 +25,15 @@ def _runtime(request: Request) -> BrokerRuntime:
 
 Runtime = Annotated[BrokerRuntime, Depends(_runtime)]
 
+
+def _audit_chain_key(request: Request) -> bytes:
+    key: bytes = request.app.state.audit_chain_key
+    return key
+
+
+#: The key of the audit chain's MACs (a setting; never in the database).
+AuditChainKey = Annotated[bytes, Depends(_audit_chain_key)]
+
 #: A machine client: an agency's (``client:<agency>``) or a platform service's.
 CurrentClient = Annotated[
     Principal,

@@ -62,3 +62,19 @@ class DeliveryUnsupported(AppError):
         "روش تحویل این نوع استعلام هنوز پشتیبانی نمی‌شود",
         "This inquiry type's delivery is not supported yet",
     )
+
+
+class CheckpointInvalid(AppError):
+    """A checkpoint given to ``/audit/verify`` that the broker's keys did not sign as one."""
+
+    status = 422
+    code = "checkpoint_invalid"
+    title = Text(
+        "نقطه‌ی وارسی با کلیدهای کارگزار امضا نشده است",
+        "The checkpoint is not one the broker's keys signed",
+    )
+
+
+class NoCheckpointYet(NotFound):
+    code = "checkpoint_not_found"
+    title = Text("هنوز نقطه‌ی وارسی صادر نشده است", "No checkpoint has been issued yet")

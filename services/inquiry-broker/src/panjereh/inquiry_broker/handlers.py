@@ -18,16 +18,18 @@ from panjereh.inquiry_broker.service import answers, cards, purposes
 from panjereh.inquiry_broker.signing import AnswerSigner
 
 
-def reply_handler(signer: AnswerSigner) -> TopicHandler:
+def reply_handler(signer: AnswerSigner, chain_key: bytes | None = None) -> TopicHandler:
     async def on_reply(session: AsyncSession, event: CloudEvent, topic: str) -> None:
         # the topic, not the event's source, says which agency sent it (Kafka ACLs)
-        await answers.record_reply(session, event, topic=topic, signer=signer)
+        await answers.record_reply(session, event, topic=topic, signer=signer, chain_key=chain_key)
 
     return on_reply
 
 
-def register_reply_handlers(consumer: IdempotentConsumer, *, signer: AnswerSigner) -> None:
-    consumer.register_with_topic(InquiryReply.event_type, reply_handler(signer))
+def register_reply_handlers(
+    consumer: IdempotentConsumer, *, signer: AnswerSigner, chain_key: bytes | None = None
+) -> None:
+    consumer.register_with_topic(InquiryReply.event_type, reply_handler(signer, chain_key))
 
 
 def register_catalog_handlers(consumer: IdempotentConsumer) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from panjereh.common.app import create_service_app
-from panjereh.common.auth import install_auth
 from panjereh.common.db import Database, after_commit
 from panjereh.common.http import outbound_client
 from panjereh.common.lifespan import Resources
@@ -32,11 +34,13 @@ from panjereh.inquiry_broker.handlers import (
     register_reply_handlers,
 )
 from panjereh.inquiry_broker.models import messaging
+from panjereh.inquiry_broker.repository import deliver_answers_locally, send_notification
 from panjereh.inquiry_broker.router import router
 from panjereh.inquiry_broker.runtime import BrokerRuntime
-from panjereh.inquiry_broker.service import registry, sweeping
-from panjereh.inquiry_broker.service.asking import BrokerKeys
+from panjereh.inquiry_broker.service import audit, registry, sweeping
+from panjereh.inquiry_broker.service.asking import BrokerKeys, state_of
 from panjereh.inquiry_broker.signing import AnswerSigner
+from panjereh.inquiry_broker.verification import install_remembering_auth
 from panjereh.inquiry_broker.waiting import AnswerListener, libpq_dsn
 
 logger = logging.getLogger(__name__)
@@ -55,6 +59,30 @@ def _signer(settings: Settings) -> AnswerSigner:
     if settings.environment is not Environment.TEST:
         logger.warning("no signing key configured: using an ephemeral one (dev only)")
     return AnswerSigner.generate()
+
+
+def _audit_chain_key(settings: Settings) -> bytes:
+    key = settings.audit_chain_key.get_secret_value()
+    if key:
+        return key.encode()
+    # dev/test only (refused in prod by Settings)
+    if settings.environment is not Environment.TEST:
+        logger.warning("no audit chain key configured: using an ephemeral one (dev only)")
+    return secrets.token_bytes(32)
+
+
+def _checkpointer(
+    database: Database, relay: OutboxRelay, signer: AnswerSigner, interval: float
+) -> PeriodicWorker:
+    """Sign the audit chain's head when it moved (every replica; the chain lock makes one)."""
+
+    async def checkpoint() -> None:
+        async with database.transaction() as session:
+            issued = await audit.issue_checkpoint(session, signer=signer, at=datetime.now(UTC))
+            if issued is not None:
+                after_commit(session, relay.wake)  # the AuditCheckpointed event
+
+    return PeriodicWorker("audit-checkpoints", checkpoint, interval=interval)
 
 
 def _sweeper(database: Database, relay: OutboxRelay, interval: float) -> PeriodicWorker:
@@ -106,6 +134,11 @@ class RepliesSubscriber:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    def expect_replies(self) -> None:
+        """An inquiry was just sent: replies are due, fetch with the tight wait again."""
+        if self._consumer is not None:
+            self._consumer.expect_records()
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -136,17 +169,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Open in dependency order; the kernel closes everything in reverse at shutdown."""
         database = resources.database(settings)
         resources.ready_when("broker", broker_readiness_check(settings))
-        await resources.enter(install_auth(app, settings))
+        await resources.enter(install_remembering_auth(app, settings))
+        # the chain key: on app.state for this app's endpoints and handlers, and installed for
+        # the appends of the asking flow
+        app.state.audit_chain_key = _audit_chain_key(settings)
+        audit.use_chain_key(app.state.audit_chain_key)
         keys = BrokerKeys(
             signer=_signer(settings),
             subject_hash_key=settings.subject_hash_key.get_secret_value().encode(),
             card_acting_services=settings.card_acting_services,
         )
+
+        async def notify(channel: str, payload: str) -> None:
+            # the way every answer's NOTIFY goes: the pooled database
+            async with database.transaction() as session:
+                await send_notification(session, channel, payload)
+
         listener = await resources.start(
             AnswerListener(
-                libpq_dsn(settings.database_url),
+                libpq_dsn(settings.listen_database_url or settings.database_url),
                 poll_interval=settings.answer_poll_interval_seconds,
+                notify=notify,
             )
+        )
+        resources.ready_when("answer_listener", listener.check)
+        # an answer this process records reaches its own waiters without a re-read
+        deliver_answers_locally(
+            database,
+            lambda inquiry: partial(listener.deliver, str(inquiry.id), state_of(inquiry)),
         )
         relay = await resources.start(
             OutboxRelay(
@@ -162,16 +212,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             client=connector_http,
             poll_interval=settings.sweep_interval_seconds,
         )
-        app.state.broker = BrokerRuntime(
-            database=database,
-            keys=keys,
-            relay=relay,
-            listener=listener,
-            connectors=connectors,
-            purpose_wait_seconds=settings.purpose_wait_seconds,
-        )
-        if not settings.run_consumers:
-            return  # an API-only replica: another one consumes, sweeps and calls connectors
         # each agency's own replies topic, as the registry stands when the database first
         # answers: an agency new to the registry is consumed after the next rollout (its topic
         # and ACLs come with it)
@@ -180,10 +220,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             replies = idempotent_consumer(
                 REPLIES_GROUP, reply_topics, database, settings.replies_fetch_max_wait_ms
             )
-            register_reply_handlers(replies, signer=keys.signer)
+            register_reply_handlers(
+                replies, signer=keys.signer, chain_key=app.state.audit_chain_key
+            )
             return replies
 
-        await resources.start(RepliesSubscriber(database, replies_on))
+        subscriber = RepliesSubscriber(database, replies_on)
+        app.state.broker = BrokerRuntime(
+            database=database,
+            keys=keys,
+            relay=relay,
+            listener=listener,
+            connectors=connectors,
+            purpose_wait_seconds=settings.purpose_wait_seconds,
+            expect_replies=subscriber.expect_replies if settings.run_consumers else None,
+        )
+        # every replica, API-only ones too: it consumes nothing, and one signs each head
+        await resources.start(
+            _checkpointer(database, relay, keys.signer, settings.audit_checkpoint_interval_seconds)
+        )
+        if not settings.run_consumers:
+            return  # an API-only replica: another one consumes, sweeps and calls connectors
+        await resources.start(subscriber)
         catalog = idempotent_consumer(
             CATALOG_GROUP,
             [topics.CATALOG_SERVICE_PUBLISHED, topics.CATALOG_SERVICE_RETIRED],

@@ -31,3 +31,8 @@ REPLIES_REFUSED = Counter(
     "topic they arrived on and why (wrong_topic, wrong_source)",
     ["topic", "reason"],
 )
+AUDIT_VERIFICATION_FAILURES = Counter(
+    "panjereh_audit_verification_failures_total",
+    "Audit-chain verifications that found a broken, altered or missing entry, or a checkpoint "
+    "the chain no longer matches",
+)

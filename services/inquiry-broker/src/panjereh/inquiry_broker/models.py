@@ -14,6 +14,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -189,7 +190,8 @@ class Inquiry(Base):
 
 
 class AuditEntry(Base):
-    """One access decision, chained to the previous entry by its hash (append-only)."""
+    """One access decision (or a refused agency reply), chained to the previous entry by its
+    MAC (append-only; see :mod:`panjereh.inquiry_broker.audit`)."""
 
     __tablename__ = "audit_entry"
 
@@ -210,5 +212,28 @@ class AuditEntry(Base):
     service_code: Mapped[str | None] = mapped_column(Text)
     tracking_code: Mapped[str | None] = mapped_column(Text)
     legal_basis: Mapped[str | None] = mapped_column(Text)
+    #: A refused reply's claimed sender (its CloudEvent ``source`` agency), whoever sent it.
+    claimed_agency: Mapped[str | None] = mapped_column(Text)
+    #: Which rule ``entry_hash`` follows: 1 unkeyed (entries before migration 0007), 2 keyed.
+    chain_version: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
     prev_hash: Mapped[str] = mapped_column(Text)
     entry_hash: Mapped[str] = mapped_column(Text)
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of the audit chain's head, also published on ``audit.checkpoints``.
+
+    Kept here for ``/audit/verify`` and the endpoint auditors poll; what makes it worth
+    anything is the copies outside the database (append-only like the log itself).
+    """
+
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(Text)
+    #: how many entries the chain holds up to and including ``head_seq``
+    entries: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: the compact JWS (ES256, the broker's answer-signing key) of the four fields above
+    jws: Mapped[str] = mapped_column(Text)

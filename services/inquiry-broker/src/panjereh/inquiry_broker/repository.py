@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
-from panjereh.inquiry_broker.audit import GENESIS, HASHED_FIELDS, entry_hash
+from panjereh.common.db import Database, after_commit
+from panjereh.inquiry_broker.audit import GENESIS, KEYED, KEYED_FIELDS, entry_mac
 from panjereh.inquiry_broker.models import (
     AccessGrant,
     AgencyAnnouncement,
+    AuditCheckpoint,
     AuditEntry,
     Inquiry,
     InquiryType,
@@ -26,10 +29,30 @@ from panjereh.inquiry_broker.models import (
 
 #: One advisory lock serialises appends to the audit chain across every replica.
 _AUDIT_CHAIN_LOCK = zlib.crc32(b"inquiry_broker.audit_entry")
+#: The entries a citizen's data tracker shows: access decisions (not refused agency replies).
+_ACCESS_DECISION = AuditEntry.decision.in_(("allowed", "denied"))
 #: The channel a committed answer is announced on (payload: the inquiry id).
 ANSWERED_CHANNEL = "inquiry_answered"
 #: The channel a committed change of a live purpose is announced on (payload: the tracking code).
 PURPOSE_CHANNEL = "live_purpose_recorded"
+#: ``session.info`` key of the callback that hands an answer to this process's waiters.
+_LOCAL_ANSWERS_KEY = "inquiry_broker.local_answers"
+
+#: Given a final inquiry (before commit), what to run once its answer is committed.
+LocalAnswers = Callable[[Inquiry], Callable[[], None]]
+
+
+def deliver_answers_locally(database: Database, prepare: LocalAnswers) -> None:
+    """Every answer a unit of work of ``database`` records is also handed, once committed, to
+    the callers of this process waiting for it (``prepare`` snapshots it before the commit)."""
+    info = dict(database.sessions.kw.get("info") or {})
+    info[_LOCAL_ANSWERS_KEY] = prepare
+    database.sessions.configure(info=info)
+
+
+async def send_notification(session: AsyncSession, channel: str, payload: str) -> None:
+    """``NOTIFY channel, payload``, delivered when the unit of work commits."""
+    await session.execute(select(func.pg_notify(channel, payload)))
 
 
 class InquiryTypeRepository:
@@ -267,25 +290,38 @@ class InquiryRepository:
         return (await self.session.scalars(query)).all()
 
     async def announce_answer(self, inquiry_id: uuid.UUID) -> None:
-        """NOTIFY waiting callers on every replica, delivered when this transaction commits."""
-        await self.session.execute(select(func.pg_notify(ANSWERED_CHANNEL, str(inquiry_id))))
+        """NOTIFY waiting callers on every replica, delivered when this transaction commits;
+        this process's own waiters get the answer itself, with no re-read."""
+        await send_notification(self.session, ANSWERED_CHANNEL, str(inquiry_id))
+        prepare: LocalAnswers | None = self.session.info.get(_LOCAL_ANSWERS_KEY)
+        if prepare is not None:
+            # the row this unit of work just completed, from the session (no query)
+            inquiry = self.session.sync_session.identity_map.get(identity_key(Inquiry, inquiry_id))
+            if isinstance(inquiry, Inquiry):
+                after_commit(self.session, prepare(inquiry))
 
 
 class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def append(self, fields: dict[str, Any]) -> AuditEntry:
-        """Chain ``fields`` after the last entry. Holds the chain lock until commit."""
+    async def lock_chain(self) -> None:
+        """Serialise with every append (any replica) until this transaction ends."""
         await self.session.execute(select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK)))
+
+    async def append(self, fields: dict[str, Any], *, key: bytes) -> AuditEntry:
+        """Chain ``fields`` after the last entry, MAC'd with ``key``. Holds the chain lock
+        until commit."""
+        await self.lock_chain()
         last = await self.session.scalar(
             select(AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
         )
         prev_hash = last or GENESIS
         entry = AuditEntry(
-            **{name: fields.get(name) for name in HASHED_FIELDS},
+            **{name: fields.get(name) for name in KEYED_FIELDS if name != "chain_version"},
+            chain_version=KEYED,
             prev_hash=prev_hash,
-            entry_hash=entry_hash(prev_hash, fields),
+            entry_hash=entry_mac(key, prev_hash, fields),
         )
         self.session.add(entry)
         await self.session.flush()
@@ -294,7 +330,7 @@ class AuditRepository:
     async def walk(self, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
         """Every entry in chain order, as plain mappings, a batch at a time."""
         after = 0
-        columns = [getattr(AuditEntry, name) for name in ("seq", *HASHED_FIELDS)]
+        columns = [getattr(AuditEntry, name) for name in ("seq", *KEYED_FIELDS)]
         columns += [AuditEntry.prev_hash, AuditEntry.entry_hash]
         while True:
             rows = (
@@ -315,18 +351,55 @@ class AuditRepository:
                 yield dict(row)
             after = rows[-1]["seq"]
 
+    async def head(self) -> tuple[int, str] | None:
+        """The last entry's sequence number and hash."""
+        row = (
+            await self.session.execute(
+                select(AuditEntry.seq, AuditEntry.entry_hash)
+                .order_by(AuditEntry.seq.desc())
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else (row.seq, row.entry_hash)
+
+    async def hash_at(self, seq: int) -> str | None:
+        """The hash of the entry ``seq``, if there still is one."""
+        entry_hash: str | None = await self.session.scalar(
+            select(AuditEntry.entry_hash).where(AuditEntry.seq == seq)
+        )
+        return entry_hash
+
+    async def count_between(self, after: int, up_to: int) -> int:
+        """How many entries have ``after < seq <= up_to``."""
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.seq > after, AuditEntry.seq <= up_to)
+        )
+        return int(count or 0)
+
+    async def latest_checkpoint(self) -> AuditCheckpoint | None:
+        checkpoint: AuditCheckpoint | None = await self.session.scalar(
+            select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)
+        )
+        return checkpoint
+
+    async def add_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        self.session.add(checkpoint)
+        await self.session.flush()
+
     async def for_subject(
         self, subject_hash: str, *, offset: int, limit: int
     ) -> tuple[Sequence[tuple[AuditEntry, InquiryType | None]], int]:
         total = await self.session.scalar(
             select(func.count())
             .select_from(AuditEntry)
-            .where(AuditEntry.subject_hash == subject_hash)
+            .where(AuditEntry.subject_hash == subject_hash, _ACCESS_DECISION)
         )
         result = await self.session.execute(
             select(AuditEntry, InquiryType)
             .outerjoin(InquiryType, InquiryType.name == AuditEntry.inquiry_type)
-            .where(AuditEntry.subject_hash == subject_hash)
+            .where(AuditEntry.subject_hash == subject_hash, _ACCESS_DECISION)
             .order_by(AuditEntry.seq.desc())
             .offset(offset)
             .limit(limit)

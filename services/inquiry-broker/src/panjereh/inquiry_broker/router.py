@@ -10,8 +10,8 @@ from fastapi import APIRouter, Response
 from panjereh.common.dependencies import DbSession, IdempotencyKey
 from panjereh.common.pagination import Page, PageParams
 from panjereh.inquiry_broker.dependencies import (
+    AuditChainKey,
     CitizensNationalCode,
-    CurrentClient,
     InquiringClient,
     PlatformAdmin,
     Runtime,
@@ -19,6 +19,8 @@ from panjereh.inquiry_broker.dependencies import (
 )
 from panjereh.inquiry_broker.schemas import (
     AuditVerification,
+    AuditVerifyRequest,
+    CheckpointRead,
     DataAccessRead,
     InquiryCreate,
     InquiryRead,
@@ -33,7 +35,7 @@ router = APIRouter(prefix="/api/v1", tags=["inquiries"])
 
 
 @router.get("/inquiry-types")
-async def list_inquiry_types(_caller: CurrentClient, session: DbSession) -> Page[InquiryTypeRead]:
+async def list_inquiry_types(_caller: InquiringClient, session: DbSession) -> Page[InquiryTypeRead]:
     """The registry of inquiry types: provider, schemas, delivery, timeout and cache TTL."""
     return await registry.list_inquiry_types(session)
 
@@ -68,7 +70,7 @@ async def create_inquiry(
 
 @router.get("/inquiries/{inquiry_id}")
 async def read_inquiry(
-    inquiry_id: uuid.UUID, caller: CurrentClient, runtime: Runtime, wait: WaitSeconds = 0
+    inquiry_id: uuid.UUID, caller: InquiringClient, runtime: Runtime, wait: WaitSeconds = 0
 ) -> InquiryRead:
     """An inquiry's status and answer, for the client that asked it."""
     return await runtime.read(inquiry_id=inquiry_id, principal=caller, wait=wait)
@@ -88,6 +90,29 @@ async def my_data_access(
 
 
 @router.get("/audit/verify")
-async def verify_audit_log(_admin: PlatformAdmin, session: DbSession) -> AuditVerification:
-    """Walk the audit log's hash chain; name the first entry that does not match."""
-    return await audit.verify_chain(session)
+async def verify_audit_log(
+    _admin: PlatformAdmin, runtime: Runtime, chain_key: AuditChainKey, session: DbSession
+) -> AuditVerification:
+    """Walk the audit log's chain; name the first entry that does not match, and compare the
+    chain with the last stored checkpoint."""
+    return await audit.verify_chain(session, jwks=runtime.keys.signer.jwks(), chain_key=chain_key)
+
+
+@router.post("/audit/verify")
+async def verify_audit_log_against(
+    body: AuditVerifyRequest,
+    _admin: PlatformAdmin,
+    runtime: Runtime,
+    chain_key: AuditChainKey,
+    session: DbSession,
+) -> AuditVerification:
+    """The same walk, compared with a checkpoint the auditor kept (422 if not the broker's)."""
+    return await audit.verify_chain(
+        session, jwks=runtime.keys.signer.jwks(), supplied=body.checkpoint, chain_key=chain_key
+    )
+
+
+@router.get("/audit/checkpoints/latest")
+async def latest_audit_checkpoint(session: DbSession) -> CheckpointRead:
+    """The last signed checkpoint of the audit log's head (public: hashes and a count only)."""
+    return await audit.latest_checkpoint(session)

@@ -12,6 +12,7 @@ and not in :mod:`panjereh.inquiry_broker.service`, whose functions never commit.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -50,6 +51,8 @@ class BrokerRuntime:
     connectors: ConnectorDispatcher
     #: how long a card-acting service's inquiry waits for an unknown tracking code
     purpose_wait_seconds: float = 2.0
+    #: told after an inquiry went out through the outbox: its reply is due soon
+    expect_replies: Callable[[], None] | None = None
 
     async def ask(
         self,
@@ -79,9 +82,14 @@ class BrokerRuntime:
             # publish (or call the connector) right after the commit, not at the next poll
             if asked.queued_for == "outbox":
                 after_commit(session, self.relay.wake)
+                if self.expect_replies is not None:
+                    after_commit(session, self.expect_replies)
             elif asked.queued_for == "connector":
                 after_commit(session, self.connectors.wake)
-        state = await self.wait_for_answer(asked.state, caller=principal.subject, wait=wait)
+        # a new inquiry was pending at the commit just made: no need to look again first
+        state = await self.wait_for_answer(
+            asked.state, caller=principal.subject, wait=wait, fresh=not asked.replayed
+        )
         return Reply(
             inquiry=state.answer,
             status_code=200 if state.final else 202,
@@ -121,12 +129,15 @@ class BrokerRuntime:
         return (await self.wait_for_answer(state, caller=principal.subject, wait=wait)).answer
 
     async def wait_for_answer(
-        self, state: InquiryState, *, caller: str, wait: float
+        self, state: InquiryState, *, caller: str, wait: float, fresh: bool = False
     ) -> InquiryState:
         """The inquiry once final, or as it is after ``wait`` seconds (never past its deadline).
 
-        Whichever replica records the answer, its NOTIFY wakes this one; at the deadline this
-        caller times the inquiry out itself rather than waiting for a sweeper.
+        Whichever replica records the answer, its NOTIFY wakes this one (which then reads it);
+        when this process records it, the answer itself is handed over (no read). ``fresh``:
+        ``state`` was read pending in a unit of work just committed, with no yield since, so
+        the first look is skipped. At the deadline this caller times the inquiry out itself
+        rather than waiting for a sweeper.
         """
         if state.final or wait <= 0:
             return state
@@ -138,9 +149,21 @@ class BrokerRuntime:
             latest = await self._current(inquiry_id, caller=caller)
             return latest.final
 
+        def accept(delivered: object) -> bool:
+            # what this process's consumer just committed for this very inquiry (its caller
+            # was checked when it was asked or first read)
+            nonlocal latest
+            if isinstance(delivered, InquiryState):
+                latest = delivered
+            return latest.final
+
         until_deadline = (state.deadline_at - datetime.now(UTC)).total_seconds()
         await self.listener.wait(
-            str(inquiry_id), seconds=max(0.0, min(wait, until_deadline)), is_final=is_final
+            str(inquiry_id),
+            seconds=max(0.0, min(wait, until_deadline)),
+            is_final=is_final,
+            accept=accept,
+            look_first=not fresh,
         )
         if not latest.final and latest.deadline_at <= datetime.now(UTC):
             async with self.database.transaction() as session:

@@ -106,10 +106,41 @@ class BrokenEntryRead(BaseModel):
     seq: int
     id: uuid.UUID
     recorded_at: datetime
-    problem: Literal["content_changed", "chain_broken"]
+    problem: Literal["content_changed", "chain_broken", "unkeyed_after_keyed"]
+
+
+class CheckpointRead(BaseModel):
+    """A signed statement of the audit chain's head; ``jws`` is what to keep and verify."""
+
+    seq: int
+    head: str
+    count: int
+    issued_at: datetime
+    jws: str
+
+
+class CheckpointCheckRead(BaseModel):
+    """The checkpoint the chain was compared with, and what did not match (``None``: all)."""
+
+    seq: int
+    head: str
+    count: int
+    issued_at: datetime
+    source: Literal["stored", "supplied"]
+    problem: Literal["truncated", "head_changed", "count_changed"] | None
 
 
 class AuditVerification(BaseModel):
     valid: bool
     checked: int
     first_broken: BrokenEntryRead | None
+    #: ``None`` when no checkpoint was supplied and none is stored (or none verifies)
+    checkpoint: CheckpointCheckRead | None = None
+
+
+class AuditVerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: a checkpoint's compact JWS, as published on ``audit.checkpoints`` or by
+    #: ``GET /api/v1/audit/checkpoints/latest``
+    checkpoint: str = Field(min_length=1, max_length=4096)

@@ -55,7 +55,12 @@ class AnswerSigner:
         return {"keys": [self.jwk]}
 
     def sign(self, payload: dict[str, Any]) -> str:
-        return jwk.sign_compact(self._key, {"typ": JWS_MEDIA_TYPE}, payload, encode=canonical_json)
+        return self.sign_as(JWS_MEDIA_TYPE, payload)
+
+    def sign_as(self, media_type: str, payload: dict[str, Any]) -> str:
+        """Sign ``payload`` as a ``media_type`` token (an answer, an audit checkpoint): each
+        verifier checks ``typ``, so one kind is never taken for the other."""
+        return jwk.sign_compact(self._key, {"typ": media_type}, payload, encode=canonical_json)
 
 
 def verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:

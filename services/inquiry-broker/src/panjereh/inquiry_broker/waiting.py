@@ -10,6 +10,18 @@ inquiry every ``poll_interval``: the notification makes it fast, the poll makes 
 The same connection listens on ``live_purpose_recorded``: the purposes consumer NOTIFYs the
 tracking code of each request it records, waking a caller that asked for it a moment before
 the broker heard of it (see :meth:`AnswerListener.wait_for_purpose`).
+
+Two refinements keep a wait cheap. When the answer is recorded by this very process (one
+replica, or the replica whose consumer got the reply), the recorder hands the answer to the
+local waiters right after its commit (:meth:`AnswerListener.deliver`): no re-read at all. And
+a caller that has just asked (its inquiry was pending when it committed) need not look before
+waiting: it is registered before its task yields, so no answer can be announced unseen.
+
+The LISTEN connection may be a direct (session-mode) connection of its own
+(``listen_database_url``): behind a transaction-mode pooler LISTEN silently hears nothing.
+Each time it connects, the listener sends a probe NOTIFY the way every answer's NOTIFY goes
+(through the service's pooled database) and counts itself listening only once that probe
+arrived; readiness reports exactly that (:meth:`AnswerListener.check`).
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,22 +40,59 @@ from panjereh.inquiry_broker.repository import ANSWERED_CHANNEL, PURPOSE_CHANNEL
 
 logger = logging.getLogger(__name__)
 
+#: The channel of the listener's own probe (payload: a nonce of this connection).
+PROBE_CHANNEL = "inquiry_broker_listener_probe"
 #: The channels listened on; a waiter waits for one payload on one of them.
-_CHANNELS = (ANSWERED_CHANNEL, PURPOSE_CHANNEL)
+_CHANNELS = (ANSWERED_CHANNEL, PURPOSE_CHANNEL, PROBE_CHANNEL)
+
+#: Sends ``NOTIFY channel, payload`` the way the service's own NOTIFYs go.
+Notify = Callable[[str, str], Awaitable[None]]
+
+
+class ListenerNotListening(RuntimeError):
+    """Readiness: the LISTEN connection is down, or its probe notification never arrived."""
+
+
+class _Waiter:
+    """One waiting caller: woken by a notification, or handed the answer in-process."""
+
+    __slots__ = ("delivered", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.delivered: Any = None
 
 
 class AnswerListener:
-    """One LISTEN connection per process, fanning notifications out to local waiters."""
+    """One LISTEN connection per process, fanning notifications out to local waiters.
 
-    def __init__(self, dsn: str, *, poll_interval: float = 1.0) -> None:
+    ``notify`` sends the probe NOTIFY on each (re)connection: pass the path the service's
+    answers take (its pooled database). Without it the probe goes through a connection of
+    its own to ``dsn``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        poll_interval: float = 1.0,
+        notify: Notify | None = None,
+        probe_timeout: float = 5.0,
+    ) -> None:
         self._dsn = dsn
         self.poll_interval = poll_interval
-        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = defaultdict(set)
+        self._notify = notify or self._notify_directly
+        self._probe_timeout = probe_timeout
+        self._waiters: dict[tuple[str, str], set[_Waiter]] = defaultdict(set)
         self._connection: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._probe: tuple[str, asyncio.Event] | None = None
+        self._confirmed = False
         #: Successful (re)connections so far, for observability.
         self.connects = 0
+        #: Answers handed to local waiters without a re-read, for tests and metrics.
+        self.delivered = 0
 
     async def start(self) -> None:
         """Listen in the background; until connected, waiters rely on polling alone."""
@@ -58,15 +108,45 @@ class AnswerListener:
 
     @property
     def listening(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed()
+        """Connected, and this connection's probe notification arrived."""
+        return self._confirmed and self._connection is not None and not self._connection.is_closed()
+
+    async def check(self) -> None:
+        """Readiness: raise unless notifications really arrive (see :attr:`listening`)."""
+        if not self.listening:
+            raise ListenerNotListening("the answer listener hears no notifications")
 
     async def wait(
-        self, inquiry_id: str, *, seconds: float, is_final: Callable[[], Awaitable[bool]]
+        self,
+        inquiry_id: str,
+        *,
+        seconds: float,
+        is_final: Callable[[], Awaitable[bool]],
+        accept: Callable[[Any], bool] | None = None,
+        look_first: bool = True,
     ) -> bool:
-        """Wait up to ``seconds`` until ``is_final()``; returns its last value."""
+        """Wait up to ``seconds`` until ``is_final()``; returns its last value.
+
+        ``accept`` takes what :meth:`deliver` handed over for this inquiry and says whether
+        it is final (then ``is_final`` is not called). ``look_first=False`` skips the first
+        ``is_final()``: only for a caller that saw the inquiry pending in a transaction it
+        committed without yielding since (see the module's docstring).
+        """
         return await self._wait(
-            (ANSWERED_CHANNEL, inquiry_id), seconds, is_final, self.poll_interval
+            (ANSWERED_CHANNEL, inquiry_id),
+            seconds,
+            is_final,
+            self.poll_interval,
+            accept=accept,
+            look_first=look_first,
         )
+
+    def deliver(self, inquiry_id: str, answer: Any) -> None:
+        """Hand ``answer`` (just committed by this process) to the local waiters of the inquiry."""
+        for waiter in self._waiters.get((ANSWERED_CHANNEL, inquiry_id), ()):
+            waiter.delivered = answer
+            waiter.woken.set()
+            self.delivered += 1
 
     async def wait_for_purpose(
         self,
@@ -85,44 +165,89 @@ class AnswerListener:
         seconds: float,
         done: Callable[[], Awaitable[bool]],
         poll_interval: float,
+        *,
+        accept: Callable[[Any], bool] | None = None,
+        look_first: bool = True,
     ) -> bool:
-        woken = asyncio.Event()
-        self._waiters[key].add(woken)
+        waiter = _Waiter()
+        self._waiters[key].add(waiter)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        look = look_first
         try:
             # registered before the first look: a commit in between still wakes us
             while True:
-                if await done():
+                delivered, waiter.delivered = waiter.delivered, None
+                if delivered is not None and accept is not None and accept(delivered):
                     return True
+                if look and await done():
+                    return True
+                look = True
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return False
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), timeout=min(remaining, poll_interval))
-                woken.clear()
+                    await asyncio.wait_for(
+                        waiter.woken.wait(), timeout=min(remaining, poll_interval)
+                    )
+                waiter.woken.clear()
         finally:
             waiters = self._waiters.get(key)
             if waiters is not None:
-                waiters.discard(woken)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[key]
 
     def _on_notification(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
-        for woken in self._waiters.get((channel, payload), ()):
-            woken.set()
+        probe = self._probe
+        if channel == PROBE_CHANNEL:
+            if probe is not None and payload == probe[0]:
+                probe[1].set()
+            return
+        for waiter in self._waiters.get((channel, payload), ()):
+            waiter.woken.set()
 
     def _on_termination(self, _connection: Any) -> None:
         self._lost.set()
 
     async def _connect(self) -> None:
+        self._confirmed = False
         connection = await asyncpg.connect(self._dsn)
-        for channel in _CHANNELS:
-            await connection.add_listener(channel, self._on_notification)
-        connection.add_termination_listener(self._on_termination)
+        try:
+            for channel in _CHANNELS:
+                await connection.add_listener(channel, self._on_notification)
+            connection.add_termination_listener(self._on_termination)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
         self._connection = connection
         self._lost.clear()
         self.connects += 1
+
+    async def _confirm(self) -> bool:
+        """Send a probe NOTIFY the service's way; whether it arrived on this connection."""
+        arrived = asyncio.Event()
+        self._probe = (secrets.token_hex(8), arrived)
+        try:
+            await self._notify(PROBE_CHANNEL, self._probe[0])
+            await asyncio.wait_for(arrived.wait(), timeout=self._probe_timeout)
+        except Exception as exc:
+            logger.warning(
+                "answer listener: its probe notification did not arrive",
+                extra={"error": type(exc).__name__},
+            )
+            return False
+        finally:
+            self._probe = None
+        return True
+
+    async def _notify_directly(self, channel: str, payload: str) -> None:
+        connection = await asyncpg.connect(self._dsn)
+        try:
+            await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+        finally:
+            await connection.close()
 
     async def _keep_connected(self) -> None:
         first = True
@@ -140,8 +265,14 @@ class AnswerListener:
                     await asyncio.sleep(1.0)
             # anything announced meanwhile is found by the waiters' polling
             for waiters in self._waiters.values():
-                for woken in waiters:
-                    woken.set()
+                for waiter in waiters:
+                    waiter.woken.set()
+            # a connection that hears no probe (e.g. behind a transaction pooler) is dropped
+            # and opened again: readiness says "not listening" meanwhile
+            self._confirmed = await self._confirm()
+            if not self._confirmed:
+                await asyncio.sleep(1.0)
+                self._lost.set()
 
     async def _close(self) -> None:
         connection, self._connection = self._connection, None

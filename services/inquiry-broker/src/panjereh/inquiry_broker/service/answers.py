@@ -24,7 +24,7 @@ from panjereh.inquiry_broker import validation
 from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY, REPLIES_REFUSED
 from panjereh.inquiry_broker.models import Inquiry
 from panjereh.inquiry_broker.repository import InquiryRepository, InquiryTypeRepository
-from panjereh.inquiry_broker.service import activity, delivery
+from panjereh.inquiry_broker.service import activity, audit, delivery
 from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
 
 logger = logging.getLogger(__name__)
@@ -99,14 +99,19 @@ async def publish(session: AsyncSession, inquiry: Inquiry) -> None:
 
 
 async def record_reply(
-    session: AsyncSession, event: CloudEvent, *, topic: str, signer: AnswerSigner
+    session: AsyncSession,
+    event: CloudEvent,
+    *,
+    topic: str,
+    signer: AnswerSigner,
+    chain_key: bytes | None = None,
 ) -> None:
     """An agency's reply, on ``topic``: complete the pending inquiry it answers.
 
     Only the replies topic of the agency the inquiry was sent to counts: Kafka ACLs let that
     agency alone write it, while the CloudEvent ``source`` is whatever the sender wrote. A
-    reply from any other topic is refused (not recorded, signed or cached), logged with the
-    inquiry id and the topic, and counted.
+    reply from any other topic is refused (not recorded, signed or cached), appended to the
+    audit chain as a refusal, logged with the inquiry id and the topic, and counted.
 
     An ``error`` reply is retried (sent again at once) while attempts and time remain; the
     last one fails the inquiry. Replies to unknown or already final inquiries change nothing:
@@ -123,11 +128,15 @@ async def record_reply(
         logger.info("reply to an unknown inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
         return
     if topic != agency_replies(inquiry.provider_agency):
-        _refuse(inquiry, topic=topic, reason="wrong_topic")
+        await _refuse(
+            session, inquiry, event=event, topic=topic, reason="wrong_topic", chain_key=chain_key
+        )
         return
     if event.source != f"agency/{inquiry.provider_agency}":
         # the asked agency's own topic, in another agency's name: a misconfigured agency
-        _refuse(inquiry, topic=topic, reason="wrong_source")
+        await _refuse(
+            session, inquiry, event=event, topic=topic, reason="wrong_source", chain_key=chain_key
+        )
         return
     if inquiry.status != "pending":
         logger.info("reply to a final inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
@@ -135,8 +144,28 @@ async def record_reply(
     await _apply(session, inquiry, status=reply.status, result=reply.result, signer=signer)
 
 
-def _refuse(inquiry: Inquiry, *, topic: str, reason: str) -> None:
-    """A reply not from the agency that was asked: logged and counted, nothing else."""
+async def _refuse(
+    session: AsyncSession,
+    inquiry: Inquiry,
+    *,
+    event: CloudEvent,
+    topic: str,
+    reason: str,
+    chain_key: bytes | None,
+) -> None:
+    """A reply not from the agency that was asked: audited, logged and counted; the inquiry
+    is left as it was (nothing recorded, signed or cached)."""
+    await audit.record_refused_reply(
+        session,
+        at=datetime.now(UTC),
+        inquiry_id=inquiry.id,
+        inquiry_type=inquiry.type,
+        asked_agency=inquiry.provider_agency,
+        topic_agency=_agency_of_topic(topic),
+        claimed_agency=_agency_of_source(event.source),
+        reason=reason,
+        chain_key=chain_key,
+    )
     REPLIES_REFUSED.labels(topic, reason).inc()
     logger.warning(
         "reply refused: not from the agency that was asked",
@@ -147,6 +176,21 @@ def _refuse(inquiry: Inquiry, *, topic: str, reason: str) -> None:
             "reason": reason,
         },
     )
+
+
+def _agency_of_topic(topic: str) -> str | None:
+    """``agency.<code>.replies`` → ``<code>``: who Kafka let write it."""
+    prefix, _, rest = topic.partition(".")
+    code = rest.rpartition(".")[0]
+    if prefix == "agency" and code and topic == agency_replies(code):
+        return code
+    return None
+
+
+def _agency_of_source(source: str) -> str | None:
+    """``agency/<code>`` → ``<code>``: whom the sender claimed to be (its own words)."""
+    kind, _, code = source.partition("/")
+    return code if kind == "agency" and code else source or None
 
 
 async def record_connector_answer(

@@ -147,7 +147,7 @@ async def inquiry_of(session: AsyncSession, *, inquiry_id: uuid.UUID, caller: st
     inquiry = await InquiryRepository(session).get(inquiry_id)
     if inquiry is None or inquiry.caller != caller:
         raise InquiryNotFound
-    return _state(inquiry)
+    return state_of(inquiry)
 
 
 async def _ask(
@@ -210,7 +210,7 @@ async def _ask(
         connector_url=inquiry_type.connector_url if inquiry_type.delivery == "http" else None,
     )
     queued_for = await _answer_or_send(session, inquiry, inquiry_type, signer=keys.signer, now=now)
-    return Asked(state=_state(inquiry), queued_for=queued_for)
+    return Asked(state=state_of(inquiry), queued_for=queued_for)
 
 
 async def _registered_type(session: AsyncSession, name: str) -> InquiryType:
@@ -328,12 +328,14 @@ async def _answer_or_send(
         inquiry.next_attempt_at = now  # the connector dispatcher calls it once this commits
         await repository.add(inquiry)
         return "connector"
+    delivery.plan_attempt(inquiry, inquiry_type, now=now)
     await repository.add(inquiry)
-    await delivery.send(session, inquiry, inquiry_type, now=now)
+    await delivery.queue(session, inquiry)
     return "outbox"
 
 
-def _state(inquiry: Inquiry) -> InquiryState:
+def state_of(inquiry: Inquiry) -> InquiryState:
+    """What the asker sees of ``inquiry`` now."""
     return InquiryState(answer=InquiryRead.of(inquiry), deadline_at=inquiry.deadline_at)
 
 

@@ -40,13 +40,22 @@ async def send(
 ) -> None:
     """Route one attempt to the provider's topic (through the outbox) and plan the next."""
     plan_attempt(inquiry, inquiry_type, now=now)
+    await queue(session, inquiry)
+    await session.flush()
+
+
+async def queue(session: AsyncSession, inquiry: Inquiry) -> None:
+    """The attempt :func:`plan_attempt` counted, on the provider's topic (through the outbox).
+
+    A new inquiry is planned before it is inserted, then queued: one INSERT carries the
+    attempt, with no UPDATE after it.
+    """
     await outbox.add(
         session,
         message(inquiry),
         key=str(inquiry.id),
         topic=agency_inquiries(inquiry.provider_agency),
     )
-    await session.flush()
 
 
 def plan_attempt(inquiry: Inquiry, inquiry_type: InquiryType, *, now: datetime) -> timedelta:
