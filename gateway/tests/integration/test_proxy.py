@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from panjereh.common.testing.tokens import SigningKey, TokenFactory, bearer
+from panjereh.common.testing.tokens import JwksServer, SigningKey, TokenFactory, bearer
 from panjereh.gateway.config import Bucket, ClassLimits, RouteClass
 
 pytestmark = pytest.mark.integration
@@ -139,6 +140,35 @@ class TestEdgeAuthentication:
         assert response.status_code == 200
         (seen,) = recording.identity.seen
         assert seen.header("authorization") == f"Bearer {token}"  # services verify it again
+
+    async def test_a_remembered_token_of_an_ended_session_stops_at_the_edge_within_seconds(
+        self,
+        start_gateway: GatewayFactory,
+        recording: Upstreams,
+        token_factory: TokenFactory,
+        jwks_server: JwksServer,
+    ) -> None:
+        ended = f"s-{secrets.token_hex(6)}"
+        token = token_factory(sid=ended)
+        passed = 0
+        try:
+            async with start_gateway(revocation_poll_seconds=0.1) as client:
+                accepted = await client.get("/api/v1/me", headers=bearer(token))
+                passed += accepted.status_code == 200
+                jwks_server.revoked[ended] = time.time() + 600  # identity ends the session
+                async with asyncio.timeout(5):
+                    while (
+                        refused := await client.get("/api/v1/me", headers=bearer(token))
+                    ).status_code == 200:
+                        passed += 1
+                        await asyncio.sleep(0.05)
+        finally:
+            jwks_server.revoked.pop(ended, None)
+        assert accepted.status_code == 200
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "token_revoked"
+        # the edge answered: the refused request never reached identity
+        assert len(recording.identity.seen) == passed
 
     @pytest.mark.parametrize(
         "forge",

@@ -3,7 +3,8 @@
 The token is forwarded untouched: every service verifies it again (defence in depth); the
 edge keeps unauthenticated traffic off protected routes and names the caller for its limits.
 A verified token is remembered for a short while (never past its ``exp``), so a client's
-burst costs one signature check, not one per request.
+burst costs one signature check, not one per request; a remembered token whose session identity
+has since ended is refused all the same (``token_revoked``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from panjereh.common.auth import TokenInvalid, TokenMissing, TokenVerifier
+from panjereh.common.auth import Principal, TokenInvalid, TokenMissing, TokenVerifier
 from panjereh.common.errors import AppError
 
 
@@ -30,8 +31,8 @@ class EdgeAuthenticator:
         self._cache_size = cache_size
         self._clock = clock
         self._wall_clock = wall_clock
-        # token → (subject, monotonic time until which the verdict stands)
-        self._verified: dict[str, tuple[str, float]] = {}
+        # token → (principal, monotonic time until which the verdict stands)
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def caller(self, authorization: bytes | None) -> str:
         """The subject of a valid bearer token; ``TokenMissing``/``TokenInvalid``/
@@ -46,7 +47,8 @@ class EdgeAuthenticator:
         cached = self._verified.get(token)
         if cached is not None:
             if now < cached[1]:
-                return cached[0]
+                await self._verifier.refuse_if_revoked(cached[0])
+                return cached[0].subject
             del self._verified[token]
         principal = await self._verifier.verify(token)
         if self._cache_seconds > 0 and self._cache_size > 0:
@@ -56,7 +58,7 @@ class EdgeAuthenticator:
             if lifetime > 0:
                 if len(self._verified) >= self._cache_size:
                     self._verified.clear()  # cheaper than LRU bookkeeping on every hit
-                self._verified[token] = (principal.subject, now + lifetime)
+                self._verified[token] = (principal, now + lifetime)
         return principal.subject
 
     async def optional_caller(self, authorization: bytes | None) -> str | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
@@ -27,6 +29,7 @@ from panjereh.common.auth import (
     require_role_with_claim,
     require_scope,
     require_that,
+    revoked_sessions_url,
 )
 from panjereh.common.errors import Text
 from panjereh.common.lifespan import Resources
@@ -487,6 +490,98 @@ class TestJwksCache:
                 assert await cache.get("leaked") is None
         finally:
             server.stop()
+
+
+class RememberingVerifier(TokenVerifier):
+    """A verifier that skips the signature check for a token it accepted before (as a service
+    may, to save CPU): an ended session must be refused all the same."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.accepted: dict[str, Principal] = {}
+
+    async def verify(self, token: str) -> Principal:
+        if token not in self.accepted:
+            self.accepted[token] = await super().verify(token)
+        return self.accepted[token]
+
+
+class TestRevokedSessions:
+    async def test_a_token_of_an_ended_session_is_refused_within_the_poll_interval(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        ended, alive = f"s-{secrets.token_hex(6)}", f"s-{secrets.token_hex(6)}"
+        token, other = token_factory(sid=ended), token_factory(sid=alive)
+        app = build_app(jwks_server.url, revocation_poll_seconds=0.05)
+        try:
+            async with running_app(app) as client:
+                assert (await client.get("/whoami", headers=bearer(token))).status_code == 200
+                jwks_server.revoked[ended] = time.time() + 600  # identity ends the session
+                async with asyncio.timeout(5):
+                    while (await client.get("/whoami", headers=bearer(token))).status_code == 200:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                refused = await client.get("/whoami", headers=bearer(token))
+                kept = await client.get("/whoami", headers=bearer(other))
+        finally:
+            jwks_server.revoked.pop(ended, None)
+        assert_rejected(refused, "token_revoked")
+        assert kept.status_code == 200
+
+    async def test_a_remembered_verdict_does_not_outlive_the_session(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        ended = f"s-{secrets.token_hex(6)}"
+        token = token_factory(sid=ended)
+        settings = ServiceSettings(jwks_url=jwks_server.url, revocation_poll_seconds=0.05)
+        verifier = RememberingVerifier(
+            jwks_url=jwks_server.url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            revoked_sessions_url=revoked_sessions_url(jwks_server.url),
+            revocation_poll_seconds=0.05,
+        )
+        router = APIRouter()
+
+        @router.get("/whoami")
+        async def whoami(principal: CurrentPrincipal) -> dict[str, Any]:
+            return describe(principal)
+
+        async def setup(app: FastAPI, resources: Resources) -> None:
+            app.state.token_verifier = verifier
+            resources.on_close(verifier.aclose)
+
+        app = create_service_app(title="t", settings=settings, setup=setup, routers=[router])
+        try:
+            async with running_app(app) as client:
+                assert (await client.get("/whoami", headers=bearer(token))).status_code == 200
+                jwks_server.revoked[ended] = time.time() + 600
+                await asyncio.sleep(0.2)
+                await client.get("/whoami", headers=bearer(token))  # starts the poll
+                await asyncio.sleep(0.2)
+                refused = await client.get("/whoami", headers=bearer(token))
+        finally:
+            jwks_server.revoked.pop(ended, None)
+        assert token in verifier.accepted  # the signature was not checked again...
+        assert_rejected(refused, "token_revoked")  # ...and the session's end still counts
+
+    async def test_a_session_is_forgotten_once_its_tokens_have_expired_anyway(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        ended = f"s-{secrets.token_hex(6)}"
+        jwks_server.revoked[ended] = time.time() - 1
+        try:
+            async with running_app(build_app(jwks_server.url)) as client:
+                response = await client.get("/whoami", headers=bearer(token_factory(sid=ended)))
+        finally:
+            jwks_server.revoked.pop(ended, None)
+        assert response.status_code == 200
+
+    def test_the_list_sits_beside_identitys_jwks(self) -> None:
+        assert (
+            revoked_sessions_url("http://identity:8002/.well-known/jwks.json")
+            == "http://identity:8002/.well-known/revoked-sessions"
+        )
+        assert revoked_sessions_url("https://keys.example/other.json") is None
 
 
 class TestLifespan:

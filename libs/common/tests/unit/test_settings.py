@@ -4,6 +4,7 @@ import os
 import ssl
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -48,6 +49,50 @@ class TestPlaceholderSecrets:
         settings = ServiceSettings()
         assert settings.environment is Environment.TEST
         assert settings.kafka_bootstrap_servers == "kafka:9092"
+
+
+class WithGenerated(ServiceSettings):
+    generated_when_empty: ClassVar[frozenset[str]] = frozenset({"chain_key", "signing_pem"})
+    chain_key: SecretStr = SecretStr("")
+    signing_pem: SecretStr = SecretStr("")
+
+
+STRONG = SecretStr("x9Kq2-rT7vB4nM8wZ1cL6pH3jF5dG0sY")
+#: base64 may spell anything: a key's PEM is not read for placeholder words
+PEM = SecretStr("-----BEGIN PRIVATE KEY-----\nsecretchangeme\n-----END PRIVATE KEY-----\n")
+
+
+class TestSecretsOutsideDev:
+    """Every mode but dev checks secrets: a test deployment guards real-looking data too."""
+
+    def test_a_placeholder_is_refused_in_test_mode(self) -> None:
+        with pytest.raises(ValidationError, match="placeholder"):
+            WithSecret(environment=Environment.TEST)
+
+    def test_a_weak_secret_is_refused_in_test_mode(self) -> None:
+        with pytest.raises(ValidationError, match="signing_key is too weak"):
+            WithSecret(environment=Environment.TEST, signing_key=SecretStr("abc"))
+
+    def test_a_real_secret_is_accepted_in_test_mode(self) -> None:
+        assert WithSecret(environment=Environment.TEST, signing_key=STRONG).signing_key == STRONG
+
+    def test_a_generated_secret_may_stay_empty_in_test_mode_but_not_in_production(self) -> None:
+        assert WithGenerated(environment=Environment.TEST).chain_key.get_secret_value() == ""
+        with pytest.raises(ValidationError, match="chain_key must be set in production"):
+            WithGenerated(environment=Environment.PROD, signing_pem=STRONG)
+
+    @pytest.mark.parametrize("environment", [Environment.TEST, Environment.PROD])
+    def test_a_generated_secret_that_is_set_must_be_strong(self, environment: Environment) -> None:
+        with pytest.raises(ValidationError, match="chain_key is too weak"):
+            WithGenerated(environment=environment, chain_key=SecretStr("abc"), signing_pem=PEM)
+
+    def test_a_pem_is_not_read_for_words(self) -> None:
+        settings = WithGenerated(environment=Environment.PROD, chain_key=STRONG, signing_pem=PEM)
+        assert settings.signing_pem == PEM
+
+    def test_the_test_plugin_runs_tests_as_dev(self) -> None:
+        assert os.environ["PANJEREH_ENV"] == "dev"
+        assert WithSecret().environment is Environment.DEV
 
 
 class TestNoDefaultEnvironment:

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from jose import jwt
 
-from panjereh.common.testing.plugin import running_app
+from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.identity.main import create_app
 from panjereh.identity.testing import (
     UNKNOWN_TO_REGISTRY,
@@ -678,10 +678,17 @@ class TestLocalisedFieldErrors:
 
 class TestDevOutboxOnlyInDev:
     async def test_is_404_outside_dev_mode(
-        self, identity_database: str, broker_double: InquiryBrokerDouble
+        self, migrated_database: MigratedDatabase, broker_double: InquiryBrokerDouble
     ) -> None:
+        # a database of its own: test mode takes no dev master secret, and the shared one's
+        # signing keys are sealed with it
         app: FastAPI = create_app(
-            settings_for_tests(identity_database, broker_double.url, environment="test")
+            settings_for_tests(
+                await migrated_database("panjereh.identity"),
+                broker_double.url,
+                environment="test",
+                secret_key="k7f3a9c1eB2d4F6h8J0kL3m5N7p9Q1r",
+            )
         )
         async with running_app(app) as client:
             response = await client.get("/api/v1/dev/sms-outbox", params={"mobile": "09121234567"})

@@ -204,9 +204,17 @@ class TestLogout:
             data={"grant_type": "refresh_token", "refresh_token": other["refresh_token"]},
         )
         assert kept.status_code == 200
-        # idempotent
+        # the ended session's access token is refused from now on, here at once (and by every
+        # other service within seconds); logging out again with its refresh token is a no-op
         again = await client.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
-        assert again.status_code == 204
+        assert again.status_code == 401
+        assert again.json()["code"] == "token_revoked"
+        with_other = await client.post(
+            "/api/v1/auth/logout",
+            headers=bearer(other["access_token"]),
+            json={"refresh_token": tokens["refresh_token"]},
+        )
+        assert with_other.status_code == 204
 
     async def test_logout_needs_a_token(self, client: httpx.AsyncClient) -> None:
         assert (await client.post("/api/v1/auth/logout")).status_code == 401

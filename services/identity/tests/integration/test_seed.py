@@ -50,6 +50,7 @@ def test_refuses_to_run_outside_dev(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PANJEREH_ENV", "test")
+    monkeypatch.setenv("PANJEREH_IDENTITY_SECRET_KEY", "k7f3a9c1eB2d4F6h8J0kL3m5N7p9Q1r")
     # an unreachable database proves nothing was attempted
     monkeypatch.setenv("PANJEREH_IDENTITY_DATABASE_URL", "postgresql+asyncpg://x@127.0.0.1:1/x")
     assert main() == 0

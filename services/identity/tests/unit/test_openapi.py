@@ -27,6 +27,8 @@ def test_every_contract_path_is_served_and_documented() -> None:
 
 
 def test_the_dev_outbox_does_not_exist_outside_dev_mode() -> None:
-    spec = create_app(Settings(environment="test")).openapi()
+    spec = create_app(
+        Settings(environment="test", secret_key="k7f3a9c1eB2d4F6h8J0kL3m5N7p9Q1r")
+    ).openapi()
     assert "/api/v1/dev/sms-outbox" not in spec["paths"]
     assert set(spec["paths"]) >= CONTRACT_PATHS

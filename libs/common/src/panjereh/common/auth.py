@@ -12,11 +12,17 @@ Roles may be qualified (``<role>:<qualifier>``, e.g. an office and the unit it i
 
 Every failure is problem+json: 401 with ``WWW-Authenticate: Bearer`` when the token is missing
 or not acceptable, 403 when it is acceptable but lacks the role or scope.
+
+A token whose login session identity has ended (logout, a refresh token replayed) is refused
+with 401 ``token_revoked`` within seconds, by every process: :class:`RevokedSessions` polls
+identity's list of recently ended sessions (``sid`` claims) every couple of seconds and keeps
+each one until the last access token of that session has expired anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -24,6 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from fastapi import Depends, FastAPI, Request
@@ -42,6 +49,12 @@ logger = logging.getLogger(__name__)
 ALLOWED_ALGORITHMS: tuple[str, ...] = ("ES256",)
 #: Longer tokens are refused before any parsing.
 MAX_TOKEN_BYTES = 8192
+
+#: The claim naming the login session a token belongs to (RFC 9068 / OpenID ``sid``).
+SESSION_CLAIM = "sid"
+#: Where identity lists recently ended sessions, beside its JWKS.
+JWKS_PATH = "/.well-known/jwks.json"
+REVOKED_SESSIONS_PATH = "/.well-known/revoked-sessions"
 
 #: Claims the verifier reads itself; every other string claim lands in ``Principal.claims``.
 REGISTERED_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "sub", "jti", "roles", "scope"})
@@ -75,6 +88,11 @@ class TokenInvalid(Unauthorized):
 class TokenExpired(TokenInvalid):
     code = "token_expired"
     title = Text("توکن دسترسی منقضی شده است", "The access token has expired")
+
+
+class TokenRevoked(TokenInvalid):
+    code = "token_revoked"
+    title = Text("نشست این توکن پایان یافته است", "The session of this access token has ended")
 
 
 class InsufficientScope(Forbidden):
@@ -257,6 +275,127 @@ def _parse_jwks(document: Any) -> dict[str, Key]:
     return keys
 
 
+# --------------------------------------------------------------------------- revoked sessions
+def revoked_sessions_url(jwks_url: str) -> str | None:
+    """Identity's list of ended sessions, beside its JWKS; ``None`` for a JWKS elsewhere."""
+    parts = urlsplit(jwks_url)
+    if not parts.path.endswith(JWKS_PATH):
+        return None
+    path = parts.path[: -len(JWKS_PATH)] + REVOKED_SESSIONS_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class RevokedSessions:
+    """Login sessions identity ended, polled from it: ``GET <url>?since=<cursor>``.
+
+    The answer is ``{"sessions": [{"sid", "until"}], "next": <cursor>}``: each session ended
+    since the cursor, and until when (epoch seconds) a token of it could still be unexpired. A
+    session is refused until then, and forgotten after. Polling is lazy and never blocks a
+    request but the first one (which waits, briefly, so a fresh process knows the sessions
+    ended before it started): a request finding the list older than ``interval`` starts a
+    poll in the background. Identity unreachable keeps the list as it is (ending a session
+    needs identity too); an issuer without the list (404) is asked again only every minute.
+    """
+
+    #: how long a caller waits for a poll, the first one included
+    POLL_TIMEOUT_SECONDS = 2.0
+    #: how long an issuer that answered 404 is left alone
+    ABSENT_RETRY_SECONDS = 60.0
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient,
+        interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self._client = client
+        self._interval = interval
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._until: dict[str, float] = {}
+        self._cursor: str | None = None
+        self._next_poll_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+        #: polls made (for observability and tests)
+        self.polls = 0
+
+    def is_revoked(self, session_id: str) -> bool:
+        until = self._until.get(session_id)
+        return until is not None and until > self._wall_clock()
+
+    def add(self, session_id: str, until: float) -> None:
+        """Refuse ``session_id`` until ``until`` (epoch seconds): identity's own logouts."""
+        self._until[session_id] = max(until, self._until.get(session_id, 0.0))
+
+    async def refresh_if_due(self) -> None:
+        now = self._clock()
+        if self._next_poll_at is None:
+            self._next_poll_at = now + self._interval
+            await self._poll()
+            return
+        if now >= self._next_poll_at and (self._task is None or self._task.done()):
+            self._next_poll_at = now + self._interval
+            self._task = asyncio.create_task(self._poll(), name="revoked-sessions-poll")
+
+    async def aclose(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        self.polls += 1
+        params = {"since": self._cursor} if self._cursor else {}
+        try:
+            response = await self._client.get(
+                self.url,
+                params=params,
+                headers={"Accept": "application/json"},
+                timeout=self.POLL_TIMEOUT_SECONDS,
+            )
+            if response.status_code == 404:
+                self._next_poll_at = self._clock() + self.ABSENT_RETRY_SECONDS
+                return
+            response.raise_for_status()
+            sessions, cursor = _parse_revoked(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            if not self._failing:
+                logger.warning(
+                    "ended sessions could not be fetched",
+                    extra={"url": self.url, "error": type(exc).__name__},
+                )
+            self._failing = True
+            return
+        if self._failing:
+            logger.info("ended sessions fetched again", extra={"url": self.url})
+        self._failing = False
+        now = self._wall_clock()
+        self._until = {sid: until for sid, until in self._until.items() if until > now}
+        for sid, until in sessions:
+            self.add(sid, until)
+        self._cursor = cursor
+
+
+def _parse_revoked(document: Any) -> tuple[list[tuple[str, float]], str | None]:
+    if not isinstance(document, dict) or not isinstance(document.get("sessions"), list):
+        msg = "not a list of ended sessions"
+        raise ValueError(msg)
+    cursor = document.get("next")
+    sessions = [
+        (entry["sid"], float(entry["until"]))
+        for entry in document["sessions"]
+        if isinstance(entry, dict)
+        and isinstance(entry.get("sid"), str)
+        and isinstance(entry.get("until"), int | float)
+    ]
+    return sessions, cursor if isinstance(cursor, str) else None
+
+
 # ---------------------------------------------------------------------------------- verifier
 class TokenVerifier:
     """Verifies access tokens. Created in a lifespan; ``aclose()`` at shutdown."""
@@ -271,6 +410,8 @@ class TokenVerifier:
         jwks_cache_seconds: float = 300.0,
         jwks_refetch_interval_seconds: float = 30.0,
         jwks_max_stale_seconds: float = 3600.0,
+        revoked_sessions_url: str | None = None,
+        revocation_poll_seconds: float = 2.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.issuer = issuer
@@ -285,6 +426,14 @@ class TokenVerifier:
             refetch_interval=jwks_refetch_interval_seconds,
             max_stale=jwks_max_stale_seconds,
         )
+        #: ``None``: no list of ended sessions to honour (a JWKS not served by identity)
+        self.revocations = (
+            RevokedSessions(
+                revoked_sessions_url, client=self._client, interval=revocation_poll_seconds
+            )
+            if revoked_sessions_url
+            else None
+        )
 
     @classmethod
     def from_settings(
@@ -298,6 +447,9 @@ class TokenVerifier:
             jwks_cache_seconds=settings.jwks_cache_seconds,
             jwks_refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
             jwks_max_stale_seconds=settings.jwks_max_stale_seconds,
+            revoked_sessions_url=settings.revoked_sessions_url
+            or revoked_sessions_url(settings.jwks_url),
+            revocation_poll_seconds=settings.revocation_poll_seconds,
             client=client,
         )
 
@@ -343,9 +495,26 @@ class TokenVerifier:
             raise TokenExpired from exc
         except JOSEError as exc:
             raise TokenInvalid from exc
-        return principal_from_claims(claims)
+        principal = principal_from_claims(claims)
+        await self.refuse_if_revoked(principal)
+        return principal
+
+    async def refuse_if_revoked(self, principal: Principal) -> None:
+        """``TokenRevoked`` when identity ended the session ``principal``'s token belongs to.
+
+        Also asked on every request by the kernel's dependencies, so a verifier that
+        remembers verified tokens (a subclass, an edge cache) still refuses an ended session.
+        """
+        if self.revocations is None:
+            return
+        session_id = principal.claim(SESSION_CLAIM)
+        await self.revocations.refresh_if_due()
+        if session_id and self.revocations.is_revoked(session_id):
+            raise TokenRevoked
 
     async def aclose(self) -> None:
+        if self.revocations is not None:
+            await self.revocations.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -383,7 +552,10 @@ async def _optional_principal(
         if request.headers.get("authorization"):
             raise TokenInvalid  # an Authorization header that is not a bearer token
         return None
-    return await _verifier(request).verify(credentials.credentials)
+    verifier = _verifier(request)
+    principal = await verifier.verify(credentials.credentials)
+    await verifier.refuse_if_revoked(principal)  # a remembered verdict may predate the logout
+    return principal
 
 
 async def _current_principal(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,12 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Depends, Request
 
-from panjereh.common.auth import Principal, require_role, require_role_with_claim
+from panjereh.common.auth import (
+    Principal,
+    TokenVerifier,
+    require_role,
+    require_role_with_claim,
+)
 from panjereh.common.dependencies import DatabaseDep
 from panjereh.common.errors import Text
 from panjereh.contracts import access
@@ -28,6 +34,7 @@ from panjereh.identity.inquiries import InquiryClient
 from panjereh.identity.keys import DatabaseKeySource, SecretKeySource
 from panjereh.identity.schemas import OtpRequest
 from panjereh.identity.service import ratelimits
+from panjereh.identity.service.tokens import SessionEnded
 from panjereh.identity.sms import SmsQueue
 
 MAX_FORM_BYTES = 8 * 1024
@@ -63,12 +70,26 @@ def get_now() -> datetime:
     return datetime.now(UTC)
 
 
+def get_session_ended(request: Request) -> SessionEnded:
+    """What to tell this process's own verifier when a use case ends a session."""
+    verifier: TokenVerifier = request.app.state.token_verifier
+    settings: Settings = request.app.state.settings
+    lifetime = settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
+
+    def ended(session_id: str) -> None:
+        if verifier.revocations is not None:
+            verifier.revocations.add(session_id, time.time() + lifetime)
+
+    return ended
+
+
 AppSettings = Annotated[Settings, Depends(get_settings)]
 AppKeys = Annotated[Keys, Depends(get_keys)]
 AppKeySource = Annotated[SecretKeySource | DatabaseKeySource, Depends(get_key_source)]
 Inquiries = Annotated[InquiryClient, Depends(get_inquiries)]
 Sms = Annotated[SmsQueue, Depends(get_sms)]
 Now = Annotated[datetime, Depends(get_now)]
+SessionEndedHere = Annotated[SessionEnded, Depends(get_session_ended)]
 
 
 # ------------------------------------------------------------------------ the caller

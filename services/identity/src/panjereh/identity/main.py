@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from panjereh.common.app import create_service_app
-from panjereh.common.auth import TokenVerifier
+from panjereh.common.auth import REVOKED_SESSIONS_PATH, TokenVerifier
 from panjereh.common.db import Database
 from panjereh.common.http import outbound_client
 from panjereh.common.lifespan import Resources
@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             leeway_seconds=settings.jwt_leeway_seconds,
             jwks_cache_seconds=settings.jwks_cache_seconds,
             jwks_refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
+            # and the sessions ended lately, from itself too (another replica's logouts)
+            revoked_sessions_url=f"{SELF_URL}{REVOKED_SESSIONS_PATH}",
+            revocation_poll_seconds=settings.revocation_poll_seconds,
             client=own_jwks,
         )
         app.state.token_verifier = verifier

@@ -107,6 +107,14 @@ class RefreshTokenFamily(Base):
     """One login session: every refresh token rotated from the first one."""
 
     __tablename__ = "refresh_token_family"
+    #: the sessions ended lately, polled by every service (``/.well-known/revoked-sessions``)
+    __table_args__ = (
+        Index(
+            "ix_refresh_token_family_revoked_at",
+            "revoked_at",
+            postgresql_where=text("revoked_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     citizen_id: Mapped[uuid.UUID] = mapped_column(

@@ -145,6 +145,22 @@ class RefreshTokenRepository:
         )
         return family
 
+    async def ended_since(
+        self, since: datetime, *, limit: int
+    ) -> Sequence[tuple[uuid.UUID, datetime]]:
+        """Sessions (families) ended at or after ``since``, oldest first: id and when."""
+        rows = await self.session.execute(
+            select(RefreshTokenFamily.id, RefreshTokenFamily.revoked_at)
+            .where(RefreshTokenFamily.revoked_at >= since)
+            .order_by(RefreshTokenFamily.revoked_at)
+            .limit(limit)
+        )
+        return [
+            (family_id, revoked_at)
+            for family_id, revoked_at in rows.all()
+            if revoked_at is not None  # the filter above; the column itself is nullable
+        ]
+
     async def revoke_family(self, family_id: uuid.UUID, *, reason: str, now: datetime) -> None:
         await self.session.execute(
             update(RefreshTokenFamily)
@@ -228,6 +244,19 @@ class RateLimitRepository:
             )
         )
         return int(hits or 0), (window_end - now).total_seconds()
+
+    async def hits_of(
+        self, buckets: Sequence[str], *, window_seconds: int, now: datetime
+    ) -> tuple[list[int], float]:
+        """:meth:`hits` of several buckets in one query: (hits of each, in order; seconds left)."""
+        window_start, window_end = _window(window_seconds, now)
+        rows = await self.session.execute(
+            select(RateLimitCounter.bucket, RateLimitCounter.hits).where(
+                RateLimitCounter.bucket.in_(buckets), RateLimitCounter.window_start == window_start
+            )
+        )
+        found = {str(row.bucket): int(row.hits) for row in rows}
+        return [found.get(bucket, 0) for bucket in buckets], (window_end - now).total_seconds()
 
     async def forget(self, buckets: Sequence[str]) -> None:
         """Drop every window of ``buckets`` (their counts start again from zero)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
@@ -19,6 +20,7 @@ from panjereh.identity.dependencies import (
     OAuthForm,
     PlatformAdmin,
     RateLimitedOtpRequest,
+    SessionEndedHere,
     Sms,
 )
 from panjereh.identity.errors import UnsupportedGrantType
@@ -29,6 +31,7 @@ from panjereh.identity.schemas import (
     ClientTokenRead,
     ClientWithSecret,
     DevSmsList,
+    EndedSessionsRead,
     LogoutRequest,
     Mobile,
     NationalCode,
@@ -139,6 +142,7 @@ async def token(
     keys: AppKeys,
     key_source: AppKeySource,
     now: Now,
+    session_ended: SessionEndedHere,
 ) -> JSONResponse:
     """OAuth 2.0 token endpoint: ``refresh_token`` and ``client_credentials`` grants."""
     grant_type = form.require("grant_type")
@@ -151,6 +155,7 @@ async def token(
             key_source=key_source,
             settings=settings,
             now=now,
+            session_ended=session_ended,
         )
     elif grant_type == "client_credentials":
         client_id, client_secret = form.client()
@@ -177,9 +182,11 @@ async def logout(
     session: DbSession,
     keys: AppKeys,
     now: Now,
+    session_ended: SessionEndedHere,
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> Response:
-    """End this login session (its refresh-token family); idempotent."""
+    """End this login session (its refresh-token family): every service refuses its access
+    tokens within seconds (401 ``token_revoked``)."""
     await tokens.logout(
         session,
         citizen_id=citizen.subject,
@@ -187,6 +194,7 @@ async def logout(
         refresh_token=body.refresh_token if body else None,
         keys=keys,
         now=now,
+        session_ended=session_ended,
     )
     return Response(status_code=204)
 
@@ -263,6 +271,19 @@ async def jwks(key_source: AppKeySource) -> JSONResponse:
     """Public keys that verify access tokens: the current, the next and recently retired."""
     keyset = await key_source.keyset()
     return JSONResponse(keyset.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@keys_router.get("/.well-known/revoked-sessions", responses={200: {"model": EndedSessionsRead}})
+async def revoked_sessions(
+    session: DbSession,
+    settings: AppSettings,
+    now: Now,
+    since: Annotated[datetime | None, Query(description="the previous answer's `next`")] = None,
+) -> JSONResponse:
+    """Login sessions ended lately (opaque ids): every service polls it and refuses their
+    access tokens."""
+    ended = await tokens.ended_sessions(session, since=since, settings=settings, now=now)
+    return JSONResponse(ended.model_dump(mode="json"), headers=NO_STORE)
 
 
 @dev_router.get("/sms-outbox")

@@ -168,3 +168,18 @@ class DevSmsRead(BaseModel):
 
 class DevSmsList(BaseModel):
     items: list[DevSmsRead]
+
+
+class EndedSessionRead(BaseModel):
+    #: the session's id, as access tokens carry it in ``sid``
+    sid: str
+    #: when (epoch seconds) the last access token of the session expires anyway
+    until: int
+
+
+class EndedSessionsRead(BaseModel):
+    """Login sessions ended lately (logout, a replayed refresh token): no one's identity, only
+    opaque session ids. ``next`` is the ``since`` of the next poll."""
+
+    sessions: list[EndedSessionRead]
+    next: str

@@ -64,25 +64,36 @@ class SigningKey:
 
 
 class JwksServer:
-    """Serves a JWK Set at ``/.well-known/jwks.json`` on a free loopback port, in a thread.
+    """Serves a JWK Set at ``/.well-known/jwks.json`` on a free loopback port, in a thread,
+    and identity's list of ended sessions beside it (``/.well-known/revoked-sessions``).
 
-    ``keys`` can be changed while it runs (key rotation); ``requests`` counts the fetches.
+    ``keys`` can be changed while it runs (key rotation); ``requests`` counts the JWKS
+    fetches. ``revoked`` maps a session id (``sid``) to when its tokens would expire.
     """
 
     PATH = "/.well-known/jwks.json"
+    REVOKED_PATH = "/.well-known/revoked-sessions"
 
     def __init__(self, keys: Sequence[Mapping[str, Any]] = ()) -> None:
         self.keys: list[Mapping[str, Any]] = list(keys)
+        self.revoked: dict[str, float] = {}
         self.requests = 0
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
                 with server._lock:
-                    server.requests += 1
-                    body = json.dumps({"keys": server.keys}).encode()
-                if self.path != server.PATH:
+                    if path == server.REVOKED_PATH:
+                        sessions = [
+                            {"sid": sid, "until": until} for sid, until in server.revoked.items()
+                        ]
+                        body = json.dumps({"sessions": sessions, "next": "0"}).encode()
+                    else:
+                        server.requests += path == server.PATH
+                        body = json.dumps({"keys": server.keys}).encode()
+                if path not in (server.PATH, server.REVOKED_PATH):
                     self.send_error(404)
                     return
                 self.send_response(200)

@@ -135,19 +135,15 @@ async def enforce_failure_caps(
     now: datetime,
 ) -> None:
     """429 ``otp_rate_limited`` once the day's wrong codes for the mobile or person are spent."""
-    counters = RateLimitRepository(session)
-    by_mobile, by_national_code = _buckets(
-        keys, _FAILED, national_code=national_code, mobile=mobile
+    buckets = _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
+    # both counts in one query: this runs on every OTP request and every code checked
+    counts, retry_after = await RateLimitRepository(session).hits_of(
+        buckets, window_seconds=settings.otp_daily_window_seconds, now=now
     )
-    window = settings.otp_daily_window_seconds
-    for bucket, limit in (
-        (by_mobile, settings.otp_daily_failures_per_mobile),
-        (by_national_code, settings.otp_daily_failures_per_national_code),
-    ):
-        hits, retry_after = await counters.hits(bucket, window_seconds=window, now=now)
-        if hits >= limit:
-            OTP_EVENTS.labels("rate_limited").inc()
-            raise OtpRateLimited(retry_after)
+    limits = (settings.otp_daily_failures_per_mobile, settings.otp_daily_failures_per_national_code)
+    if any(hits >= limit for hits, limit in zip(counts, limits, strict=True)):
+        OTP_EVENTS.labels("rate_limited").inc()
+        raise OtpRateLimited(retry_after)
 
 
 async def count_failure(

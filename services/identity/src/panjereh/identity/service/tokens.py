@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import after_commit
 from panjereh.contracts import access
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys, new_opaque_token
@@ -31,13 +32,26 @@ from panjereh.identity.repository import (
     RefreshTokenRepository,
     StaffRoleRepository,
 )
-from panjereh.identity.schemas import ClientTokenRead, TokenPairRead
+from panjereh.identity.schemas import (
+    ClientTokenRead,
+    EndedSessionRead,
+    EndedSessionsRead,
+    TokenPairRead,
+)
 from panjereh.identity.tokens import TokenPolicy, issue_access_token
 
 logger = logging.getLogger(__name__)
 
 #: identity's own role when it asks the inquiry broker (``service:identity``)
 IDENTITY_SERVICE_ROLE = f"{access.SERVICE_PREFIX}identity"
+#: Told the id of a session this process just ended (after the commit): its own verifier
+#: refuses the session's tokens at once, before its next poll of the list.
+SessionEnded = Callable[[str], None]
+#: How far back a poll of ended sessions reaches again, for a session ended in a transaction
+#: that committed after a later one (its ``revoked_at`` is when it started, not committed).
+POLL_OVERLAP = timedelta(seconds=30)
+#: The most ended sessions one poll answers; a poller catches up with ``next``.
+POLL_LIMIT = 5000
 
 
 def token_policy(settings: Settings) -> TokenPolicy:
@@ -133,6 +147,7 @@ async def refresh_tokens(
     key_source: KeySource,
     settings: Settings,
     now: datetime,
+    session_ended: SessionEnded | None = None,
 ) -> TokenPairRead:
     """Rotate: the presented token is spent and a new one issued in the same family.
 
@@ -148,6 +163,7 @@ async def refresh_tokens(
         raise InvalidGrant("the session has ended")
     if token.used_at is not None:
         await tokens.revoke_family(family.id, reason="refresh token reused", now=now)
+        _announce_end(session, family.id, session_ended)
         logger.warning("refresh token replayed; family revoked", extra={"family": str(family.id)})
         raise RefreshTokenReplayed("refresh token already used; the session is revoked")
     if token.expires_at <= now or family.expires_at <= now:
@@ -234,6 +250,7 @@ async def logout(
     refresh_token: str | None,
     keys: Keys,
     now: datetime,
+    session_ended: SessionEnded | None = None,
 ) -> None:
     """End one login: the family of the given refresh token, else of the bearer token.
 
@@ -254,3 +271,33 @@ async def logout(
     if str(family.citizen_id) != citizen_id:
         raise SessionNotFound
     await tokens.revoke_family(family.id, reason="logout", now=now)
+    _announce_end(session, family.id, session_ended)
+
+
+def _announce_end(
+    session: AsyncSession, family_id: uuid.UUID, session_ended: SessionEnded | None
+) -> None:
+    if session_ended is not None:
+        after_commit(session, lambda: session_ended(str(family_id)))
+
+
+async def ended_sessions(
+    session: AsyncSession, *, since: datetime | None, settings: Settings, now: datetime
+) -> EndedSessionsRead:
+    """Sessions ended since ``since`` whose access tokens may still be unexpired.
+
+    Every service polls this every few seconds and refuses those tokens (``token_revoked``):
+    a logout or a replayed refresh token ends the session everywhere, not only at identity.
+    """
+    lifetime = timedelta(seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds)
+    oldest = now - lifetime
+    start = max(since - POLL_OVERLAP, oldest) if since is not None else oldest
+    ended = await RefreshTokenRepository(session).ended_since(start, limit=POLL_LIMIT)
+    cursor = ended[-1][1] if len(ended) == POLL_LIMIT else now
+    return EndedSessionsRead(
+        sessions=[
+            EndedSessionRead(sid=str(family_id), until=int((revoked_at + lifetime).timestamp()) + 1)
+            for family_id, revoked_at in ended
+        ],
+        next=cursor.isoformat(),
+    )
