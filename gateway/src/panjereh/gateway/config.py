@@ -50,6 +50,7 @@ CONTRACT_PUBLIC_ROUTES: tuple[str, ...] = (
     "GET /api/v1/verify/**",
     "POST /api/v1/verify/*",
     "GET /api/v1/inquiry-types/keys",
+    "GET /api/v1/audit/checkpoints/latest",
 )
 
 
@@ -170,6 +171,12 @@ class Settings(ServiceSettings):
     openapi_retry_seconds: float = Field(default=5.0, gt=0)
     #: one JSON line per request (method, route, status, latency, upstream)
     access_log: bool = True
+
+    # ---------------------------------------------------------------- metrics
+    #: port of ``/metrics`` (Prometheus text), never the public port: unset serves none, 0
+    #: any free port (tests). The manifests use 9090, which the ingress does not reach.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - inside the pod; the NetworkPolicy guards it
 
     @field_validator("trusted_proxies", mode="after")
     @classmethod

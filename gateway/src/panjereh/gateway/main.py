@@ -22,6 +22,7 @@ from panjereh.common.telemetry import tracer_provider
 from panjereh.common.workers import PeriodicWorker
 from panjereh.gateway.config import Settings
 from panjereh.gateway.edge_auth import EdgeAuthenticator
+from panjereh.gateway.metrics import MetricsServer
 from panjereh.gateway.openapi import ApiDocument
 from panjereh.gateway.proxy import Gateway
 from panjereh.gateway.routing import PORTAL
@@ -45,6 +46,11 @@ def create_app(settings: Settings | None = None) -> Any:
     gateway: Gateway
 
     async def setup(app: FastAPI, resources: Resources) -> None:
+        if settings.metrics_port is not None:
+            # /metrics on a port of its own: the public port refuses it (docs/gateway.md)
+            app.state.metrics_server = await resources.start(
+                MetricsServer(settings.metrics_host, settings.metrics_port)
+            )
         for name, url in upstreams.items():
             pool = UpstreamPool(
                 name,

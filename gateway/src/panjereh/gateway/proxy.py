@@ -43,6 +43,7 @@ from panjereh.gateway.errors import (
     UpstreamUnavailable,
 )
 from panjereh.gateway.limits import RateLimiter, retry_after
+from panjereh.gateway.metrics import observe
 from panjereh.gateway.openapi import ApiDocument
 from panjereh.gateway.routing import (
     OWN_PATHS,
@@ -270,6 +271,7 @@ class Gateway:
             https=scheme == "https",
         )
         upstream_name: str | None = None
+        klass: RouteClass | None = None
         log_path = scope["path"]
         try:
             # ---- path and route
@@ -409,6 +411,7 @@ class Gateway:
                 raise
             await send({"type": "http.response.body", "body": b""})
         finally:
+            observe(upstream_name, klass, reply.status, time.perf_counter() - started)
             if self.access_log:
                 self._log(
                     scope,
