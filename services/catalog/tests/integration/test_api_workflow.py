@@ -51,7 +51,14 @@ def tokens(token_factory: TokenFactory) -> dict[str, dict[str, str]]:
         "police_admin": staff("staff-police", "agency-admin:police"),
         "authority": staff("staff-authority", "catalog-authority"),
         "citizen": bearer(token_factory(sub="citizen-1", roles=["citizen"])),
-        "broker": bearer(token_factory(roles=["service:inquiry-broker"], agency="platform")),
+        "broker": bearer(
+            token_factory(
+                roles=["service:inquiry-broker"], agency="platform", scopes=["agencies:activity"]
+            )
+        ),
+        "broker_unscoped": bearer(
+            token_factory(roles=["service:inquiry-broker"], agency="platform")
+        ),
         "platform_admin": staff("staff-root", "platform-admin"),
     }
 
@@ -413,6 +420,11 @@ class TestAgencies:
             "/api/v1/catalog/agencies/police/activity", headers=tokens["citizen"]
         )
         assert refused.status_code == 403
+        unscoped = await api.post(
+            "/api/v1/catalog/agencies/police/activity", headers=tokens["broker_unscoped"]
+        )
+        assert unscoped.status_code == 403
+        assert unscoped.json()["code"] == "insufficient_scope"
         reported = await api.post(
             "/api/v1/catalog/agencies/police/activity", headers=tokens["broker"]
         )

@@ -32,6 +32,19 @@ class TestSearch:
         }  # fmt: skip
         assert {k: body[k] for k in ("page", "page_size")} == {"page": 1, "page_size": 20}
 
+    async def test_category_facets_carry_their_names(self, public_api: httpx.AsyncClient) -> None:
+        body = (await public_api.get("/api/v1/catalog/services", params={"page_size": 1})).json()
+        categories = {facet["value"]: facet for facet in body["facets"]["category"]}
+        assert categories["travel"]["label"] == {
+            "fa": "سفر و گذرنامه",
+            "en": "Travel and passports",
+        }
+        # every category the demo catalog uses is named in both languages
+        assert len(categories) > 5
+        assert all(facet["label"]["fa"] and facet["label"]["en"] for facet in categories.values())
+        # the platform's fixed vocabularies are for front ends to name: no label there
+        assert all(facet.get("label") is None for facet in body["facets"]["maturity"])
+
     async def test_filters_and_paging(self, public_api: httpx.AsyncClient) -> None:
         response = await public_api.get(
             "/api/v1/catalog/services", params={"maturity": 5, "page_size": 5, "page": 2}

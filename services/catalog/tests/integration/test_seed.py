@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
+import httpx
 import pytest
 from sqlalchemy import text
 
 from panjereh.catalog.seed import seed
+from panjereh.catalog.seed_data import cards
 from panjereh.common.db import Database
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.catalog import ServicePublished
@@ -49,3 +53,23 @@ async def test_every_announced_card_is_a_typed_published_card(catalog_database: 
         event = ServicePublished.model_validate(envelope.data)
         assert event.card.code == event.code == envelope.subject
         assert event.model_dump(mode="json")["card"] == envelope.data["card"]
+
+
+PERSIAN = re.compile(r"[\u0600-\u06ff]")
+
+
+async def test_every_seeded_form_field_has_a_persian_title_and_description(
+    public_api: httpx.AsyncClient,
+) -> None:
+    """Front ends label and explain a field from its schema; the seed gives them both."""
+    with_fields = [c.code for c in cards() if c.form_schema.get("properties")]
+    assert with_fields, "the demo catalog has cards that ask the citizen something"
+    for code in with_fields:
+        published = (await public_api.get(f"/api/v1/catalog/services/{code}")).json()
+        schema = published["form_schema"]
+        properties = schema["properties"]
+        # the stored schema (JSONB) does not keep the order of its properties: x-order does
+        assert sorted(schema["x-order"]) == sorted(properties), code
+        for name, field in properties.items():
+            for keyword in ("title", "description"):
+                assert PERSIAN.search(field.get(keyword, "")), f"{code} {name} {keyword}"

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from panjereh.contracts.catalog import PublishedCard
 from panjereh.contracts.samples import published_card
-from panjereh.requests.testing import InquiryBrokerDouble
+from panjereh.requests.testing import PERSON, InquiryBrokerDouble
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +197,7 @@ class TestAgencySystemDecision:
         )
 
         assert refused.status_code == 403
-        assert refused.json()["code"] == "not_agency_staff"
+        assert refused.json()["code"] == "insufficient_scope"  # requests:work
 
     async def test_another_agencys_system_gets_404(
         self, platform: Any, people: Any, broker: InquiryBrokerDouble
@@ -208,3 +209,88 @@ class TestAgencySystemDecision:
         )
 
         assert response.status_code == 404
+
+
+def view_path(tracking_code: str) -> str:
+    return f"/api/v1/agency/requests/{tracking_code}"
+
+
+class TestOfficerView:
+    """An officer decides on evidence: the agency's view of a request carries each result."""
+
+    async def test_an_officer_sees_each_inquirys_result(
+        self, platform: Any, people: Any, broker: InquiryBrokerDouble
+    ) -> None:
+        tracking_code, citizen = await in_review(platform, people)
+
+        view = await platform.client.get(view_path(tracking_code), headers=people.officer(AGENCY))
+
+        assert view.status_code == 200, view.text
+        body = view.json()
+        assert (body["tracking_code"], body["status"], body["agency"]) == (
+            tracking_code,
+            "in_review",
+            AGENCY,
+        )
+        (inquiry,) = body["inquiries"]
+        assert (inquiry["type"], inquiry["status"]) == ("civil-registry.person", "answered")
+        assert inquiry["result"] == PERSON
+        # the agency's back office, deciding for the same agency, reads the same evidence
+        system = await platform.client.get(
+            view_path(tracking_code), headers=people.agency_system(AGENCY)
+        )
+        assert system.status_code == 200
+        assert system.json()["inquiries"][0]["result"] == PERSON
+        # what the owner and the shared route show is the status only, as before
+        owner = (
+            await platform.client.get(f"/api/v1/requests/{tracking_code}", headers=citizen)
+        ).json()
+        assert "result" not in owner["inquiries"][0]
+
+    async def test_only_the_data_items_the_card_names_are_shown(
+        self, platform: Any, people: Any, broker: InquiryBrokerDouble
+    ) -> None:
+        code = new_code()
+        card = published_card(code, agency=AGENCY, mode="agency").model_dump(mode="json")
+        card["inquiries"] = [{"type": "civil-registry.person", "data_items": ["alive", "gone"]}]
+        await platform.publish(PublishedCard.model_validate(card))
+        citizen = people.citizen(f"citizen-{secrets.token_hex(4)}")
+        tracking_code = await platform.submit(citizen, code, {})
+        assert (await platform.settled(citizen, tracking_code))["status"] == "in_review"
+
+        view = await platform.client.get(view_path(tracking_code), headers=people.officer(AGENCY))
+
+        assert view.status_code == 200, view.text
+        assert view.json()["inquiries"][0]["result"] == {"alive": True}
+
+    async def test_another_agencys_officer_gets_404_and_citizens_403(
+        self, platform: Any, people: Any, broker: InquiryBrokerDouble
+    ) -> None:
+        tracking_code, citizen = await in_review(platform, people)
+
+        other_officer = await platform.client.get(
+            view_path(tracking_code), headers=people.officer("tax")
+        )
+        other_system = await platform.client.get(
+            view_path(tracking_code), headers=people.agency_system("tax")
+        )
+        owner = await platform.client.get(view_path(tracking_code), headers=citizen)
+        unscoped = await platform.client.get(
+            view_path(tracking_code), headers=people.agency_system(AGENCY, scopes=("inquiries",))
+        )
+        unknown = await platform.client.get(view_path("8100000001"), headers=people.officer(AGENCY))
+
+        # another agency's request is the same 404 as an unknown code: codes cannot be probed
+        assert (other_officer.status_code, other_officer.json()["code"]) == (
+            404,
+            "request_not_found",
+        )
+        assert (other_system.status_code, other_system.json()["code"]) == (
+            404,
+            "request_not_found",
+        )
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "request_not_found")
+        assert (owner.status_code, owner.json()["code"]) == (403, "not_agency_staff")
+        assert (unscoped.status_code, unscoped.json()["code"]) == (403, "insufficient_scope")
+        for refused in (other_officer, other_system, owner, unscoped, unknown):
+            assert "سارا" not in refused.text

@@ -242,7 +242,9 @@ class TestObjectLevelAccess:
             await api.get(path, headers=people.agency_system("student-welfare"))
         ).status_code == 200
         no_scope = people.agency_system("student-welfare", scopes=())
-        assert (await api.get(path, headers=no_scope)).status_code == 404
+        refused = await api.get(path, headers=no_scope)
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "insufficient_scope"  # requests:work
 
 
 class TestMyRequestsAndCancel:

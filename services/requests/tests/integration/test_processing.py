@@ -6,20 +6,30 @@ inquiry broker and identity as real HTTP servers on loopback (``panjereh.request
 
 from __future__ import annotations
 
+import io
 import secrets
 from typing import Any
 
 import pytest
+import segno
 from sqlalchemy import text
 
 from panjereh.common import jwk
 from panjereh.contracts.samples import published_card
+from panjereh.requests.service.documents import QR_ERROR, QR_SCALE
 from panjereh.requests.testing import PERSON, InquiryBrokerDouble
 
 pytestmark = pytest.mark.integration
 
 PERSON_INQUIRY = "civil-registry.person"
 ALIVE = f'inquiries["{PERSON_INQUIRY}"].alive'
+
+
+def qr_png_of(content: str) -> bytes:
+    """The PNG the service renders for a QR code holding ``content``."""
+    buffer = io.BytesIO()
+    segno.make(content, error=QR_ERROR).save(buffer, kind="png", scale=QR_SCALE)
+    return buffer.getvalue()
 
 
 def new_code() -> str:
@@ -103,7 +113,11 @@ class TestSmartDecision:
             "decided_by": "rules",
         }
         assert issued["document_id"] == body["document"]["document_id"]
-        assert issued["verify_url"].endswith(f"/api/v1/verify/{issued['document_id']}")
+        # a person scanning the QR lands on the public page, not on the JSON API
+        base = platform.app.state.settings.public_base_url.rstrip("/")
+        page = f"{base}/verify/{issued['document_id']}"
+        assert issued["verify_url"] == page
+        assert body["document"]["verify_url"] == page
         keys = (await platform.client.get("/api/v1/verify/keys")).json()
         header, payload = jwk.verify_compact(issued["jws"], keys)
         assert header["typ"] == "panjereh-document+jws"
@@ -119,6 +133,7 @@ class TestSmartDecision:
         assert qr.status_code == 200
         assert qr.headers["content-type"] == "image/png"
         assert qr.content.startswith(b"\x89PNG\r\n\x1a\n")
+        assert qr.content == qr_png_of(page)
 
         events = await outbox(platform, tracking_code)
         decided = [data for topic, data in events if topic == "requests.request.decided"]

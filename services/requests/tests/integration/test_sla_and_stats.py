@@ -117,11 +117,12 @@ def request_row(
     decided_by: str | None = None,
     inquiries: int = 0,
     documents: int = 0,
+    service_code: str = "s1",
 ) -> Request:
     return Request(
         id=uuid.uuid4(),
         tracking_code=secrets.token_hex(6),
-        service_code="s1",
+        service_code=service_code,
         service_version=1,
         agency=AGENCY,
         citizen_id="c1",
@@ -161,6 +162,7 @@ class TestStats:
                             decided_by="rules",
                             inquiries=1,
                             documents=1,
+                            service_code="s2",
                         ),
                         # decided by an officer, after its due time
                         request_row(
@@ -170,9 +172,9 @@ class TestStats:
                             decided_by="officer",
                             inquiries=1,
                         ),
-                        request_row("in_review", documents=2),
+                        request_row("in_review", documents=2, service_code="s2"),
                         request_row("failed", inquiries=1),
-                        request_row("submitted", due_after=None),
+                        request_row("submitted", due_after=None, service_code="s3"),
                     ]
                 )
             stats = (await platform.client.get("/api/v1/requests/stats")).json()
@@ -184,6 +186,7 @@ class TestStats:
             "median_minutes_to_decision": None,
             "sla_met_share": 0.0,
             "once_only_share": 0.0,
+            "most_used": [],
         }
         assert stats == {
             "requests_total": 6,
@@ -198,4 +201,10 @@ class TestStats:
             "median_minutes_to_decision": 20.0,  # of 10, 20 and 60
             "sla_met_share": 0.6667,  # 2 of 3 decided by their due time
             "once_only_share": 0.625,  # 5 inquiries, 3 documents asked
+            # requests by service, the most asked for first (a tie by code): counts only
+            "most_used": [
+                {"service_code": "s1", "requests": 3},
+                {"service_code": "s2", "requests": 2},
+                {"service_code": "s3", "requests": 1},
+            ],
         }

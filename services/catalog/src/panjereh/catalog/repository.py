@@ -125,6 +125,28 @@ class CardRepository:
             )
         ).first()
 
+    async def drafts_in_state(
+        self, state: str, *, offset: int, limit: int
+    ) -> tuple[list[tuple[ServiceCard, ServiceCardDraft]], int]:
+        """Drafts in ``state`` with their cards, the longest waiting first, and how many."""
+        where = ServiceCardDraft.state == state
+        total = await self.session.scalar(
+            select(func.count()).select_from(ServiceCardDraft).where(where)
+        )
+        rows = await self.session.execute(
+            select(ServiceCard, ServiceCardDraft)
+            .join(ServiceCardDraft, ServiceCardDraft.card_id == ServiceCard.id)
+            .where(where)
+            .order_by(
+                ServiceCardDraft.submitted_at.asc().nulls_last(),
+                ServiceCardDraft.updated_at.asc(),
+                ServiceCard.code,
+            )
+            .offset(offset)
+            .limit(limit)
+        )
+        return [(card, draft) for card, draft in rows.all()], int(total or 0)
+
     async def versions(
         self, card_id: uuid.UUID, *, offset: int, limit: int
     ) -> Sequence[ServiceCardVersion]:

@@ -9,7 +9,13 @@ from pydantic import BeforeValidator
 from starlette.responses import JSONResponse, Response
 
 from panjereh.catalog import cpsv, persian
-from panjereh.catalog.dependencies import CatalogSettings, connected_within, wants_jsonld
+from panjereh.catalog.dependencies import (
+    ActivityReporter,
+    CatalogSettings,
+    CurrentPerson,
+    connected_within,
+    wants_jsonld,
+)
 from panjereh.catalog.schemas import (
     CODE_PATTERN,
     AgencyActivity,
@@ -21,6 +27,7 @@ from panjereh.catalog.schemas import (
     CardUpdate,
     ChannelType,
     DraftRead,
+    DraftSummary,
     LifeEvent,
     Reason,
     SearchFilters,
@@ -30,7 +37,6 @@ from panjereh.catalog.schemas import (
     VersionSummary,
 )
 from panjereh.catalog.service import agencies, reads, search, stats, workflow
-from panjereh.common.auth import CurrentPrincipal
 from panjereh.common.dependencies import DbSession, IdempotencyKey
 from panjereh.common.pagination import Page, PageParams
 
@@ -126,7 +132,7 @@ async def get_stats(session: DbSession, settings: CatalogSettings) -> Stats:
 @router.post("/services", status_code=201, response_model=DraftRead)
 async def create_card(
     session: DbSession,
-    principal: CurrentPrincipal,
+    principal: CurrentPerson,
     card: CardCreate,
     idempotency_key: IdempotencyKey,
 ) -> Response:
@@ -139,16 +145,14 @@ async def create_card(
 
 
 @router.get("/services/{code}/draft", response_model=DraftRead)
-async def get_draft(
-    session: DbSession, principal: CurrentPrincipal, code: ServiceCode
-) -> DraftRead:
+async def get_draft(session: DbSession, principal: CurrentPerson, code: ServiceCode) -> DraftRead:
     """The card's editable draft (its agency's admins and the catalog authority)."""
     return await reads.get_draft(session, actor=principal, code=code)
 
 
 @router.put("/services/{code}/draft", response_model=DraftRead)
 async def update_draft(
-    session: DbSession, principal: CurrentPrincipal, code: ServiceCode, content: CardUpdate
+    session: DbSession, principal: CurrentPerson, code: ServiceCode, content: CardUpdate
 ) -> DraftRead:
     """Replace the draft's content (admins of the card's agency)."""
     return await workflow.update_draft(session, actor=principal, code=code, content=content)
@@ -156,7 +160,7 @@ async def update_draft(
 
 @router.post("/services/{code}/submit", response_model=DraftRead)
 async def submit_draft(
-    session: DbSession, principal: CurrentPrincipal, code: ServiceCode
+    session: DbSession, principal: CurrentPerson, code: ServiceCode
 ) -> DraftRead:
     """Send the draft to the catalog authority (admins of the card's agency)."""
     return await workflow.submit_draft(session, actor=principal, code=code)
@@ -164,7 +168,7 @@ async def submit_draft(
 
 @router.post("/services/{code}/approve", response_model=CardRead)
 async def approve_draft(
-    session: DbSession, principal: CurrentPrincipal, settings: CatalogSettings, code: ServiceCode
+    session: DbSession, principal: CurrentPerson, settings: CatalogSettings, code: ServiceCode
 ) -> CardRead:
     """Publish the submitted draft as the next immutable version (catalog authority)."""
     return await workflow.approve_draft(
@@ -177,7 +181,7 @@ async def approve_draft(
 
 @router.post("/services/{code}/reject", response_model=DraftRead)
 async def reject_draft(
-    session: DbSession, principal: CurrentPrincipal, code: ServiceCode, body: Reason
+    session: DbSession, principal: CurrentPerson, code: ServiceCode, body: Reason
 ) -> DraftRead:
     """Send the submitted draft back with a reason (catalog authority)."""
     return await workflow.reject_draft(session, actor=principal, code=code, reason=body.reason)
@@ -185,7 +189,7 @@ async def reject_draft(
 
 @router.post("/services/{code}/retire", response_model=DraftRead)
 async def retire_card(
-    session: DbSession, principal: CurrentPrincipal, code: ServiceCode, body: Reason | None = None
+    session: DbSession, principal: CurrentPerson, code: ServiceCode, body: Reason | None = None
 ) -> DraftRead:
     """Withdraw a published card (its agency's admins or the catalog authority)."""
     return await workflow.retire_card(
@@ -195,17 +199,25 @@ async def retire_card(
 
 @router.get("/services/{code}/transitions", response_model=list[TransitionRead])
 async def list_transitions(
-    session: DbSession, principal: CurrentPrincipal, code: ServiceCode
+    session: DbSession, principal: CurrentPerson, code: ServiceCode
 ) -> list[TransitionRead]:
     """Every workflow step of the card with actor and time (its admins, the authority)."""
     return await reads.list_transitions(session, actor=principal, code=code)
+
+
+@router.get("/drafts", response_model=Page[DraftSummary])
+async def list_submitted_drafts(
+    session: DbSession, principal: CurrentPerson, paging: PageParams
+) -> Page[DraftSummary]:
+    """Drafts submitted for approval, the longest waiting first (catalog authority)."""
+    return await reads.submitted_drafts(session, actor=principal, paging=paging)
 
 
 # --------------------------------------------------------------------------- agencies
 @router.post("/agencies", status_code=201, response_model=AgencyRead)
 async def create_agency(
     session: DbSession,
-    principal: CurrentPrincipal,
+    principal: CurrentPerson,
     settings: CatalogSettings,
     agency: AgencyCreate,
 ) -> AgencyRead:
@@ -218,7 +230,7 @@ async def create_agency(
 @router.post("/agencies/{code}/activity", status_code=204)
 async def record_agency_activity(
     session: DbSession,
-    principal: CurrentPrincipal,
+    principal: ActivityReporter,
     code: AgencyCode,
     body: AgencyActivity | None = None,
 ) -> Response:

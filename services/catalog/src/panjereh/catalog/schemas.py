@@ -344,6 +344,19 @@ class DraftRead(CardContent):
     submitted_at: datetime | None
 
 
+class DraftSummary(BaseModel):
+    """A draft in the catalog authority's queue."""
+
+    code: str
+    agency: str
+    title: Text
+    state: str
+    card_status: str
+    latest_version: int
+    submitted_at: datetime | None
+    updated_at: datetime
+
+
 class VersionSummary(BaseModel):
     version: int
     title: Text
@@ -377,6 +390,8 @@ class CardSummary(BaseModel):
 class FacetCount(BaseModel):
     value: str
     count: int
+    #: the value's name, where the catalog names it (categories); front ends name the rest
+    label: Text | None = None
 
 
 class Facets(BaseModel):

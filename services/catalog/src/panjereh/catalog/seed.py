@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.catalog.categories import CATEGORIES
 from panjereh.catalog.config import Settings
 from panjereh.catalog.repository import AgencyRepository, CardRepository
 from panjereh.catalog.schemas import AgencyCreate, CardCreate
@@ -131,11 +132,7 @@ _QUALIFIERS = (
     ("بازنشستگان", "for retirees"), ("دانشجویان", "for students"), ("رانندگان", "for drivers"),
     ("کشاورزان", "for farmers"), ("صادرکنندگان", "for exporters"), ("ایثارگران", "for veterans"),
 )  # fmt: skip
-_CATEGORIES = (
-    "identity-documents", "travel", "security-certificates", "vehicles-and-driving", "taxes",
-    "insurance-and-pensions", "education", "business-and-trade", "property-and-construction",
-    "social-support", "telecommunications", "health", "legal-services",
-)  # fmt: skip
+_CATEGORIES = tuple(CATEGORIES)  # the named ones only
 _LIFE_EVENTS = (
     "birth", "education", "health", "taxes", "business", "social-security",
     "property-registration", "utilities", "insurance", "marriage", "retirement",

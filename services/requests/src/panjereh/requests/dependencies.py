@@ -8,7 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from panjereh.common.auth import CurrentPrincipal, Principal, require_role_with_claim
+from panjereh.common.auth import (
+    CurrentPrincipal,
+    InsufficientScope,
+    Principal,
+    require_role_with_claim,
+)
 from panjereh.common.errors import Text
 from panjereh.contracts import access
 from panjereh.requests.config import Settings
@@ -55,8 +60,16 @@ def _wake(request: Request) -> Callable[[], None]:
     return wake
 
 
+def _client_scope(principal: Principal) -> None:
+    """A machine client reads or decides requests only with ``requests:work`` (403
+    ``insufficient_scope`` otherwise), whatever else its token carries."""
+    if access.is_client(principal) and not principal.has_scope(DECIDE_SCOPE):
+        raise InsufficientScope(DECIDE_SCOPE)
+
+
 def _agency_staff(principal: CurrentPrincipal) -> AgencyStaff:
     """Officers of an agency, or its back-office system with ``requests:work``; else 403."""
+    _client_scope(principal)
     officer_of = principal.qualifiers_of(access.OFFICER)
     agency = access.agency_of(principal)
     system_of = (
@@ -71,6 +84,7 @@ def _agency_staff(principal: CurrentPrincipal) -> AgencyStaff:
 
 def _reader(principal: CurrentPrincipal) -> Reader:
     """A citizen reads their own requests; officers and agency systems their agencies'."""
+    _client_scope(principal)
     agencies = set(principal.qualifiers_of(access.OFFICER))
     agency = access.agency_of(principal)
     if agency and access.is_client(principal) and principal.has_scope(DECIDE_SCOPE):

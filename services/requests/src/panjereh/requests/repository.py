@@ -218,6 +218,17 @@ class StatsRepository:
         )
         return {str(status): int(count) for status, count in rows.all()}
 
+    async def most_used(self, limit: int) -> list[tuple[str, int]]:
+        """``(service_code, requests)`` of the most asked-for services, then by code."""
+        requests = func.count().label("requests")
+        rows = await self.session.execute(
+            select(Request.service_code, requests)
+            .group_by(Request.service_code)
+            .order_by(requests.desc(), Request.service_code)
+            .limit(limit)
+        )
+        return [(str(code), int(count)) for code, count in rows.all()]
+
     async def decisions(self) -> DecisionFigures:
         decided = Request.decided_at.is_not(None)
         with_due = decided & Request.due_at.is_not(None)

@@ -23,6 +23,7 @@ from panjereh.requests.dependencies import (
 )
 from panjereh.requests.schemas import (
     AgencyDecisionCreate,
+    AgencyRequestRead,
     Decision,
     DocumentPresented,
     DocumentRead,
@@ -147,6 +148,19 @@ async def agency_queue(
 ) -> Page[QueueItem]:
     """My agencies' requests in a status (``in_review`` by default), the soonest due first."""
     return await agency.queue(session, staff=staff, status=status, paging=paging)
+
+
+@agency_router.get("/requests/{tracking_code}", response_model=AgencyRequestRead)
+async def agency_request(
+    tracking_code: str, staff: CurrentAgencyStaff, session: DbSession, settings: AppSettings
+) -> AgencyRequestRead:
+    """A request of my agency with each inquiry's result: the evidence a decision rests on."""
+    return await agency.view(
+        session,
+        staff=staff,
+        tracking_code=tracking_code,
+        public_base_url=settings.public_base_url,
+    )
 
 
 @agency_router.post("/requests/{tracking_code}/decision", response_model=Decision)

@@ -105,6 +105,20 @@ class AgencyDecisionCreate(Strict):
     reason: Words
 
 
+class InquiryEvidence(InquiryState):
+    """An inquiry with what the provider answered: the evidence an officer decides on."""
+
+    #: the answer, narrowed to the ``data_items`` the card's inquiry names when it names any;
+    #: ``None`` while pending, when nothing was found, or for an inquiry the card does not list
+    result: dict[str, Any] | None = None
+
+
+class AgencyRequestRead(RequestRead):
+    """A request as its agency's staff see it: each inquiry with its result."""
+
+    inquiries: list[InquiryEvidence]  # type: ignore[assignment]  # a richer item, same key
+
+
 class QueueItem(BaseModel):
     tracking_code: str
     service_code: str
@@ -161,6 +175,11 @@ class ReplayResult(BaseModel):
 
 
 # ------------------------------------------------------------------------- statistics
+class ServiceUse(BaseModel):
+    service_code: str
+    requests: int
+
+
 class RequestStats(BaseModel):
     requests_total: int
     by_status: dict[str, int]
@@ -171,3 +190,5 @@ class RequestStats(BaseModel):
     sla_met_share: float
     #: inquiries made instead of documents asked of citizens, over both
     once_only_share: float
+    #: the most asked-for services (counts only), the most first
+    most_used: list[ServiceUse] = Field(default_factory=list)

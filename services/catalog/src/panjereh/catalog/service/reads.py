@@ -10,10 +10,17 @@ from panjereh.catalog import cpsv
 from panjereh.catalog.errors import ServiceNotFound, VersionNotFound
 from panjereh.catalog.models import ServiceCard, ServiceCardDraft, ServiceCardVersion
 from panjereh.catalog.repository import AgencyRepository, CardRepository
-from panjereh.catalog.schemas import CardRead, DraftRead, TransitionRead, VersionSummary
+from panjereh.catalog.schemas import (
+    CardRead,
+    DraftRead,
+    DraftSummary,
+    TransitionRead,
+    VersionSummary,
+)
 from panjereh.catalog.service._common import (
     Actor,
     card_by_code,
+    require_authority,
     require_authority_or_agency_admin,
 )
 from panjereh.common.pagination import Page, Paging
@@ -87,6 +94,32 @@ async def get_draft(session: AsyncSession, *, actor: Actor, code: str) -> DraftR
     card = await card_by_code(cards, code)
     require_authority_or_agency_admin(actor, card.agency_code)
     return draft_read(card, await cards.draft(card.id))
+
+
+async def submitted_drafts(
+    session: AsyncSession, *, actor: Actor, paging: Paging
+) -> Page[DraftSummary]:
+    """The drafts waiting for approval, the longest waiting first (the catalog authority)."""
+    require_authority(actor)
+    rows, total = await CardRepository(session).drafts_in_state(
+        "submitted", offset=paging.offset, limit=paging.limit
+    )
+    return paging.of(
+        [
+            DraftSummary(
+                code=card.code,
+                agency=card.agency_code,
+                title=draft.content["title"],
+                state=draft.state,
+                card_status=card.status,
+                latest_version=card.latest_version,
+                submitted_at=draft.submitted_at,
+                updated_at=draft.updated_at,
+            )
+            for card, draft in rows
+        ],
+        total,
+    )
 
 
 async def list_transitions(

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.catalog import persian
+from panjereh.catalog.categories import category_label
 from panjereh.catalog.models import Agency, ServiceCard
 from panjereh.catalog.repository import FacetBits, SearchPage, SearchRepository
 from panjereh.catalog.schemas import (
@@ -54,7 +55,14 @@ async def search_services(
         page_size=paging.page_size,
         facets=Facets(
             **{
-                name: [FacetCount(value=value, count=count) for value, count in counts]
+                name: [
+                    FacetCount(
+                        value=value,
+                        count=count,
+                        label=category_label(value) if name == "category" else None,
+                    )
+                    for value, count in counts
+                ]
                 for name, counts in found.facets.items()
             }
         ),

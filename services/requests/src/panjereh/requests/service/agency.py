@@ -9,8 +9,10 @@ the same receipt, events and (on approval) document.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,10 +21,15 @@ from panjereh.common.pagination import Page, Paging
 from panjereh.requests.errors import RequestNotFound, RequestNotInReview
 from panjereh.requests.keys import DocumentKeys
 from panjereh.requests.models import idempotency
-from panjereh.requests.repository import RequestRepository
-from panjereh.requests.schemas import AgencyDecisionCreate, QueueItem
+from panjereh.requests.repository import CardRepository, RequestRepository
+from panjereh.requests.schemas import (
+    AgencyDecisionCreate,
+    AgencyRequestRead,
+    InquiryEvidence,
+    QueueItem,
+)
 from panjereh.requests.service import decisions
-from panjereh.requests.service.reads import decision_of
+from panjereh.requests.service.reads import decision_of, request_read
 from panjereh.requests.statuses import Actor, Status
 
 OPERATION = "requests.agency-decision"
@@ -67,6 +74,58 @@ async def queue(
         for row in rows
     ]
     return paging.of(items, total)
+
+
+async def view(
+    session: AsyncSession, *, staff: AgencyStaff, tracking_code: str, public_base_url: str
+) -> AgencyRequestRead:
+    """One request of the caller's agencies with each inquiry's result (the evidence).
+
+    Only the inquiries the request's card version lists, and of each answer only the
+    ``data_items`` that inquiry names (all of it when it names none): what the card entitles
+    the agency to. Another agency's request is the same 404 as an unknown tracking code.
+    """
+    request = await RequestRepository(session).by_tracking_code(tracking_code)
+    if request is None or request.agency not in staff.agencies:
+        raise RequestNotFound
+    evidence = await RequestRepository(session).inquiries(request.id)
+    read = await request_read(session, request, evidence=evidence, public_base_url=public_base_url)
+    card = await CardRepository(session).get(request.service_code, request.service_version)
+    entitled = _entitled_items(card.card if card is not None else {})
+    states = {state.type: state for state in read.inquiries}
+    return AgencyRequestRead.model_validate(
+        {
+            **dict(read),
+            "inquiries": [
+                InquiryEvidence(
+                    **dict(states[row.inquiry_type]),
+                    result=_narrowed(row.result, entitled.get(row.inquiry_type, _NOT_ENTITLED)),
+                )
+                for row in evidence
+            ],
+        }
+    )
+
+
+def _entitled_items(card: Mapping[str, Any]) -> dict[str, frozenset[str] | None]:
+    """Inquiry type → the result items the card names (``None``: the whole answer)."""
+    entitled: dict[str, frozenset[str] | None] = {}
+    for inquiry in card.get("inquiries") or []:
+        items = inquiry.get("data_items") or []
+        entitled[str(inquiry["type"])] = frozenset(map(str, items)) or None
+    return entitled
+
+
+#: an inquiry the card does not list: none of its answer is shown
+_NOT_ENTITLED: frozenset[str] = frozenset()
+
+
+def _narrowed(result: dict[str, Any] | None, items: frozenset[str] | None) -> dict[str, Any] | None:
+    if result is None or items == _NOT_ENTITLED:
+        return None
+    if items is None:
+        return result
+    return {name: value for name, value in result.items() if name in items}
 
 
 async def decide(

@@ -7,6 +7,7 @@ tracking code, so codes cannot be probed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.pagination import Page, Paging
 from panjereh.requests.errors import RequestAlreadyDecided, RequestNotFound
-from panjereh.requests.models import Request
+from panjereh.requests.models import Request, RequestInquiry
 from panjereh.requests.repository import RequestRepository
 from panjereh.requests.schemas import (
     Decision,
@@ -45,7 +46,9 @@ class Reader:
 
 
 def verify_url(public_base_url: str, document_id: object) -> str:
-    return f"{public_base_url.rstrip('/')}/api/v1/verify/{document_id}"
+    """Where a person checks a document: the public page ``/verify/{id}`` (a front end's),
+    not the JSON answer machines read at ``/api/v1/verify/{id}``."""
+    return f"{public_base_url.rstrip('/')}/verify/{document_id}"
 
 
 async def readable(session: AsyncSession, *, reader: Reader, tracking_code: str) -> Request:
@@ -60,9 +63,20 @@ async def get_request(
     session: AsyncSession, *, reader: Reader, tracking_code: str, public_base_url: str
 ) -> RequestRead:
     request = await readable(session, reader=reader, tracking_code=tracking_code)
+    evidence = await RequestRepository(session).inquiries(request.id)
+    return await request_read(session, request, evidence=evidence, public_base_url=public_base_url)
+
+
+async def request_read(
+    session: AsyncSession,
+    request: Request,
+    *,
+    evidence: Sequence[RequestInquiry],
+    public_base_url: str,
+) -> RequestRead:
+    """The request as its readers see it: history, inquiry statuses, decision, document."""
     requests = RequestRepository(session)
     history = await requests.history(request.id)
-    evidence = await requests.inquiries(request.id)
     document = await requests.document(request.id)
     return RequestRead(
         tracking_code=request.tracking_code,
