@@ -16,6 +16,8 @@ from panjereh.devstack.testing import RunningStack, start_stack, stop_stack
 pytestmark = pytest.mark.e2e
 
 SERVICES = {"catalog", "identity", "requests", "inquiry-broker"}
+#: The web portal: behind the gateway like the services, reported in its readiness too.
+PORTAL = "portal"
 #: Processes without a port of their own, started by the stack too.
 EXTRAS = {"agency-simulators"}
 
@@ -43,7 +45,7 @@ class TestReadiness:
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "ready"
-        assert set(body["components"]) == SERVICES
+        assert set(body["components"]) == {*SERVICES, PORTAL}
         assert set(body["components"].values()) == {"ready"}
 
     def test_gateway_is_live(self, gateway: httpx.Client) -> None:
@@ -85,6 +87,14 @@ class TestRouting:
         assert len(traceparents) == 1
         assert traceparents[0].split("-")[1] == trace_id
 
+    def test_every_other_path_is_the_portals(self, platform: RunningStack) -> None:
+        home = httpx.get(platform.gateway + "/", timeout=10)
+        assert home.status_code == 200
+        assert home.headers["content-type"].startswith("text/html")
+        assert '<html lang="fa" dir="rtl">' in home.text
+        # make run says where the portal is
+        assert f"portal       {platform.gateway}/" in platform.output.read_text()
+
     def test_a_path_outside_the_contract_is_the_gateways_404(self, gateway: httpx.Client) -> None:
         response = gateway.get("/api/v1/nowhere", headers={"Accept-Language": "en"})
         assert response.status_code == 404
@@ -121,7 +131,7 @@ class TestStop:
         state = stack.state()
         processes = state["processes"]
         assert isinstance(processes, dict)
-        assert set(processes) == {*SERVICES, "gateway", *EXTRAS}
+        assert set(processes) == {*SERVICES, PORTAL, "gateway", *EXTRAS}
         pids = [int(pid) for pid in processes.values()]
         broker = state["broker"]
         assert isinstance(broker, int)

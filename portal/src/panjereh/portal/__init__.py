@@ -1,0 +1,1 @@
+"""The reference web portal: the single window as citizens, officers and reviewers see it."""
