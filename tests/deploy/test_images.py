@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from panjereh.devstack.stack import GATEWAY, SERVICES
+from panjereh.devstack.stack import GATEWAY, PORTAL, SERVICES
 from tests.deploy.tools import missing_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,8 @@ class Image:
     distribution: str
     module: str
     serves_http_api: bool
+    #: files the installed package must carry besides its modules (package data)
+    data: tuple[str, ...] = ()
 
     @property
     def dockerfile(self) -> Path:
@@ -42,6 +44,14 @@ IMAGES = [
     *(
         Image(c.name, f"panjereh-{c.name}", c.package, serves_http_api=True)
         for c in (GATEWAY, *SERVICES)
+    ),
+    # the portal's pages are read from its templates, its styles and font from static/
+    Image(
+        PORTAL.name,
+        f"panjereh-{PORTAL.name}",
+        PORTAL.package,
+        serves_http_api=True,
+        data=("templates/base.html", "templates/error.html", "static/portal.css"),
     ),
     Image(
         "agency-simulators",
@@ -167,14 +177,19 @@ class TestDockerfiles:
     def test_every_deployment_image_has_a_dockerfile(self, rendered):
         ours = {image.component for image in IMAGES}
         for overlay in rendered.values():
+            gateway = overlay.named("ConfigMap", "gateway-config")["data"]
+            metrics_port = int(gateway["PANJEREH_GATEWAY_METRICS_PORT"])
             for workload in [*overlay.of_kind("Deployment"), *overlay.of_kind("Job")]:
-                for container in workload["spec"]["template"]["spec"]["containers"]:
+                spec = workload["spec"]["template"]["spec"]
+                for container in [*spec.get("initContainers", []), *spec["containers"]]:
                     name = container["image"].rsplit("/", 1)[-1].split(":")[0].split("@")[0]
                     if container["image"].startswith("otel/"):
                         continue
                     assert name in ours, container["image"]
                     for port in container.get("ports", []):
-                        assert port["containerPort"] == 8080
+                        # the image serves on 8080; the gateway's metrics on a port of its own
+                        expected = metrics_port if port["name"] == "metrics" else 8080
+                        assert port["containerPort"] == expected
 
 
 def dockerignore_patterns() -> list[str]:
@@ -246,6 +261,7 @@ class TestBuildContext:
             "gateway",
             "devstack",
             "agencies",
+            "portal",
         }
 
     def test_the_reading_of_dockerignore_follows_docker(self):
@@ -287,13 +303,15 @@ def test_builder_stage_installs_a_working_component(image, build_context, tmp_pa
         timeout=300,
     )
     probe = f"""
-import importlib, importlib.metadata, importlib.util, json
+import importlib, importlib.metadata, importlib.resources, importlib.util, json
 names = sorted(d.metadata["Name"].lower() for d in importlib.metadata.distributions())
 app = None
 if {image.serves_http_api!r}:
     app = type(importlib.import_module("{image.module}.main").create_app()).__name__
 migrate = importlib.util.find_spec("{image.module}.migrate") is not None
-print(json.dumps({{"names": names, "app": app, "migrate": migrate}}))
+package = importlib.resources.files("{image.module}")
+data = [name for name in {list(image.data)!r} if package.joinpath(name).is_file()]
+print(json.dumps({{"names": names, "app": app, "migrate": migrate, "data": data}}))
 """
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", probe],
@@ -312,4 +330,5 @@ print(json.dumps({{"names": names, "app": app, "migrate": migrate}}))
     if image.serves_http_api:
         # the gateway is a raw ASGI proxy around a kernel app (docs/gateway.md)
         assert report["app"] == ("Gateway" if image.component == "gateway" else "FastAPI")
-    assert report["migrate"] is (image.component not in {"gateway", "agency-simulators"})
+    assert report["migrate"] is (image.component not in {"gateway", "portal", "agency-simulators"})
+    assert report["data"] == list(image.data)

@@ -89,9 +89,8 @@ def topic_config(rendered, name: str) -> dict[str, Any]:
 class TestCluster:
     def test_prod_runs_three_kraft_brokers_in_a_node_pool(self, prod):
         kafka = prod.named("Kafka", "panjereh")
-        annotations = kafka["metadata"]["annotations"]
-        assert annotations["strimzi.io/kraft"] == "enabled"
-        assert annotations["strimzi.io/node-pools"] == "enabled"
+        # the v1 API knows only KRaft and node pools: no opt-in annotations any more
+        assert kafka["apiVersion"] == "kafka.strimzi.io/v1"
         assert "zookeeper" not in kafka["spec"]
         (pool,) = prod.of_kind("KafkaNodePool")
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "panjereh"

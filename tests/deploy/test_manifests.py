@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from panjereh.devstack.stack import GATEWAY, SERVICES
+from panjereh.devstack.stack import GATEWAY, PORTAL, SERVICES
 
 SERVICE_NAMES = [component.name for component in SERVICES]
 API_NAMES = [GATEWAY.name, *SERVICE_NAMES]
+#: every process that serves HTTP behind a Service of its own: the APIs and the web portal
+HTTP_NAMES = [*API_NAMES, PORTAL.name]
 #: oldest Kubernetes the manifests support (the preStop sleep action) and the newest schema
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 MIN_UID = 10000
@@ -96,6 +98,10 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return ok
 
 
+def env_sources(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item.get("valueFrom", {}) for item in container.get("env", [])}
+
+
 def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item.get("value", "") for item in container.get("env", [])}
 
@@ -143,7 +149,7 @@ class TestRendering:
 
 class TestWorkloads:
     def test_every_api_has_a_deployment_service_hpa_and_pdb(self, overlay):
-        for name in API_NAMES:
+        for name in HTTP_NAMES:
             overlay.named("Deployment", name)
             service = overlay.named("Service", name)
             assert service["spec"]["type"] == "ClusterIP"
@@ -217,13 +223,13 @@ class TestWorkloads:
             assert spec["terminationGracePeriodSeconds"] > pause + drain, deployment["metadata"]
 
     def test_prod_runs_at_least_two_replicas_of_every_api(self, prod):
-        for name in API_NAMES:
+        for name in HTTP_NAMES:
             assert prod.named("HorizontalPodAutoscaler", name)["spec"]["minReplicas"] >= 2
         assert prod.named("Deployment", "otel-collector")["spec"]["replicas"] >= 2
 
     def test_the_autoscaler_alone_sets_the_replica_count(self, overlay):
         # a `replicas` in the manifest would scale a busy Deployment down on every apply
-        for name in API_NAMES:
+        for name in HTTP_NAMES:
             assert "replicas" not in overlay.named("Deployment", name)["spec"], name
 
     def test_prod_does_not_run_the_simulated_agencies(self, prod, dev):
@@ -232,7 +238,7 @@ class TestWorkloads:
         assert "agency-simulators" in dev.names("Deployment")
 
     def test_rollouts_never_remove_a_ready_pod_first(self, overlay):
-        for name in API_NAMES:
+        for name in HTTP_NAMES:
             strategy = overlay.named("Deployment", name)["spec"]["strategy"]
             assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
@@ -291,7 +297,10 @@ class TestConfiguration:
         assert parts.scheme == "postgresql+asyncpg"
         assert parts.hostname == f"{component.name}-db-pooler"
         assert parts.path == f"/{component.database}"
-        assert "$(DATABASE_PASSWORD)" in url  # from the secret, never a literal
+        # the password is never in the URL (a rotated one may hold "@" or "/"): the driver
+        # reads PGPASSWORD, which comes from the secret
+        assert parts.password is None
+        assert "secretKeyRef" in env_sources(pod_spec(deployment)["containers"][0])["PGPASSWORD"]
         job = overlay.named("Job", f"{component.name}-migrate")
         migration_url = urlsplit(env_of(pod_spec(job)["containers"][0])[variable])
         # migrations talk to the primary itself, not through PgBouncer
@@ -303,7 +312,7 @@ class TestConfiguration:
         prefix = settings.model_config["env_prefix"]
         data = overlay.named("ConfigMap", "gateway-config")["data"]
         services = overlay.names("Service")
-        for upstream in settings().upstreams():
+        for upstream in [*settings().upstreams(), PORTAL.name]:
             variable = f"{prefix}{upstream.upper().replace('-', '_')}_URL"
             assert urlsplit(data[variable]).hostname == upstream
             assert upstream in services
@@ -392,12 +401,18 @@ class TestNetwork:
             matching = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
             assert matching, workload["metadata"]["name"]
 
-    def test_only_the_ingress_controller_reaches_the_gateway(self, overlay):
+    def test_only_the_ingress_controller_and_the_portal_reach_the_gateway(self, overlay):
         rules = overlay.named("NetworkPolicy", "gateway")["spec"]["ingress"]
         sources = [peer for rule in rules for peer in rule["from"]]
         assert sources == [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                }
+            },
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": PORTAL.name}}},
         ]
+        assert [port["port"] for rule in rules for port in rule["ports"]] == [8080]
 
     def test_services_are_reached_only_from_named_callers(self, overlay):
         for name in SERVICE_NAMES:
@@ -419,3 +434,113 @@ class TestNetwork:
         assert hosts <= {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
         for service in overlay.of_kind("Service"):
             assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def settings_from_config_maps(overlay, monkeypatch, package: str, config_map: str) -> Any:
+    """``package``'s settings as its pods build them from the platform's and its ConfigMap."""
+    data = {
+        **overlay.named("ConfigMap", "panjereh-platform")["data"],
+        **overlay.named("ConfigMap", config_map)["data"],
+    }
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    return importlib.import_module(f"{package}.config").Settings()
+
+
+def peers_admitted(overlay, labels: dict[str, str], port: int) -> list[dict[str, Any]]:
+    """Every ingress peer of every policy that lets traffic to ``port`` of pods with ``labels``."""
+    return [
+        peer
+        for policy in overlay.of_kind("NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], labels) and policy["spec"].get("ingress")
+        for rule in policy["spec"]["ingress"]
+        if not rule.get("ports") or any(item["port"] == port for item in rule["ports"])
+        for peer in rule.get("from", [{}])
+    ]
+
+
+class TestPortal:
+    """The web portal: behind the gateway only, calling the gateway's public API only."""
+
+    def test_the_gateway_sends_the_portal_paths_to_the_portal_service(self, overlay, monkeypatch):
+        settings = settings_from_config_maps(
+            overlay, monkeypatch, GATEWAY.package, "gateway-config"
+        )
+        assert settings.portal_url is not None
+        url = urlsplit(settings.portal_url)
+        service = overlay.named("Service", url.hostname)
+        assert url.hostname == PORTAL.name
+        assert (url.port or 80) in {port["port"] for port in service["spec"]["ports"]}
+        assert service["spec"]["selector"] == {"app.kubernetes.io/name": PORTAL.name}
+
+    def test_the_portal_calls_the_gateway_service(self, overlay, monkeypatch):
+        settings = settings_from_config_maps(overlay, monkeypatch, PORTAL.package, "portal-config")
+        url = urlsplit(settings.gateway_url)
+        assert url.hostname == GATEWAY.name
+        service = overlay.named("Service", GATEWAY.name)
+        assert (url.port or 80) in {port["port"] for port in service["spec"]["ports"]}
+        assert settings.cookie_secure is True  # every overlay is served over HTTPS only
+
+    def test_only_the_gateway_and_prometheus_reach_the_portal(self, overlay):
+        labels = overlay.named("Deployment", PORTAL.name)["spec"]["template"]["metadata"]["labels"]
+        assert peers_admitted(overlay, labels, 8080) == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": GATEWAY.name}}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        ]
+
+    def test_the_portal_reaches_only_the_gateway_and_the_collector(self, overlay):
+        policy = overlay.named("NetworkPolicy", PORTAL.name)["spec"]
+        assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+        reached = {
+            (peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"], port["port"])
+            for rule in policy["egress"]
+            for peer in rule["to"]
+            for port in rule["ports"]
+        }
+        assert reached == {(GATEWAY.name, 8080), ("otel-collector", 4317), ("otel-collector", 4318)}
+        # and the gateway may answer it: its egress names the portal's port
+        gateway = overlay.named("NetworkPolicy", GATEWAY.name)["spec"]
+        assert any(
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": PORTAL.name}}} in rule["to"]
+            and {"port": 8080, "protocol": "TCP"} in rule["ports"]
+            for rule in gateway["egress"]
+        )
+
+    def test_the_gateway_counts_the_citizen_the_portal_calls_for(self, overlay, monkeypatch):
+        # the portal passes the citizen's address on in X-Forwarded-For; the gateway believes
+        # it because the portal's pods are in its trusted_proxies (the pod network)
+        from panjereh.gateway.forwarding import ClientAddress  # noqa: PLC0415
+
+        settings = settings_from_config_maps(
+            overlay, monkeypatch, GATEWAY.package, "gateway-config"
+        )
+        addresses = ClientAddress(settings.trusted_proxies)
+        citizen = "203.0.113.7"
+        for network in map(ipaddress.ip_network, settings.trusted_proxies):
+            portal_pod = str(network[10])
+            assert addresses.resolve(portal_pod, [citizen.encode()]) == citizen
+        # a peer outside the pod network (the test must be able to fail) is its own client
+        assert addresses.resolve("198.51.100.4", [citizen.encode()]) == "198.51.100.4"
+
+    def test_a_signed_in_session_stays_on_one_portal_pod(self, overlay, monkeypatch):
+        """Sessions live in one portal pod's memory: each browser keeps to one gateway pod
+        (the ingress's affinity cookie) and each gateway pod to one portal pod (the Service's
+        ClientIP affinity: the gateway is the portal's only caller), for a session's life."""
+        settings = settings_from_config_maps(overlay, monkeypatch, PORTAL.package, "portal-config")
+        service = overlay.named("Service", PORTAL.name)["spec"]
+        assert service["sessionAffinity"] == "ClientIP"
+        timeout = service["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"]
+        assert timeout >= settings.session_max_seconds
+        (ingress,) = overlay.of_kind("Ingress")
+        annotations = ingress["metadata"]["annotations"]
+        prefix = "nginx.ingress.kubernetes.io/"
+        assert annotations[f"{prefix}affinity"] == "cookie"
+        assert annotations[f"{prefix}affinity-mode"] == "persistent"
+        assert annotations[f"{prefix}session-cookie-secure"] == "true"
+        assert int(annotations[f"{prefix}session-cookie-max-age"]) >= settings.session_max_seconds
+        # ClientIP pins gateway pods only if nothing else calls the portal's Service
+        labels = overlay.named("Deployment", PORTAL.name)["spec"]["template"]["metadata"]["labels"]
+        callers = [peer for peer in peers_admitted(overlay, labels, 8080) if "podSelector" in peer]
+        assert callers == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": GATEWAY.name}}}
+        ]
