@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e import platform_api
+from tests.e2e.platform_api import read_sms
+
 pytestmark = pytest.mark.e2e
 
 ADULT = "0499370899"  # any valid code: a living adult in the simulated civil registry
@@ -28,30 +31,8 @@ TUITION_LOAN = "11080000001"  # smart, with a form of several field types
 TAX_CLEARANCE = "11050000001"  # smart: decided on the tax office's answer
 
 
-def read_sms(gateway: httpx.Client, mobile: str, *, count: int = 1) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        items: list[dict[str, Any]] = gateway.get(
-            "/api/v1/dev/sms-outbox", params={"mobile": mobile}
-        ).json()["items"]
-        if len(items) >= count:
-            return items
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {count} SMS reached the dev outbox")
-
-
 def login(gateway: httpx.Client, national_code: str, mobile: str) -> dict[str, str]:
-    challenge = gateway.post(
-        "/api/v1/auth/otp", json={"national_code": national_code, "mobile": mobile}
-    )
-    assert challenge.status_code == 202, challenge.text
-    code = str(read_sms(gateway, mobile)[0]["tokens"][0])
-    verified = gateway.post(
-        "/api/v1/auth/otp/verify",
-        json={"challenge_id": challenge.json()["challenge_id"], "code": code},
-    )
-    assert verified.status_code == 200, verified.text
-    return {"Authorization": f"Bearer {verified.json()['access_token']}"}
+    return platform_api.login(gateway, national_code, mobile).headers
 
 
 def submit(

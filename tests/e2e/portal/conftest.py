@@ -18,8 +18,10 @@ from panjereh.devstack.testing import RunningStack
 from tests.e2e.portal.browser import CHROMIUM_FLAGS, DESKTOP, find_chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and every later asyncio test of the run would find it there.
     with sync_playwright() as playwright:
         executable = find_chromium(playwright)
         if executable is None:
