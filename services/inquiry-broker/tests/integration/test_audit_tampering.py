@@ -148,8 +148,9 @@ class TestTampering:
         body = (await client.get("/api/v1/audit/verify", headers=admin)).json()
         assert body["valid"] is False
         assert body["first_broken"]["problem"] == "content_changed"
-        # and the operators' alert (panjereh_audit_verification_failures_total) sees it
-        assert audit_failures_counted() == failures_before + 1
+        # and the operators' alert (panjereh_audit_verification_failures_total) sees it (the
+        # checkpointer, refusing to sign the rewritten chain, may count it too)
+        assert audit_failures_counted() >= failures_before + 1
 
     async def test_an_entry_deleted_in_the_middle_is_caught(self, broker: Any) -> None:
         url, client, admin = broker
