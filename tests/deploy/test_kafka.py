@@ -247,6 +247,9 @@ class TestAcls:
                 if kind == "topic":
                     assert pattern == "literal", (user["metadata"]["name"], name)
                     assert operations in ({"Read", "Describe"}, {"Write", "Describe"})
+                elif name.startswith("agency-"):
+                    # another party's group: looked at (its offsets), never joined nor moved
+                    assert (kind, pattern, operations) == ("group", "literal", {"Describe"})
                 else:
                     assert (kind, operations) == ("group", {"Read"})
 
@@ -261,6 +264,25 @@ class TestAcls:
             assert ("topic", agency_replies(code), "literal", read) in broker
             assert ("topic", dead_letter(agency_replies(code)), "literal", write) in broker
             assert ("topic", agency_requests(code), "literal", write) in requests
+            # how far the agency has read its inquiries: not delivered is not "not answered"
+            assert ("group", f"agency-{code}", "literal", frozenset({"Describe"})) in broker
+
+    def test_only_the_agency_itself_joins_its_consumer_group(self, overlay):
+        """The broker describes the agencies' groups; reading one would let it move (or take
+        over) the agency's offsets."""
+        for code in agency_codes(overlay):
+            members = {
+                user["metadata"]["name"]
+                for user in overlay.of_kind("KafkaUser")
+                for kind, name, pattern, operations in acls(user)
+                if kind == "group"
+                and "Read" in operations
+                and (
+                    name == f"agency-{code}"
+                    or (pattern == "prefix" and f"agency-{code}".startswith(name))
+                )
+            }
+            assert members <= {f"agency-{code}", "agency-simulators"}, (code, members)
 
     def test_only_an_agency_writes_its_replies_topic(self, overlay):
         """The broker trusts the topic a reply arrives on: it names the sender."""

@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from panjereh.agency_sdk import Agency, Inquiry, InquiryNotFound, KafkaSettings
 from panjereh.agency_sdk.messages import INQUIRY_REQUESTED_TYPE, replies_topic
@@ -123,8 +124,6 @@ async def test_an_agency_answers_each_inquiry_on_its_own_replies_topic(
     )
     await check.start()
     try:
-        from aiokafka import TopicPartition  # noqa: PLC0415
-
         partitions = check.partitions_for_topic(f"agency.{AGENCY}.inquiries") or set()
         committed = [
             await check.committed(TopicPartition(f"agency.{AGENCY}.inquiries", p)) or 0
@@ -133,3 +132,64 @@ async def test_an_agency_answers_each_inquiry_on_its_own_replies_topic(
     finally:
         await check.stop()
     assert sum(committed) == len(asked)
+
+
+async def test_an_inquiry_is_committed_when_read_not_when_answered(
+    kafka_bootstrap_servers: str,
+) -> None:
+    """The broker starts an inquiry's deadline once its agency has read it (its committed
+    offset): a handler slower than the deadline must leave the inquiry read, so the card's
+    time-out rule applies; a lost answer is the broker's to resend."""
+    agency_code = f"sdk-slow-{uuid.uuid4().hex[:8]}"
+    inquiries = f"agency.{agency_code}.inquiries"
+    await create_topics(kafka_bootstrap_servers, [inquiries, replies_topic(agency_code)])
+    agency = Agency(
+        agency_code,
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap_servers, idempotence=False),
+        input_schemas={f"{agency_code}.record": {"type": "object"}},
+    )
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @agency.handler(f"{agency_code}.record")
+    async def record(inquiry: Inquiry) -> dict[str, Any]:
+        started.set()
+        await release.wait()
+        return {"echo": inquiry.subject}
+
+    async def committed() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(
+                f"agency-{agency_code}",
+                partitions=[TopicPartition(inquiries, p) for p in range(3)],  # create_topics'
+            )
+        finally:
+            await admin.close()
+        return sum(max(meta.offset, 0) for meta in offsets.values())
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, enable_idempotence=False)
+    running = asyncio.create_task(agency.run())
+    await producer.start()
+    try:
+        inquiry_id = uuid.uuid4()
+        event = json.loads(inquiry_event(inquiry_id, "someone", {}))
+        event["data"]["type"] = f"{agency_code}.record"
+        await producer.send_and_wait(
+            inquiries, json.dumps(event).encode(), key=str(inquiry_id).encode()
+        )
+        async with asyncio.timeout(30):
+            await started.wait()
+            read = await committed()
+            for _ in range(50):
+                if read >= 1:
+                    break
+                await asyncio.sleep(0.1)
+                read = await committed()
+        assert read == 1
+        assert not release.is_set()  # read and committed while the answer is still pending
+    finally:
+        release.set()
+        agency.stop()
+        await running
+        await producer.stop()

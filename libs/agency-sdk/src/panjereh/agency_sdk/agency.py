@@ -2,10 +2,14 @@
 
 ``Agency`` consumes ``agency.<code>.inquiries`` with manual commits, validates every inquiry
 against the registry's input schema for its type, calls the handler registered for that type,
-replies on its own ``agency.<code>.replies`` (the only topic the broker accepts its answers on)
-and commits the offset only after the broker acknowledged the reply. A crash between reply and
-commit redelivers the inquiry; the broker ignores a second reply for the same inquiry id, so
-"at least once" is safe.
+replies on its own ``agency.<code>.replies`` (the only topic the broker accepts its answers on).
+
+Offsets are committed when a batch is read, before it is answered: the broker counts an
+inquiry's deadline from the moment its agency has read it (the group's committed offset), so an
+agency that is down keeps its inquiries waiting while one that reads and does not answer in time
+meets the card's time-out rule. An answer lost to a crash after the commit is not lost to the
+citizen: the broker resends an overdue inquiry while attempts remain, and ignores a second reply
+for the same inquiry id.
 """
 
 from __future__ import annotations
@@ -207,8 +211,8 @@ class Agency:
             if consumer.assignment():
                 self.ready.set()
             for partition, records in batches.items():
+                await consumer.commit({partition: records[-1].offset + 1})  # read: see above
                 await self._answer_batch(producer, records)
-                await consumer.commit({partition: records[-1].offset + 1})
 
     async def _answer_batch(self, producer: AIOKafkaProducer, records: list[Any]) -> None:
         """Answer a partition's records concurrently; return once every reply is acknowledged."""

@@ -42,6 +42,17 @@ class Settings(ServiceSettings):
     card_acting_services: frozenset[str] = frozenset({"service:requests"})
     #: How often a replica looks for overdue inquiries to resend or time out.
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
+    #: How long past its deadline an inquiry sent on Kafka waits while its agency has not read
+    #: it (the agency's group is behind on ``agency.<code>.inquiries``: down, or behind). Not
+    #: delivered is not "not answered": the deadline runs once the agency has read it. After
+    #: this long the inquiry is timed out anyway, as ``undelivered``.
+    undelivered_max_wait_seconds: float = Field(default=86_400.0, ge=0)
+    #: How long an expired inquiry waits while the broker's replies group is behind on its
+    #: agency's replies topic (a replica was down past the deadline; the answer may be there),
+    #: from when that was first seen.
+    reply_grace_seconds: float = Field(default=30.0, ge=0)
+    #: How often an expired inquiry left waiting is looked at again (one Kafka look per agency).
+    undelivered_recheck_seconds: float = Field(default=1.0, gt=0)
     #: How often a waiting caller re-reads its inquiry when no NOTIFY woke it (a safety net).
     answer_poll_interval_seconds: float = Field(default=1.0, gt=0)
     #: How long Kafka may hold an empty fetch of the agencies' replies topics. A caller pays up

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from aiokafka import AIOKafkaConsumer
@@ -26,6 +26,7 @@ from panjereh.common.messaging.outbox import OutboxRelay
 from panjereh.common.settings import Environment
 from panjereh.common.workers import PeriodicWorker
 from panjereh.contracts import topics
+from panjereh.inquiry_broker.backlog import AgencyBacklog, KafkaBacklog
 from panjereh.inquiry_broker.config import Settings
 from panjereh.inquiry_broker.connectors import ConnectorDispatcher
 from panjereh.inquiry_broker.handlers import (
@@ -85,15 +86,31 @@ def _checkpointer(
     return PeriodicWorker("audit-checkpoints", checkpoint, interval=interval)
 
 
-def _sweeper(database: Database, relay: OutboxRelay, interval: float) -> PeriodicWorker:
-    """Resend overdue inquiries and time out expired ones, on every replica (SKIP LOCKED)."""
+def _sweeper(
+    database: Database,
+    relay: OutboxRelay,
+    interval: float,
+    backlog: KafkaBacklog,
+    patience: sweeping.Patience,
+) -> PeriodicWorker:
+    """Resend overdue inquiries and time out expired ones, on every replica (SKIP LOCKED).
 
-    async def sweep() -> bool:
+    Expired Kafka inquiries are decided in a second sweep, after a look at their agencies'
+    topics taken outside any transaction (:mod:`panjereh.inquiry_broker.backlog`)."""
+
+    async def sweep_with(backlogs: dict[str, AgencyBacklog] | None) -> sweeping.Swept:
         async with database.transaction() as session:
-            swept = await sweeping.sweep_overdue(session)
+            swept = await sweeping.sweep_overdue(session, patience=patience, backlogs=backlogs)
             if swept.resent or swept.timed_out:
                 after_commit(session, relay.wake)  # the resends and InquiryAnswered events
-        return swept.more
+        return swept
+
+    async def sweep() -> bool:
+        swept = await sweep_with(None)
+        if not swept.to_look_at:
+            return swept.more
+        decided = await sweep_with(await backlog.of(swept.to_look_at))
+        return swept.more or decided.more
 
     return PeriodicWorker("sweeper", sweep, interval=interval)
 
@@ -259,7 +276,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         register_purpose_handlers(live_purposes, subject_hash_key=keys.subject_hash_key)
         await resources.start(live_purposes)
         await resources.start(connectors)
-        await resources.start(_sweeper(database, relay, settings.sweep_interval_seconds))
+        backlog = await resources.start(KafkaBacklog(settings, replies_group=REPLIES_GROUP))
+        patience = sweeping.Patience(
+            undelivered_max_wait=timedelta(seconds=settings.undelivered_max_wait_seconds),
+            reply_grace=timedelta(seconds=settings.reply_grace_seconds),
+            recheck=timedelta(seconds=settings.undelivered_recheck_seconds),
+        )
+        await resources.start(
+            _sweeper(database, relay, settings.sweep_interval_seconds, backlog, patience)
+        )
 
     configure_logging(settings.service_name, settings.log_level)
     return create_service_app(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from panjereh.common.auth import Principal
 from panjereh.common.db import Database, after_commit
@@ -22,7 +21,7 @@ from panjereh.common.idempotency import REPLAYED_HEADER
 from panjereh.common.messaging.outbox import OutboxRelay
 from panjereh.inquiry_broker.connectors import ConnectorDispatcher
 from panjereh.inquiry_broker.schemas import InquiryCreate, InquiryRead
-from panjereh.inquiry_broker.service import answers, asking, purposes
+from panjereh.inquiry_broker.service import asking, purposes
 from panjereh.inquiry_broker.service.asking import BrokerKeys, InquiryState
 from panjereh.inquiry_broker.waiting import AnswerListener
 
@@ -131,13 +130,15 @@ class BrokerRuntime:
     async def wait_for_answer(
         self, state: InquiryState, *, caller: str, wait: float, fresh: bool = False
     ) -> InquiryState:
-        """The inquiry once final, or as it is after ``wait`` seconds (never past its deadline).
+        """The inquiry once final, or as it is after ``wait`` seconds.
 
         Whichever replica records the answer, its NOTIFY wakes this one (which then reads it);
         when this process records it, the answer itself is handed over (no read). ``fresh``:
         ``state`` was read pending in a unit of work just committed, with no yield since, so
-        the first look is skipped. At the deadline this caller times the inquiry out itself
-        rather than waiting for a sweeper.
+        the first look is skipped. The deadline is the sweeper's to enforce, and a time-out is
+        an answer like any other (its NOTIFY wakes this caller): only the sweeper knows whether
+        the agency has read the inquiry, or whether its reply waits on Kafka, and then the
+        inquiry is not timed out at its deadline (:mod:`panjereh.inquiry_broker.backlog`).
         """
         if state.final or wait <= 0:
             return state
@@ -157,19 +158,13 @@ class BrokerRuntime:
                 latest = delivered
             return latest.final
 
-        until_deadline = (state.deadline_at - datetime.now(UTC)).total_seconds()
         await self.listener.wait(
             str(inquiry_id),
-            seconds=max(0.0, min(wait, until_deadline)),
+            seconds=wait,
             is_final=is_final,
             accept=accept,
             look_first=not fresh,
         )
-        if not latest.final and latest.deadline_at <= datetime.now(UTC):
-            async with self.database.transaction() as session:
-                await answers.time_out_if_overdue(session, inquiry_id=inquiry_id)
-                after_commit(session, self.relay.wake)  # its InquiryAnswered event
-            latest = await self._current(inquiry_id, caller=caller)
         return latest
 
     async def _current(self, inquiry_id: uuid.UUID, *, caller: str) -> InquiryState:

@@ -208,19 +208,6 @@ async def record_connector_answer(
     await _apply(session, inquiry, status=status, result=result, signer=signer)
 
 
-async def time_out_if_overdue(session: AsyncSession, *, inquiry_id: uuid.UUID) -> None:
-    """A waiting caller's own check: past its deadline and still pending → timed out."""
-    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
-    if (
-        inquiry is not None
-        and inquiry.status == "pending"
-        and inquiry.deadline_at <= datetime.now(UTC)
-    ):
-        complete(inquiry, status="timed_out", result=None, signer=None, error="timed_out")
-        await session.flush()
-        await publish(session, inquiry)
-
-
 async def _apply(
     session: AsyncSession,
     inquiry: Inquiry,
