@@ -21,7 +21,12 @@ from panjereh.common.testing.plugin import MigratedDatabase, running_app
 pytestmark = pytest.mark.integration
 
 
-def traced_app(database_url: str) -> FastAPI:
+def traced_app(database_url: str, *, trace_statements: bool | None = None) -> FastAPI:
+    """An app with one route reading the database; ``trace_statements`` as given, else the
+    setting's default."""
+    settings = ServiceSettings(database_url=database_url)
+    if trace_statements is not None:
+        settings = settings.model_copy(update={"trace_statements": trace_statements})
     router = APIRouter()
 
     @router.get("/tables")
@@ -36,7 +41,7 @@ def traced_app(database_url: str) -> FastAPI:
         return {"tables": int(count or 0)}
 
     async def setup(app: FastAPI, resources: Resources) -> None:
-        resources.database(ServiceSettings(database_url=database_url))
+        resources.database(settings)
 
     return create_service_app(
         title="traced", settings=ServiceSettings(), setup=setup, routers=[router]
@@ -49,7 +54,7 @@ class TestTracing:
     ) -> None:
         url = await migrated_database("panjereh.catalog")
         spans = in_memory_exporter()
-        async with running_app(traced_app(url)) as client:
+        async with running_app(traced_app(url, trace_statements=True)) as client:
             spans.clear()
             response = await client.get("/tables")
         assert response.status_code == 200
@@ -68,6 +73,19 @@ class TestTracing:
         assert queries[0].context is not None
         assert queries[0].context.trace_id == trace_id
         assert format(trace_id, "032x") in response.headers["traceparent"]
+
+    async def test_by_default_a_request_has_its_span_but_no_statement_spans(
+        self, migrated_database: MigratedDatabase
+    ) -> None:
+        url = await migrated_database("panjereh.catalog")
+        spans = in_memory_exporter()
+        async with running_app(traced_app(url)) as client:
+            spans.clear()
+            response = await client.get("/tables")
+        assert response.status_code == 200
+        finished = spans.get_finished_spans()
+        assert [span.name for span in finished if span.kind is SpanKind.SERVER] == ["GET /tables"]
+        assert not [span for span in finished if "db.statement" in (span.attributes or {})]
 
 
 class TestCatalogLifespan:

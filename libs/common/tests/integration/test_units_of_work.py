@@ -10,17 +10,20 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from panjereh.common.app import create_service_app
 from panjereh.common.db import Database, KeepChanges, after_commit, ensure_databases, in_transaction
 from panjereh.common.dependencies import DatabaseDep, DbSession, IdempotencyKey
-from panjereh.common.errors import Forbidden, IdempotencyKeyReused
+from panjereh.common.errors import Forbidden, IdempotencyKeyReused, database_unavailable
 from panjereh.common.http import NetworkCallInTransaction, outbound_client
 from panjereh.common.idempotency import (
     IdempotencyStore,
@@ -167,6 +170,44 @@ class TestTransactionBoundary:
         release.set()
         await task
         assert seen == [False]
+
+
+async def drop_connections(admin_url: str, database_url: str) -> int:
+    """What a restart does to the pool: the server ends every connection to the database."""
+    name = make_url(database_url).database
+    admin = await asyncpg.connect(admin_url)
+    try:
+        dropped: int = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # the client sees the connections close
+    return dropped
+
+
+class TestDroppedConnections:
+    async def test_one_unit_of_work_meets_the_drop_as_unavailable_and_the_pool_renews(
+        self, database: Database, database_url: str, postgres_server: PostgresServer
+    ) -> None:
+        async def read() -> int:
+            async with database.transaction() as session:
+                value = await session.scalar(text("SELECT 1"))
+                await asyncio.sleep(0.05)  # both connections are out at once, then pooled
+                return int(value or 0)
+
+        assert await asyncio.gather(read(), read()) == [1, 1]
+        assert await drop_connections(postgres_server.admin_url, database_url) >= 2
+        # no ping before each unit of work: the first one on a dropped connection fails, as
+        # an outage (503 database_unavailable for a request), never as a bug
+        with pytest.raises(DBAPIError) as failed:
+            await read()
+        assert database_unavailable(failed.value), repr(failed.value)
+        # the drop invalidated the whole pool: the other dropped connection is never handed
+        # out again, every unit of work after it gets a new one
+        assert await asyncio.gather(read(), read(), read()) == [1, 1, 1]
 
 
 class Hello(BaseHTTPRequestHandler):

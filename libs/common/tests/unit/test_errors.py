@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 import socket
 from collections.abc import AsyncIterator
 
@@ -45,6 +46,17 @@ def build_app() -> FastAPI:
         engine = create_async_engine(
             f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/nothing"
         )
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    @router.get("/database-socket-gone")
+    async def database_socket_gone() -> None:
+        # a local server mid-restart: its Unix socket file is not there (FileNotFoundError)
+        missing = f"/nonexistent-{secrets.token_hex(8)}"
+        engine = create_async_engine(f"postgresql+asyncpg://nobody@/nothing?host={missing}")
         try:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -153,6 +165,11 @@ class TestDatabaseOutage:
         body = assert_problem(response, 503, "database_unavailable")
         assert response.headers["retry-after"] == "2"
         assert "127.0.0.1" not in str(body)
+
+    async def test_a_database_whose_socket_is_gone_is_a_503(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        assert_problem(await client.get("/database-socket-gone"), 503, "database_unavailable")
 
     async def test_a_database_shutting_down_is_a_503(self, client: httpx.AsyncClient) -> None:
         assert_problem(await client.get("/database-shutting-down"), 503, "database_unavailable")

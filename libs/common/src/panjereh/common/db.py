@@ -81,21 +81,44 @@ def service_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
-class Database:
-    """Owns one engine and its session factory; created in a lifespan, disposed at shutdown."""
+#: A pooled connection older than this is closed and replaced at its next checkout: the pool
+#: never hands out one that a firewall, a proxy or the server may have dropped while idle.
+POOL_RECYCLE_SECONDS = 300
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+
+class Database:
+    """Owns one engine and its session factory; created in a lifespan, disposed at shutdown.
+
+    Connections are not pinged at checkout (asyncpg's ping is a transaction of its own, one
+    more round trip for every unit of work). A connection the server dropped (a restart, a
+    failover) fails the first statement sent on it; SQLAlchemy then sees the disconnect and
+    invalidates the whole pool, so every other connection of that moment is replaced at its
+    next checkout, and the request that met it is answered 503 ``database_unavailable`` with
+    ``Retry-After`` (:mod:`panjereh.common.errors`); workers retry after their backoff.
+    ``trace_statements`` adds a span per SQL statement (off unless a setting asks for it).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        trace_statements: bool = False,
+    ) -> None:
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=False,
+            pool_recycle=POOL_RECYCLE_SECONDS,
             echo=echo,
             # bound values (national codes, mobiles) never appear in error messages and so
             # never in the logs that quote them
             hide_parameters=True,
         )
-        instrument_engine(self.engine)
+        if trace_statements:
+            instrument_engine(self.engine)
         POOLS.watch(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

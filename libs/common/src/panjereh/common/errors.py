@@ -196,11 +196,12 @@ def database_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` says the database could not be reached or dropped the connection.
 
     Socket errors and timeouts count only when the database driver raised them, so a failed
-    call to another system is never taken for a database outage."""
+    call to another system is never taken for a database outage. That includes a missing
+    Unix socket (``FileNotFoundError``): a local server restarting has none for a moment."""
     for cause in _causes(exc):
         if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
             return True
-        if isinstance(cause, (ConnectionError, TimeoutError)):
+        if isinstance(cause, OSError):
             if _raised_by_database_driver(cause):
                 return True
             continue

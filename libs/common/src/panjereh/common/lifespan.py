@@ -65,7 +65,11 @@ class Resources:
 
     def database(self, settings: ServiceSettings) -> Database:
         """The service's database: on ``app.state.database``, in readiness, disposed at the end."""
-        database = Database(settings.database_url, pool_size=settings.database_pool_size)
+        database = Database(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            trace_statements=settings.trace_statements,
+        )
         self.app.state.database = database
         self.ready_when("database", database.ping)
         self.on_close(database.dispose)

@@ -129,6 +129,14 @@ class ServiceSettings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
     )
+    #: A span per SQL statement under the request's span. Off by default in every mode: the
+    #: request, outgoing call and Kafka spans already show where an operation's time goes, and
+    #: a span per statement costs more CPU than a statement's round trip on the hot paths.
+    #: Turned on for a process while diagnosing a slow query path.
+    trace_statements: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("PANJEREH_TRACE_STATEMENTS", "trace_statements"),
+    )
 
     @property
     def is_dev(self) -> bool:
