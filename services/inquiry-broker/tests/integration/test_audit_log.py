@@ -93,6 +93,45 @@ async def test_concurrent_appends_chain_and_a_changed_row_is_named(
     assert checked == 5
 
 
+async def test_appends_taking_turns_across_replicas_chain_after_the_tables_head(
+    migrated_database: MigratedDatabase,
+) -> None:
+    """Each replica remembers the head it appended last; the table's head always wins."""
+    url = await migrated_database(PACKAGE)
+    replicas = [Database(url), Database(url)]
+
+    async def append(database: Database, n: int) -> None:
+        async with database.transaction() as session:
+            await AuditRepository(session).append(fields(n), key=KEY)
+
+    try:
+        for n in range(6):
+            await append(replicas[n % 2], n)
+        assert await verify(replicas[0]) == (6, None)
+        # the last entry (the second replica's) disappears: its next append must chain after
+        # the entry now last, not after the one it remembers
+        connection = await asyncpg.connect(libpq(url))
+        try:
+            await connection.execute(
+                "DELETE FROM inquiry_broker.audit_entry WHERE seq = "
+                "(SELECT max(seq) FROM inquiry_broker.audit_entry)"
+            )
+        finally:
+            await connection.close()
+        await append(replicas[1], 6)
+        await append(replicas[1], 7)
+        assert await verify(replicas[0]) == (7, None)
+        # a rolled-back append leaves nothing for the next one to chain after
+        async with replicas[0].sessions() as session:
+            await AuditRepository(session).append(fields(8), key=KEY)
+            await session.rollback()
+        await append(replicas[0], 9)
+        assert await verify(replicas[1]) == (8, None)
+    finally:
+        for database in replicas:
+            await database.dispose()
+
+
 async def test_the_service_role_cannot_change_or_delete_audit_entries(
     migrated_database: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:

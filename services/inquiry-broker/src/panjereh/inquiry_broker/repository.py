@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 
 from panjereh.common.db import Database, after_commit
+from panjereh.inquiry_broker import policy
 from panjereh.inquiry_broker.audit import GENESIS, KEYED, KEYED_FIELDS, entry_mac
 from panjereh.inquiry_broker.models import (
     AccessGrant,
@@ -71,25 +75,138 @@ class InquiryTypeRepository:
         return (await self.session.scalars(query)).all()
 
 
+@dataclass(frozen=True)
+class PolicyInputs:
+    """What the access policy decides one inquiry on, as the broker knows it now.
+
+    ``grants`` are the unrevoked grants of this type for the platform purpose; ``card`` and
+    ``live_purpose`` are read only for a purpose that is not a platform purpose.
+    """
+
+    inquiry_type: InquiryType
+    platform_purpose: policy.PlatformPurposeView | None
+    grants: tuple[policy.GrantView, ...]
+    card: policy.CardView | None
+    live_purpose: policy.LivePurposeView | None
+
+
+#: The type, the platform purpose and its grants of the type, the card and the live purpose,
+#: in one statement (one row per grant; at least one row when the type is registered).
+_POLICY_INPUTS = (
+    select(
+        InquiryType,
+        PlatformPurpose.name.label("purpose_name"),
+        PlatformPurpose.owner.label("purpose_owner"),
+        AccessGrant.principal.label("grant_principal"),
+        AccessGrant.legal_basis.label("grant_legal_basis"),
+        PublishedCard.service_code.label("card_service_code"),
+        PublishedCard.agency.label("card_agency"),
+        PublishedCard.inquiry_types.label("card_inquiry_types"),
+        PublishedCard.legal_basis.label("card_legal_basis"),
+        PublishedCard.retired.label("card_retired"),
+        LivePurpose.service_code.label("live_service_code"),
+        LivePurpose.subject_hash.label("live_subject_hash"),
+        LivePurpose.closed_at.label("live_closed_at"),
+    )
+    .select_from(InquiryType)
+    .outerjoin(PlatformPurpose, PlatformPurpose.name == bindparam("service_code"))
+    .outerjoin(
+        AccessGrant,
+        and_(
+            AccessGrant.purpose == PlatformPurpose.name,
+            AccessGrant.inquiry_type == InquiryType.name,
+            AccessGrant.revoked_at.is_(None),
+        ),
+    )
+    .outerjoin(
+        PublishedCard,
+        and_(
+            PlatformPurpose.name.is_(None), PublishedCard.service_code == bindparam("service_code")
+        ),
+    )
+    .outerjoin(
+        LivePurpose,
+        and_(
+            PlatformPurpose.name.is_(None), LivePurpose.tracking_code == bindparam("tracking_code")
+        ),
+    )
+    .where(InquiryType.name == bindparam("inquiry_type"))
+)
+
+
+class PolicyInputRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def read(
+        self, *, inquiry_type: str, service_code: str, tracking_code: str | None
+    ) -> PolicyInputs | None:
+        """Everything the policy needs for one inquiry, in one round trip; ``None`` when the
+        type is not registered. A purpose without a tracking code names no live purpose."""
+        rows = (
+            await self.session.execute(
+                _POLICY_INPUTS,
+                {
+                    "inquiry_type": inquiry_type,
+                    "service_code": service_code,
+                    "tracking_code": tracking_code,
+                },
+            )
+        ).all()
+        if not rows:
+            return None
+        first = rows[0]
+        registered: InquiryType = first[0]
+        if first.purpose_name is not None:
+            return PolicyInputs(
+                inquiry_type=registered,
+                platform_purpose=policy.PlatformPurposeView(
+                    name=first.purpose_name, owner=first.purpose_owner
+                ),
+                grants=tuple(
+                    policy.GrantView(
+                        row.grant_principal,
+                        first.purpose_name,
+                        registered.name,
+                        row.grant_legal_basis,
+                    )
+                    for row in rows
+                    if row.grant_principal is not None
+                ),
+                card=None,
+                live_purpose=None,
+            )
+        card = None
+        if first.card_service_code is not None:
+            card = policy.CardView(
+                service_code=first.card_service_code,
+                agency=first.card_agency,
+                inquiry_types=first.card_inquiry_types,
+                legal_basis=first.card_legal_basis,
+                retired=first.card_retired,
+            )
+        live = None
+        if first.live_service_code is not None:
+            live = policy.LivePurposeView(
+                service_code=first.live_service_code,
+                subject_hash=first.live_subject_hash,
+                closed_at=first.live_closed_at,
+            )
+        return PolicyInputs(
+            inquiry_type=registered,
+            platform_purpose=None,
+            grants=(),
+            card=card,
+            live_purpose=live,
+        )
+
+
 class PlatformPurposeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def get(self, name: str) -> PlatformPurpose | None:
         return await self.session.get(PlatformPurpose, name)
-
-
-class GrantRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def active_for(self, *, purpose: str, inquiry_type: str) -> Sequence[AccessGrant]:
-        query = select(AccessGrant).where(
-            AccessGrant.purpose == purpose,
-            AccessGrant.inquiry_type == inquiry_type,
-            AccessGrant.revoked_at.is_(None),
-        )
-        return (await self.session.scalars(query)).all()
 
 
 class LivePurposeRepository:
@@ -301,6 +418,71 @@ class InquiryRepository:
                 after_commit(self.session, prepare(inquiry))
 
 
+#: The columns an append writes (``seq`` is the table's own).
+_ENTRY_COLUMNS = (*KEYED_FIELDS, "prev_hash", "entry_hash")
+_AUDIT_TABLE = cast(Table, AuditEntry.__table__)
+_ENTRY_VALUES = {name: bindparam(name, type_=_AUDIT_TABLE.c[name].type) for name in _ENTRY_COLUMNS}
+_CHAIN_HEAD = (
+    select(AuditEntry.seq, AuditEntry.entry_hash)
+    .order_by(AuditEntry.seq.desc())
+    .limit(1)
+    .cte("chain_head")
+)
+#: Insert the entry only if its ``prev_hash`` is still the chain's head (``GENESIS`` for an
+#: empty chain); either way, say what the head was. Run under the chain lock, taken by an
+#: earlier statement, so that this statement's snapshot already sees every committed append.
+_APPEND_AFTER_HEAD = select(
+    select(_CHAIN_HEAD.c.entry_hash).scalar_subquery().label("head_hash"),
+    select(
+        insert(_AUDIT_TABLE)
+        .from_select(
+            list(_ENTRY_COLUMNS),
+            select(*_ENTRY_VALUES.values()).where(
+                func.coalesce(select(_CHAIN_HEAD.c.entry_hash).scalar_subquery(), GENESIS)
+                == _ENTRY_VALUES["prev_hash"]
+            ),
+        )
+        .returning(_AUDIT_TABLE.c.seq)
+        .cte("appended")
+        .c.seq
+    )
+    .scalar_subquery()
+    .label("appended_seq"),
+)
+#: Insert the entry (its ``prev_hash`` read under the chain lock).
+_APPEND = insert(_AUDIT_TABLE).values(_ENTRY_VALUES).returning(_AUDIT_TABLE.c.seq)
+
+
+class _ChainHeads:
+    """The chain's head (seq, MAC) as this process last appended it, per database.
+
+    Only a guess: an append checks it against the table under the chain lock in the same
+    statement that inserts, and falls back to the head it finds there (another replica
+    appended meanwhile, a transaction rolled back, an entry was removed). It saves reading
+    the head before every append of a process that appends alone.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def guess(self, engine: Engine) -> str:
+        with self._lock:
+            head = self._heads.get(engine)
+        return GENESIS if head is None else head[1]
+
+    def appended(self, engine: Engine, seq: int, entry_hash: str) -> None:
+        with self._lock:
+            known = self._heads.get(engine)
+            if known is None or known[0] < seq:
+                self._heads[engine] = (seq, entry_hash)
+
+
+_chain_heads = _ChainHeads()
+
+
 class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -311,21 +493,35 @@ class AuditRepository:
 
     async def append(self, fields: dict[str, Any], *, key: bytes) -> AuditEntry:
         """Chain ``fields`` after the last entry, MAC'd with ``key``. Holds the chain lock
-        until commit."""
+        until commit.
+
+        Two round trips when this process made the last append (the lock, then the insert
+        that checks the head it remembers), three otherwise (the insert finds another head
+        and is made again after it). The MAC is computed here: the key never reaches the
+        database.
+        """
         await self.lock_chain()
-        last = await self.session.scalar(
-            select(AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
-        )
-        prev_hash = last or GENESIS
-        entry = AuditEntry(
-            **{name: fields.get(name) for name in KEYED_FIELDS if name != "chain_version"},
-            chain_version=KEYED,
-            prev_hash=prev_hash,
-            entry_hash=entry_mac(key, prev_hash, fields),
-        )
-        self.session.add(entry)
-        await self.session.flush()
-        return entry
+        engine = self.session.sync_session.get_bind().engine
+        values: dict[str, Any] = {name: fields.get(name) for name in KEYED_FIELDS}
+        values["chain_version"] = KEYED
+        prev_hash = _chain_heads.guess(engine)
+        entry_hash = entry_mac(key, prev_hash, fields)
+        row = (
+            await self.session.execute(
+                _APPEND_AFTER_HEAD, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
+            )
+        ).one()
+        seq: int | None = row.appended_seq
+        if seq is None:
+            prev_hash = row.head_hash or GENESIS
+            entry_hash = entry_mac(key, prev_hash, fields)
+            seq = await self.session.scalar(
+                _APPEND, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
+            )
+        assert seq is not None  # RETURNING of a one-row insert
+        appended = (seq, entry_hash)
+        after_commit(self.session, lambda: _chain_heads.appended(engine, *appended))
+        return AuditEntry(seq=seq, prev_hash=prev_hash, entry_hash=entry_hash, **values)
 
     async def walk(self, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
         """Every entry in chain order, as plain mappings, a batch at a time."""

@@ -44,12 +44,9 @@ from panjereh.inquiry_broker.identifiers import subject_hash
 from panjereh.inquiry_broker.metrics import INQUIRY_DENIALS
 from panjereh.inquiry_broker.models import Inquiry, InquiryType, idempotency_record
 from panjereh.inquiry_broker.repository import (
-    CardRepository,
-    GrantRepository,
     InquiryRepository,
-    InquiryTypeRepository,
-    LivePurposeRepository,
-    PlatformPurposeRepository,
+    PolicyInputRepository,
+    PolicyInputs,
 )
 from panjereh.inquiry_broker.schemas import TERMINAL_STATUSES, InquiryCreate, InquiryRead
 from panjereh.inquiry_broker.service import answers, audit, delivery
@@ -153,15 +150,15 @@ async def inquiry_of(session: AsyncSession, *, inquiry_id: uuid.UUID, caller: st
 async def _ask(
     session: AsyncSession, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
 ) -> Asked:
-    inquiry_type = await _registered_type(session, request.type)
+    inputs = await _policy_inputs(session, request)
+    inquiry_type = inputs.inquiry_type
     subject = _valid_subject(request.subject)
     _check_params(inquiry_type, request.params)
     hashed_subject = subject_hash(keys.subject_hash_key, subject)
-    decision = await _decide(
-        session,
+    decision = _decide(
         principal=principal,
         request=request,
-        inquiry_type=inquiry_type,
+        inputs=inputs,
         subject_hash=hashed_subject,
         card_acting_services=keys.card_acting_services,
     )
@@ -213,11 +210,17 @@ async def _ask(
     return Asked(state=state_of(inquiry), queued_for=queued_for)
 
 
-async def _registered_type(session: AsyncSession, name: str) -> InquiryType:
-    inquiry_type = await InquiryTypeRepository(session).get(name)
-    if inquiry_type is None:
+async def _policy_inputs(session: AsyncSession, request: InquiryCreate) -> PolicyInputs:
+    """The registered type and what the policy decides on, in one read; 404 for an unknown
+    type."""
+    inputs = await PolicyInputRepository(session).read(
+        inquiry_type=request.type,
+        service_code=request.purpose.service_code,
+        tracking_code=request.purpose.tracking_code,
+    )
+    if inputs is None:
         raise InquiryTypeUnknown
-    return inquiry_type
+    return inputs
 
 
 def _valid_subject(raw: str) -> str:
@@ -235,69 +238,26 @@ def _check_params(inquiry_type: InquiryType, params: dict[str, Any]) -> None:
         raise InvalidParams(errors)
 
 
-async def _decide(
-    session: AsyncSession,
+def _decide(
     *,
     principal: Principal,
     request: InquiryCreate,
-    inquiry_type: InquiryType,
+    inputs: PolicyInputs,
     subject_hash: str,
     card_acting_services: frozenset[str],
 ) -> policy.Decision:
     """The access policy's decision, on the purposes, grants and cards as they are now."""
     purpose = request.purpose
-    platform_purpose = await PlatformPurposeRepository(session).get(purpose.service_code)
-    if platform_purpose is not None:
-        grants = await GrantRepository(session).active_for(
-            purpose=platform_purpose.name, inquiry_type=inquiry_type.name
-        )
-        return policy.decide(
-            roles=principal.roles,
-            inquiry_type=inquiry_type.name,
-            service_code=purpose.service_code,
-            tracking_code=purpose.tracking_code,
-            subject_hash=subject_hash,
-            platform_purpose=policy.PlatformPurposeView(
-                name=platform_purpose.name, owner=platform_purpose.owner
-            ),
-            grants=[
-                policy.GrantView(g.principal, g.purpose, g.inquiry_type, g.legal_basis)
-                for g in grants
-            ],
-            card=None,
-            live_purpose=None,
-            card_acting_services=card_acting_services,
-        )
-    card = await CardRepository(session).get(purpose.service_code)
-    live = (
-        await LivePurposeRepository(session).get(purpose.tracking_code)
-        if purpose.tracking_code
-        else None
-    )
     return policy.decide(
         roles=principal.roles,
-        inquiry_type=inquiry_type.name,
+        inquiry_type=inputs.inquiry_type.name,
         service_code=purpose.service_code,
         tracking_code=purpose.tracking_code,
         subject_hash=subject_hash,
-        platform_purpose=None,
-        grants=(),
-        card=None
-        if card is None
-        else policy.CardView(
-            service_code=card.service_code,
-            agency=card.agency,
-            inquiry_types=card.inquiry_types,
-            legal_basis=card.legal_basis,
-            retired=card.retired,
-        ),
-        live_purpose=None
-        if live is None
-        else policy.LivePurposeView(
-            service_code=live.service_code,
-            subject_hash=live.subject_hash,
-            closed_at=live.closed_at,
-        ),
+        platform_purpose=inputs.platform_purpose,
+        grants=inputs.grants,
+        card=inputs.card,
+        live_purpose=inputs.live_purpose,
         card_acting_services=card_acting_services,
     )
 
