@@ -131,6 +131,8 @@ class TestBrokerVocabulary:
             ("request_unknown", True),
             ("purpose_unknown", True),
             ("tracking_code_unknown", True),
+            # a card published a moment ago: the broker consumes the catalog's event too
+            ("card_not_published", True),
             ("type_not_on_card", False),
             ("caller_not_entitled", False),
             ("inquiry_type_unknown", False),

@@ -30,11 +30,19 @@ logger = logging.getLogger(__name__)
 
 #: broker statuses that end an inquiry (``failed`` and ``timed_out``: nobody vouched)
 FINAL_STATUSES = frozenset({"answered", "not_found", "failed", "timed_out"})
-#: ``403 inquiry_not_permitted`` reasons that mean "the broker does not know this request
-#: yet": it learns live purposes from ``requests.request.submitted``, which may reach it a
-#: moment after we ask. Any other refusal is final.
+#: ``403 inquiry_not_permitted`` reasons that mean "the broker has not heard of this yet":
+#: it learns live purposes from ``requests.request.submitted`` and published cards from
+#: ``catalog.service.published``, each of which may reach it a moment after us (a card this
+#: service already accepts requests for, as soon as it is published). Asked again, within the
+#: retry policy's attempts. Any other refusal is final.
 PURPOSE_NOT_YET_KNOWN = frozenset(
-    {"purpose_unknown", "request_unknown", "tracking_code_unknown", "request_not_found"}
+    {
+        "purpose_unknown",
+        "request_unknown",
+        "tracking_code_unknown",
+        "request_not_found",
+        "card_not_published",
+    }
 )
 _TRANSIENT_STATUS_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: a token is renewed this long before it expires, so a call never carries a dying one
