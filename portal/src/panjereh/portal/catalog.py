@@ -83,28 +83,34 @@ def _posted(fields: dict[str, str], multi: dict[str, list[str]]) -> dict[str, An
     return values
 
 
+#: What the catalog says about a draft rather than what the card says: never sent back as
+#: content, never shown as a change.
+_DRAFT_BOOKKEEPING = frozenset(
+    {
+        "code",
+        "agency",
+        "state",
+        "card_status",
+        "latest_version",
+        "rejection_reason",
+        "updated_at",
+        "updated_by",
+        "submitted_at",
+    }
+)
+#: What publishing sets on a card version (not a change the draft's author made).
+_PUBLICATION_BOOKKEEPING = frozenset(
+    {"version", "status", "approved_by", "approving_organisation", "approved_at", "filled_by"}
+)
+
+
 def _content(
     values: dict[str, Any], base: dict[str, Any], lang: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The card content to send (the base card with the form's fields over it), and the
     problems the portal can name before sending (JSON that does not parse, numbers)."""
     errors: dict[str, str] = {}
-    content = {
-        k: v
-        for k, v in base.items()
-        if k
-        not in {
-            "code",
-            "agency",
-            "state",
-            "card_status",
-            "latest_version",
-            "rejection_reason",
-            "updated_at",
-            "updated_by",
-            "submitted_at",
-        }
-    }
+    content = {k: v for k, v in base.items() if k not in _DRAFT_BOOKKEEPING}
     content["title"] = {"fa": values["title_fa"].strip(), "en": values["title_en"].strip() or None}
     content["description"] = {"fa": values["description_fa"].strip()}
     eligibility = values["eligibility_fa"].strip()
@@ -304,23 +310,7 @@ async def review_queue(
 
 def _diff(published: dict[str, Any] | None, draft: dict[str, Any]) -> list[dict[str, str]]:
     """The card fields whose value the draft changes, before and after, as readable JSON."""
-    skip = {
-        "code",
-        "agency",
-        "state",
-        "card_status",
-        "latest_version",
-        "rejection_reason",
-        "updated_at",
-        "updated_by",
-        "submitted_at",
-        "version",
-        "status",
-        "approved_by",
-        "approving_organisation",
-        "approved_at",
-        "filled_by",
-    }
+    skip = _DRAFT_BOOKKEEPING | _PUBLICATION_BOOKKEEPING
     rows = []
     for name in sorted(set(draft) - skip):
         before = (published or {}).get(name)
