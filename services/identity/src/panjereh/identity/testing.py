@@ -11,6 +11,7 @@ Kavenegar-style verify-lookup API that fails on purpose when told to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -148,7 +149,12 @@ class InquiryBrokerDouble:
 
 @dataclass
 class SmsProviderDouble:
-    """``POST /v1/{key}/verify/lookup.json``: fails ``fail_next`` times (HTTP 502), then works."""
+    """``POST /v1/{key}/verify/lookup.json``: fails ``fail_next`` times (HTTP 502), then works.
+
+    With ``hang`` a call answers only once :meth:`release` is called (or after 30 s): a test
+    that makes the provider hang releases it when it ends, so no handler outlives the test and
+    the server stops at once.
+    """
 
     url: str = ""
     fail_next: int = 0
@@ -156,6 +162,18 @@ class SmsProviderDouble:
     refuse: bool = False
     received: list[dict[str, str]] = field(default_factory=list)
     attempts: int = 0
+    _released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def reset(self) -> None:
+        """Back to a working provider with nothing received; hanging calls are let go."""
+        self.release()
+        self.fail_next, self.hang, self.refuse = 0, False, False
+        self.received.clear()
+        self.attempts = 0
+
+    def release(self) -> None:
+        self._released.set()
+        self._released = asyncio.Event()
 
     def app(self) -> Starlette:
         return Starlette(
@@ -165,7 +183,10 @@ class SmsProviderDouble:
     async def _lookup(self, request: Request) -> JSONResponse:
         self.attempts += 1
         if self.hang:
-            await asyncio.sleep(30)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), timeout=30)
+            # the caller gave up long ago: touch nothing the next test may have set up
+            return JSONResponse({"return": {"status": 504, "message": "hung"}}, status_code=504)
         if self.fail_next > 0:
             self.fail_next -= 1
             return JSONResponse({"return": {"status": 502, "message": "down"}}, status_code=502)
