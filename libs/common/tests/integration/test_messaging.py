@@ -291,6 +291,24 @@ class TestOutboxRelay:
         assert len({CloudEvent.from_bytes(r.value).id for r in records}) == 300
         assert_in_order_per_key(records, things=10, per_thing=30)
 
+    async def test_a_claim_locks_only_the_keys_of_the_rows_it_takes(
+        self, database: Database, tables: MessagingTables, topic: str
+    ) -> None:
+        await write_events(database, tables, topic, things=10, per_thing=3)
+        claim = outbox.claim_statement(tables.outbox, lock_space=4242, batch_size=5)
+        held = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        async with database.transaction() as first, database.transaction() as second:
+            taken = (await first.execute(claim)).all()
+            # the oldest five rows are five keys: the claim holds those and no other
+            assert [row.key for row in taken] == [f"thing-{t}" for t in range(5)]
+            assert await first.scalar(held) == 5
+            # a second relay meanwhile skips them and takes the next five keys' oldest rows
+            rest = (await second.execute(claim)).all()
+            assert [row.key for row in rest] == [f"thing-{t}" for t in range(5, 10)]
+            assert await second.scalar(held) == 5
+
     async def test_the_backlog_and_published_events_show_in_the_metrics(
         self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
     ) -> None:

@@ -22,15 +22,29 @@ import logging
 import random
 import time
 import uuid
+import weakref
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
-from sqlalchemy import Table, Text, func, literal, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    distinct,
+    func,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from panjereh.common.db import Database, after_commit
 from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
@@ -84,16 +98,33 @@ async def add(
     envelope = CloudEvent.from_event(event, source=source, subject=subject or key)
     event_id = uuid.UUID(envelope.id)
     await session.execute(
-        outbox.insert().values(
-            event_id=event_id,
-            topic=resolved_topic,
-            key=key,
-            event_type=envelope.type,
-            payload=envelope.to_json(),
-            headers=inject_trace_context(),
-        )
+        _insert_of(outbox),
+        {
+            "event_id": event_id,
+            "topic": resolved_topic,
+            "key": key,
+            "event_type": envelope.type,
+            "payload": envelope.to_json(),
+            "headers": inject_trace_context(),
+        },
     )
     return event_id
+
+
+_ADDED_COLUMNS = ("event_id", "topic", "key", "event_type", "payload", "headers")
+_inserts: weakref.WeakKeyDictionary[Table, Insert] = weakref.WeakKeyDictionary()
+
+
+def _insert_of(table: Table) -> Insert:
+    """``add``'s INSERT into ``table``, built once: compiled once, prepared once per
+    connection."""
+    statement = _inserts.get(table)
+    if statement is None:
+        statement = table.insert().values(
+            {name: bindparam(name, type_=table.c[name].type) for name in _ADDED_COLUMNS}
+        )
+        _inserts[table] = statement
+    return statement
 
 
 #: ``session.info`` key under which ``add`` finds the service's outbox table.
@@ -123,6 +154,70 @@ def _outbox_table(session: AsyncSession) -> Table:
         msg = "which outbox table? call outbox.bind(database, table) or pass table=..."
         raise LookupError(msg)
     return table
+
+
+def claim_statement(table: Table, *, lock_space: int, batch_size: int) -> Select[Any]:
+    """The relay's claim, in one statement: the unsent rows, in id order, of keys this
+    transaction could lock (at most ``batch_size`` rows).
+
+    A key belongs to one relay transaction at a time (a transaction-scoped advisory lock in
+    ``lock_space``, released at commit), and a relay locks only rows of keys it holds: no
+    other replica can publish a later row of a key while this one still has an earlier one,
+    so per-key order holds across replicas. Keys are locked lazily, oldest first, skipping
+    keys held elsewhere, and only as many as the oldest ``batch_size`` rows hold: a busy
+    replica leaves the rest of the backlog to the others instead of locking every key it
+    happened to scan.
+
+    Laziness rests on the plan's shape: the keys of a window of the oldest unsent rows
+    become one array (an init plan), ``unnest`` yields them in order, the try-lock is a
+    filter on that function scan and ``LIMIT`` stops pulling once enough keys are held; the
+    held keys are a ``MATERIALIZED`` CTE, computed once whatever plan the final select gets.
+
+    The statement's snapshot is taken before its locks. A row another relay published and
+    marked sent after that snapshot is still seen unsent here, but ``FOR UPDATE`` re-reads
+    the row's committed version before returning it (READ COMMITTED) and drops it; a row
+    inserted after the snapshot waits for the next claim, behind the rows of its key seen
+    now.
+    """
+    unsent = table.c.sent_at.is_(None)
+    window = (
+        select(table.c.id, table.c.key)
+        .where(unsent)
+        .order_by(table.c.id)
+        .limit(batch_size * 4)
+        .subquery("outbox_window")
+    )
+    first_seen = (
+        select(window.c.key, func.min(window.c.id).label("first_id"))
+        .group_by(window.c.key)
+        .subquery("window_keys")
+    )
+    keys_in_order = select(
+        func.array_agg(aggregate_order_by(first_seen.c.key, first_seen.c.first_id))
+    ).scalar_subquery()
+    oldest = (
+        select(table.c.key).where(unsent).order_by(table.c.id).limit(batch_size).subquery("oldest")
+    )
+    wanted = select(func.count(distinct(oldest.c.key))).scalar_subquery()
+    candidate = (
+        func.unnest(type_coerce(keys_in_order, ARRAY(Text)))
+        .table_valued("key")
+        .render_derived("candidate")
+    )
+    held = (
+        select(candidate.c.key)
+        .where(func.pg_try_advisory_xact_lock(lock_space, func.hashtext(candidate.c.key)))
+        .limit(wanted)
+        .cte("held_keys")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        select(table.c.id, table.c.topic, table.c.key, table.c.payload, table.c.headers)
+        .where(unsent, table.c.key.in_(select(held.c.key)))
+        .order_by(table.c.id)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True, of=table)
+    )
 
 
 class OutboxRelay:
@@ -162,6 +257,14 @@ class OutboxRelay:
         # advisory locks are database-wide: one lock space per outbox table keeps services
         # sharing a database (tests, small deployments) from blocking each other's keys
         self._lock_space = zlib.crc32(f"{table.schema}.{table.name}".encode()) & 0x7FFFFFFF
+        self._claim_statement = claim_statement(
+            table, lock_space=self._lock_space, batch_size=batch_size
+        )
+        self._mark_sent = (
+            update(table)
+            .where(table.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+            .values(sent_at=func.now())
+        )
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -248,7 +351,6 @@ class OutboxRelay:
         the producer's request timeout bounds how long they are held.
         """
         producer = await self._ensure_producer()
-        outbox = self._table
         async with self._database.transaction() as session:
             rows = await self._claim(session)
             if not rows:
@@ -262,9 +364,7 @@ class OutboxRelay:
                 failure = None
                 if self._after_ack is not None:
                     await self._after_ack(ids)
-                await session.execute(
-                    update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=func.now())
-                )
+                await session.execute(self._mark_sent, {"ids": ids})
         if failure is not None:
             OUTBOX_FAILURES.inc()
             await self._record_failure(ids, failure)
@@ -294,60 +394,11 @@ class OutboxRelay:
     async def _claim(self, session: AsyncSession) -> Sequence[Any]:
         """Lock the keys of the oldest unsent rows that no other relay holds; their rows.
 
-        A key belongs to one relay transaction at a time (a transaction-scoped advisory lock,
-        released at commit), and a relay locks only rows of keys it holds: no other replica
-        can publish a later row of a key while this one still has an earlier one, so per-key
-        order holds across replicas. Keys are locked lazily, oldest first, skipping keys held
-        elsewhere, and only as many as one batch needs: a busy replica leaves the rest of the
-        backlog to the others instead of locking every key it happened to scan.
+        One statement (:func:`claim_statement`), built once per relay: its parameters are
+        bound, so it is compiled once and the server keeps it prepared.
         """
-        outbox = self._table
-        window = (
-            (
-                await session.execute(
-                    select(outbox.c.key)
-                    .where(outbox.c.sent_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(self._batch_size * 4)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if not window:
-            return []
-        keys = list(dict.fromkeys(window))
-        wanted = len(dict.fromkeys(window[: self._batch_size]))
-        # unnest() yields the keys in order and LIMIT stops pulling once enough locks are
-        # taken: try-locks run only on the keys actually inspected
-        candidates = (
-            func.unnest(literal(keys, ARRAY(Text))).table_valued("key").render_derived("candidate")
-        )
-        held = (
-            (
-                await session.execute(
-                    select(candidates.c.key)
-                    .where(
-                        func.pg_try_advisory_xact_lock(
-                            self._lock_space, func.hashtext(candidates.c.key)
-                        )
-                    )
-                    .limit(wanted)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if not held:
-            return []
-        claim = (
-            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
-            .where(outbox.c.sent_at.is_(None), outbox.c.key.in_(held))
-            .order_by(outbox.c.id)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True, of=outbox)
-        )
-        return (await session.execute(claim)).all()
+        rows: Sequence[Any] = (await session.execute(self._claim_statement)).all()
+        return rows
 
     async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
         with tracer.start_as_current_span(
