@@ -11,10 +11,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Interval,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy import (
+    cast as sql_cast,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.util import identity_key
 
 from panjereh.common.db import Database, after_commit
 from panjereh.inquiry_broker import policy
@@ -54,9 +70,12 @@ def deliver_answers_locally(database: Database, prepare: LocalAnswers) -> None:
     database.sessions.configure(info=info)
 
 
+_NOTIFY = select(func.pg_notify(bindparam("channel", type_=Text), bindparam("payload", type_=Text)))
+
+
 async def send_notification(session: AsyncSession, channel: str, payload: str) -> None:
     """``NOTIFY channel, payload``, delivered when the unit of work commits."""
-    await session.execute(select(func.pg_notify(channel, payload)))
+    await session.execute(_NOTIFY, {"channel": channel, "payload": payload})
 
 
 class InquiryTypeRepository:
@@ -76,11 +95,22 @@ class InquiryTypeRepository:
 
 
 @dataclass(frozen=True)
+class CachedAnswer:
+    """A recent answer to the same question, which a new inquiry may reuse."""
+
+    id: uuid.UUID
+    status: str
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class PolicyInputs:
     """What the access policy decides one inquiry on, as the broker knows it now.
 
     ``grants`` are the unrevoked grants of this type for the platform purpose; ``card`` and
-    ``live_purpose`` are read only for a purpose that is not a platform purpose.
+    ``live_purpose`` are read only for a purpose that is not a platform purpose. ``cached``
+    is read with them and is no input of the policy: the freshest answer to the same
+    question within the type's cache TTL, which an inquiry the policy allows reuses.
     """
 
     inquiry_type: InquiryType
@@ -88,10 +118,34 @@ class PolicyInputs:
     grants: tuple[policy.GrantView, ...]
     card: policy.CardView | None
     live_purpose: policy.LivePurposeView | None
+    cached: CachedAnswer | None = None
 
 
-#: The type, the platform purpose and its grants of the type, the card and the live purpose,
-#: in one statement (one row per grant; at least one row when the type is registered).
+#: The freshest answer (found or not found) to the question ``cache_key`` names, within the
+#: type's cache TTL before ``now``; none for a type that caches nothing.
+_CACHED = (
+    select(
+        Inquiry.id.label("cached_id"),
+        Inquiry.status.label("cached_status"),
+        Inquiry.result.label("cached_result"),
+    )
+    .where(
+        InquiryType.cache_ttl_seconds > 0,
+        Inquiry.cache_key == bindparam("cache_key", type_=Text),
+        Inquiry.answered_at
+        >= bindparam("now", type_=DateTime(timezone=True))
+        - func.make_interval(0, 0, 0, 0, 0, 0, InquiryType.cache_ttl_seconds),
+        Inquiry.status.in_(("answered", "not_found")),
+    )
+    .order_by(Inquiry.answered_at.desc())
+    .limit(1)
+    .lateral("cached")
+)
+
+
+#: The type, the platform purpose and its grants of the type, the card, the live purpose and
+#: the cached answer, in one statement (one row per grant; at least one row when the type is
+#: registered).
 _POLICY_INPUTS = (
     select(
         InquiryType,
@@ -107,6 +161,9 @@ _POLICY_INPUTS = (
         LivePurpose.service_code.label("live_service_code"),
         LivePurpose.subject_hash.label("live_subject_hash"),
         LivePurpose.closed_at.label("live_closed_at"),
+        _CACHED.c.cached_id,
+        _CACHED.c.cached_status,
+        _CACHED.c.cached_result,
     )
     .select_from(InquiryType)
     .outerjoin(PlatformPurpose, PlatformPurpose.name == bindparam("service_code"))
@@ -130,6 +187,7 @@ _POLICY_INPUTS = (
             PlatformPurpose.name.is_(None), LivePurpose.tracking_code == bindparam("tracking_code")
         ),
     )
+    .outerjoin(_CACHED, true())
     .where(InquiryType.name == bindparam("inquiry_type"))
 )
 
@@ -139,10 +197,17 @@ class PolicyInputRepository:
         self.session = session
 
     async def read(
-        self, *, inquiry_type: str, service_code: str, tracking_code: str | None
+        self,
+        *,
+        inquiry_type: str,
+        service_code: str,
+        tracking_code: str | None,
+        cache_key: str | None,
+        now: datetime,
     ) -> PolicyInputs | None:
-        """Everything the policy needs for one inquiry, in one round trip; ``None`` when the
-        type is not registered. A purpose without a tracking code names no live purpose."""
+        """Everything the policy needs for one inquiry, and the cached answer to
+        ``cache_key`` (``None``: none is wanted), in one round trip; ``None`` when the type is
+        not registered. A purpose without a tracking code names no live purpose."""
         rows = (
             await self.session.execute(
                 _POLICY_INPUTS,
@@ -150,6 +215,8 @@ class PolicyInputRepository:
                     "inquiry_type": inquiry_type,
                     "service_code": service_code,
                     "tracking_code": tracking_code,
+                    "cache_key": cache_key,
+                    "now": now,
                 },
             )
         ).all()
@@ -157,6 +224,11 @@ class PolicyInputRepository:
             return None
         first = rows[0]
         registered: InquiryType = first[0]
+        cached = None
+        if first.cached_id is not None:
+            cached = CachedAnswer(
+                id=first.cached_id, status=first.cached_status, result=first.cached_result
+            )
         if first.purpose_name is not None:
             return PolicyInputs(
                 inquiry_type=registered,
@@ -175,6 +247,7 @@ class PolicyInputRepository:
                 ),
                 card=None,
                 live_purpose=None,
+                cached=cached,
             )
         card = None
         if first.card_service_code is not None:
@@ -198,6 +271,7 @@ class PolicyInputRepository:
             grants=(),
             card=card,
             live_purpose=live,
+            cached=cached,
         )
 
 
@@ -342,35 +416,126 @@ class CardRepository:
         )
 
 
+_INQUIRY = cast(Table, Inquiry.__table__)
+_TYPE = cast(Table, InquiryType.__table__)
+_ANNOUNCEMENT = cast(Table, AgencyAnnouncement.__table__)
+#: Every column of an inquiry (the mapped attributes have the columns' names).
+_INQUIRY_COLUMNS = tuple(column.key for column in _INQUIRY.c)
+#: What an attempt or an answer changes on a stored inquiry.
+_PROGRESS_COLUMNS = (
+    "status",
+    "result",
+    "error",
+    "signature",
+    "answered_at",
+    "next_attempt_at",
+    "attempts",
+    "last_sent_at",
+)
+
+
+def _bound(table: Table, names: Sequence[str]) -> dict[str, Any]:
+    return {name: bindparam(name, type_=table.c[name].type) for name in names}
+
+
+#: The statements of an inquiry's hot path, built (and compiled) once.
+_INSERT_INQUIRY = insert(_INQUIRY).values(_bound(_INQUIRY, _INQUIRY_COLUMNS))
+_SAVE_PROGRESS = (
+    update(_INQUIRY)
+    .where(_INQUIRY.c.id == bindparam("inquiry_id", type_=_INQUIRY.c.id.type))
+    .values(_bound(_INQUIRY, _PROGRESS_COLUMNS))
+)
+_SAVED = _SAVE_PROGRESS.returning(_INQUIRY.c.id).cte("saved")
+#: :data:`_SAVE_PROGRESS` and, for the row it wrote, the NOTIFY of its answer.
+_SAVE_ANSWER = select(func.pg_notify(ANSWERED_CHANNEL, sql_cast(_SAVED.c.id, Text))).select_from(
+    _SAVED
+)
+_TYPE_PREFIX = "type__"
+_ANSWERING = (
+    select(
+        _INQUIRY,
+        *(column.label(_TYPE_PREFIX + column.key) for column in _TYPE.c),
+        exists()
+        .where(
+            _ANNOUNCEMENT.c.agency == _INQUIRY.c.provider_agency,
+            _ANNOUNCEMENT.c.announced_at
+            > func.now() - bindparam("announce_every", type_=Interval()),
+        )
+        .label("agency_announced"),
+    )
+    .select_from(_INQUIRY.outerjoin(_TYPE, _TYPE.c.name == _INQUIRY.c.type))
+    .where(_INQUIRY.c.id == bindparam("inquiry_id", type_=_INQUIRY.c.id.type))
+    .with_for_update(of=_INQUIRY)
+)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """A pending inquiry locked for recording its answer, with what recording it needs.
+
+    ``inquiry`` is not attached to the session: what changes on it is written with
+    :meth:`InquiryRepository.save_progress` (an attempt) or :meth:`~InquiryRepository.save_answer`
+    (an answer).
+    """
+
+    inquiry: Inquiry
+    #: its registered type (``None`` if it left the registry since)
+    inquiry_type: InquiryType | None
+    #: its agency was announced active within the period asked about
+    agency_announced: bool
+
+
 class InquiryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def add(self, inquiry: Inquiry) -> None:
-        self.session.add(inquiry)
-        await self.session.flush()
+        """Insert ``inquiry`` (one prepared statement; the object stays out of the session)."""
+        await self.session.execute(
+            _INSERT_INQUIRY, {name: getattr(inquiry, name) for name in _INQUIRY_COLUMNS}
+        )
+
+    async def save_progress(self, inquiry: Inquiry) -> None:
+        """Write what an attempt or an answer changed on ``inquiry`` (read by
+        :meth:`for_answer`)."""
+        values = {name: getattr(inquiry, name) for name in _PROGRESS_COLUMNS}
+        await self.session.execute(_SAVE_PROGRESS, {"inquiry_id": inquiry.id, **values})
+
+    async def save_answer(self, inquiry: Inquiry) -> None:
+        """:meth:`save_progress` for an inquiry made final, announced in the same statement
+        (as :meth:`announce_answer` does)."""
+        values = {name: getattr(inquiry, name) for name in _PROGRESS_COLUMNS}
+        await self.session.execute(_SAVE_ANSWER, {"inquiry_id": inquiry.id, **values})
+        self._deliver_locally(inquiry)
 
     async def get(self, inquiry_id: uuid.UUID) -> Inquiry | None:
         return await self.session.get(Inquiry, inquiry_id, populate_existing=True)
 
-    async def get_for_update(self, inquiry_id: uuid.UUID) -> Inquiry | None:
-        return await self.session.get(
-            Inquiry, inquiry_id, with_for_update=True, populate_existing=True
-        )
-
-    async def latest_answer(self, cache_key: str, *, since: datetime) -> Inquiry | None:
-        """The freshest answer (found or not found) to the same question since ``since``."""
-        query = (
-            select(Inquiry)
-            .where(
-                Inquiry.cache_key == cache_key,
-                Inquiry.answered_at >= since,
-                Inquiry.status.in_(("answered", "not_found")),
+    async def for_answer(
+        self, inquiry_id: uuid.UUID, *, announce_every: timedelta
+    ) -> Answering | None:
+        """The inquiry, locked until commit, with its type and whether its agency was
+        announced within ``announce_every`` (by the database's clock), in one statement."""
+        row = (
+            (
+                await self.session.execute(
+                    _ANSWERING, {"inquiry_id": inquiry_id, "announce_every": announce_every}
+                )
             )
-            .order_by(Inquiry.answered_at.desc())
-            .limit(1)
+            .mappings()
+            .first()
         )
-        return (await self.session.scalars(query)).first()
+        if row is None:
+            return None
+        inquiry = Inquiry(**{name: row[name] for name in _INQUIRY_COLUMNS})
+        inquiry_type = None
+        if row[_TYPE_PREFIX + "name"] is not None:
+            inquiry_type = InquiryType(
+                **{column.key: row[_TYPE_PREFIX + column.key] for column in _TYPE.c}
+            )
+        return Answering(
+            inquiry=inquiry, inquiry_type=inquiry_type, agency_announced=row["agency_announced"]
+        )
 
     async def overdue(self, *, now: datetime, limit: int = 100) -> Sequence[Inquiry]:
         """Pending inquiries due a resend or past their deadline, locked for this replica."""
@@ -406,16 +571,17 @@ class InquiryRepository:
         )
         return (await self.session.scalars(query)).all()
 
-    async def announce_answer(self, inquiry_id: uuid.UUID) -> None:
+    async def announce_answer(self, inquiry: Inquiry) -> None:
         """NOTIFY waiting callers on every replica, delivered when this transaction commits;
-        this process's own waiters get the answer itself, with no re-read."""
-        await send_notification(self.session, ANSWERED_CHANNEL, str(inquiry_id))
+        this process's own waiters get the answer itself (``inquiry``, as this unit of work
+        completed it), with no re-read."""
+        await send_notification(self.session, ANSWERED_CHANNEL, str(inquiry.id))
+        self._deliver_locally(inquiry)
+
+    def _deliver_locally(self, inquiry: Inquiry) -> None:
         prepare: LocalAnswers | None = self.session.info.get(_LOCAL_ANSWERS_KEY)
         if prepare is not None:
-            # the row this unit of work just completed, from the session (no query)
-            inquiry = self.session.sync_session.identity_map.get(identity_key(Inquiry, inquiry_id))
-            if isinstance(inquiry, Inquiry):
-                after_commit(self.session, prepare(inquiry))
+            after_commit(self.session, prepare(inquiry))
 
 
 #: The columns an append writes (``seq`` is the table's own).
@@ -481,6 +647,7 @@ class _ChainHeads:
 
 
 _chain_heads = _ChainHeads()
+_LOCK_CHAIN = select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK))
 
 
 class AuditRepository:
@@ -489,7 +656,7 @@ class AuditRepository:
 
     async def lock_chain(self) -> None:
         """Serialise with every append (any replica) until this transaction ends."""
-        await self.session.execute(select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK)))
+        await self.session.execute(_LOCK_CHAIN)
 
     async def append(self, fields: dict[str, Any], *, key: bytes) -> AuditEntry:
         """Chain ``fields`` after the last entry, MAC'd with ``key``. Holds the chain lock

@@ -20,12 +20,20 @@ from panjereh.inquiry_broker.repository import AgencyAnnouncementRepository
 ANNOUNCE_EVERY = timedelta(minutes=1)
 
 
-async def agency_answered(session: AsyncSession, *, agency: str, at: datetime) -> bool:
-    """Announce ``agency`` as active unless it was within the last minute; whether it was."""
+async def agency_answered(
+    session: AsyncSession, *, agency: str, at: datetime, announced_recently: bool | None = None
+) -> bool:
+    """Announce ``agency`` as active unless it was within the last minute; whether it was.
+
+    ``announced_recently``: what a read of this transaction already said about the last
+    minute (``None``: read it here).
+    """
     announcements = AgencyAnnouncementRepository(session)
     # a plain read first: the announcement row is locked (until commit) only once a minute,
     # not by every answer of a busy agency
-    if await announcements.announced_within(agency, ANNOUNCE_EVERY):
+    if announced_recently is None:
+        announced_recently = await announcements.announced_within(agency, ANNOUNCE_EVERY)
+    if announced_recently:
         return False
     if not await announcements.claim(agency, ANNOUNCE_EVERY):
         return False  # another transaction announced it meanwhile

@@ -23,7 +23,7 @@ from panjereh.contracts.topics import agency_replies
 from panjereh.inquiry_broker import validation
 from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY, REPLIES_REFUSED
 from panjereh.inquiry_broker.models import Inquiry
-from panjereh.inquiry_broker.repository import InquiryRepository, InquiryTypeRepository
+from panjereh.inquiry_broker.repository import Answering, InquiryRepository
 from panjereh.inquiry_broker.service import activity, audit, delivery
 from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
 
@@ -77,7 +77,13 @@ def answer_payload(inquiry: Inquiry) -> dict[str, Any]:
 
 
 async def publish(session: AsyncSession, inquiry: Inquiry) -> None:
-    """``InquiryAnswered`` through the outbox, and a NOTIFY for callers waiting anywhere.
+    """``InquiryAnswered`` through the outbox, and a NOTIFY for callers waiting anywhere."""
+    await _answered_event(session, inquiry)
+    await InquiryRepository(session).announce_answer(inquiry)
+
+
+async def _answered_event(session: AsyncSession, inquiry: Inquiry) -> None:
+    """``InquiryAnswered`` through the outbox.
 
     The event leaves ``result`` out: answers are personal data (names, debts, records) and
     stay off the event bus; the asking client reads the signed answer with
@@ -95,7 +101,6 @@ async def publish(session: AsyncSession, inquiry: Inquiry) -> None:
         ),
         key=inquiry.tracking_code or str(inquiry.id),
     )
-    await InquiryRepository(session).announce_answer(inquiry.id)
 
 
 async def record_reply(
@@ -123,10 +128,11 @@ async def record_reply(
     except ValueError:
         logger.warning("reply names no inquiry id", extra={"event_id": event.id, "topic": topic})
         return
-    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
-    if inquiry is None:
+    answering = await _for_answer(session, inquiry_id)
+    if answering is None:
         logger.info("reply to an unknown inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
         return
+    inquiry = answering.inquiry
     if topic != agency_replies(inquiry.provider_agency):
         await _refuse(
             session, inquiry, event=event, topic=topic, reason="wrong_topic", chain_key=chain_key
@@ -141,7 +147,14 @@ async def record_reply(
     if inquiry.status != "pending":
         logger.info("reply to a final inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
         return
-    await _apply(session, inquiry, status=reply.status, result=reply.result, signer=signer)
+    await _apply(session, answering, status=reply.status, result=reply.result, signer=signer)
+
+
+async def _for_answer(session: AsyncSession, inquiry_id: uuid.UUID) -> Answering | None:
+    """The inquiry, locked, with its type and its agency's last announcement (one read)."""
+    return await InquiryRepository(session).for_answer(
+        inquiry_id, announce_every=activity.ANNOUNCE_EVERY
+    )
 
 
 async def _refuse(
@@ -202,27 +215,33 @@ async def record_connector_answer(
     signer: AnswerSigner,
 ) -> None:
     """What an agency's HTTP connector answered (``error`` also for no usable answer)."""
-    inquiry = await InquiryRepository(session).get_for_update(inquiry_id)
-    if inquiry is None or inquiry.status != "pending":
+    answering = await _for_answer(session, inquiry_id)
+    if answering is None or answering.inquiry.status != "pending":
         return
-    await _apply(session, inquiry, status=status, result=result, signer=signer)
+    await _apply(session, answering, status=status, result=result, signer=signer)
 
 
 async def _apply(
     session: AsyncSession,
-    inquiry: Inquiry,
+    answering: Answering,
     *,
     status: str,
     result: dict[str, Any] | None,
     signer: AnswerSigner,
 ) -> None:
     """Complete a pending inquiry with the provider's answer, or try again after an error."""
-    inquiry_type = await InquiryTypeRepository(session).get(inquiry.type)
+    inquiry, inquiry_type = answering.inquiry, answering.inquiry_type
+    repository = InquiryRepository(session)
     now = datetime.now(UTC)
     if status in ("ok", "not_found"):
         # the asked agency answered: it is connected. Not for ``error``, which is also what an
         # unreachable HTTP connector amounts to (see connectors.py)
-        await activity.agency_answered(session, agency=inquiry.provider_agency, at=now)
+        await activity.agency_answered(
+            session,
+            agency=inquiry.provider_agency,
+            at=now,
+            announced_recently=answering.agency_announced,
+        )
     if status == "ok":
         result = result or {}
         if inquiry_type is not None and validation.breaks(inquiry_type.output_schema, result):
@@ -239,11 +258,12 @@ async def _apply(
         # the agency failed this attempt: try again at once, within the same deadline
         if inquiry.connector_url is not None:
             inquiry.next_attempt_at = now
-            await session.flush()
         else:
             await delivery.send(session, inquiry, inquiry_type, now=now)
+        await repository.save_progress(inquiry)
         return
     else:
         complete(inquiry, status="failed", result=None, signer=None, error="agency_error")
-    await session.flush()
-    await publish(session, inquiry)
+    # the answer and its NOTIFY in one statement, then the event (what publish does)
+    await repository.save_answer(inquiry)
+    await _answered_event(session, inquiry)

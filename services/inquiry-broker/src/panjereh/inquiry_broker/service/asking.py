@@ -44,6 +44,7 @@ from panjereh.inquiry_broker.identifiers import subject_hash
 from panjereh.inquiry_broker.metrics import INQUIRY_DENIALS
 from panjereh.inquiry_broker.models import Inquiry, InquiryType, idempotency_record
 from panjereh.inquiry_broker.repository import (
+    CachedAnswer,
     InquiryRepository,
     PolicyInputRepository,
     PolicyInputs,
@@ -150,7 +151,8 @@ async def inquiry_of(session: AsyncSession, *, inquiry_id: uuid.UUID, caller: st
 async def _ask(
     session: AsyncSession, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
 ) -> Asked:
-    inputs = await _policy_inputs(session, request)
+    now = datetime.now(UTC)
+    inputs = await _policy_inputs(session, request, now=now)
     inquiry_type = inputs.inquiry_type
     subject = _valid_subject(request.subject)
     _check_params(inquiry_type, request.params)
@@ -162,7 +164,6 @@ async def _ask(
         subject_hash=hashed_subject,
         card_acting_services=keys.card_acting_services,
     )
-    now = datetime.now(UTC)
     inquiry_id = uuid.uuid4()
     legal_basis = decision.legal_basis or request.purpose.legal_basis
     await audit.record_decision(
@@ -206,17 +207,31 @@ async def _ask(
         deadline_at=now + timedelta(milliseconds=inquiry_type.timeout_ms),
         connector_url=inquiry_type.connector_url if inquiry_type.delivery == "http" else None,
     )
-    queued_for = await _answer_or_send(session, inquiry, inquiry_type, signer=keys.signer, now=now)
+    queued_for = await _answer_or_send(
+        session, inquiry, inquiry_type, cached=inputs.cached, signer=keys.signer, now=now
+    )
     return Asked(state=state_of(inquiry), queued_for=queued_for)
 
 
-async def _policy_inputs(session: AsyncSession, request: InquiryCreate) -> PolicyInputs:
-    """The registered type and what the policy decides on, in one read; 404 for an unknown
-    type."""
+async def _policy_inputs(
+    session: AsyncSession, request: InquiryCreate, *, now: datetime
+) -> PolicyInputs:
+    """The registered type, what the policy decides on and the cached answer to the same
+    question, in one read; 404 for an unknown type.
+
+    The cached answer is only read here: an inquiry reuses it once the policy allowed it and
+    its decision is audited, like any other (an invalid subject asks for none).
+    """
+    try:
+        subject: str | None = normalize_national_code(request.subject)
+    except InvalidIdentifier:
+        subject = None  # refused after the type is known to exist (_valid_subject)
     inputs = await PolicyInputRepository(session).read(
         inquiry_type=request.type,
         service_code=request.purpose.service_code,
         tracking_code=request.purpose.tracking_code,
+        cache_key=None if subject is None else _cache_key(request.type, subject, request.params),
+        now=now,
     )
     if inputs is None:
         raise InquiryTypeUnknown
@@ -267,16 +282,12 @@ async def _answer_or_send(
     inquiry: Inquiry,
     inquiry_type: InquiryType,
     *,
+    cached: CachedAnswer | None,
     signer: AnswerSigner,
     now: datetime,
 ) -> Queue:
-    """Store ``inquiry`` answered from the cache, scheduled for its connector, or sent."""
+    """Store ``inquiry`` answered from ``cached``, scheduled for its connector, or sent."""
     repository = InquiryRepository(session)
-    cached = None
-    if inquiry_type.cache_ttl_seconds > 0:
-        cached = await repository.latest_answer(
-            inquiry.cache_key, since=now - timedelta(seconds=inquiry_type.cache_ttl_seconds)
-        )
     if cached is not None:
         # still a new inquiry: its own id, audit entry, signature and InquiryAnswered event
         inquiry.cached_from = cached.id
