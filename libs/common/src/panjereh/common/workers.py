@@ -6,6 +6,12 @@ returns ``True`` says "more may be waiting" and runs again at once. A failing st
 one line and retried after a backoff that doubles up to ``max_backoff``; the first success
 resets it. :meth:`PeriodicWorker.stop` lets a step in progress finish within ``grace``
 seconds, then cancels it.
+
+Idle pacing (``idle_interval``): a loop that polls for work other processes may leave (a
+sweeper, a dispatcher) need not poll every ``interval`` when nothing happens. After each run
+that leaves nothing waiting the wait doubles, up to ``idle_interval``; :meth:`wake` and
+:meth:`tighten` (work is due soon: the process just created some) bring it back to
+``interval`` at once, cutting a longer wait in progress short.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class PeriodicWorker:
         interval: float,
         max_backoff: float = 60.0,
         initial_delay: float = 0.0,
+        idle_interval: float | None = None,
     ) -> None:
         if interval <= 0:
             msg = "interval must be positive"
@@ -41,9 +48,14 @@ class PeriodicWorker:
         self.name = name
         self._step = step
         self._interval = interval
+        self._idle_interval = max(idle_interval or interval, interval)
+        #: the wait after the next run that leaves nothing waiting
+        self.current_interval = interval
         self._max_backoff = max(max_backoff, interval)
         self._initial_delay = initial_delay
         self._wakeup = asyncio.Event()
+        self._woken = False
+        self._tightened = False
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: steps completed and steps failed, for tests and metrics
@@ -74,6 +86,17 @@ class PeriodicWorker:
 
     def wake(self) -> None:
         """Run the step now rather than at the end of the current wait."""
+        self.current_interval = self._interval
+        self._woken = True
+        self._wakeup.set()
+
+    def tighten(self) -> None:
+        """Work is due soon: poll every ``interval`` again, the current idle wait included
+        (it ends at most ``interval`` from now), without running the step at once."""
+        if self.current_interval == self._interval and not self._tightened:
+            return
+        self.current_interval = self._interval
+        self._tightened = True
         self._wakeup.set()
 
     async def run_once(self) -> bool:
@@ -109,10 +132,32 @@ class PeriodicWorker:
             consecutive_failures = 0
             self.runs += 1
             WORKER_RUNS.labels(self.name).inc()
-            if not more:
-                await self._pause(self._interval)
+            if more:
+                self.current_interval = self._interval
+            else:
+                wait = self.current_interval
+                self.current_interval = min(wait * 2, self._idle_interval)
+                await self._pause(wait)
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+        """Wait ``seconds``, or less: until :meth:`wake` or :meth:`stop`, or at most
+        ``interval`` after :meth:`tighten`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self._tightened = False
+        while not self._stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=remaining)
+            except TimeoutError:
+                break
+            self._wakeup.clear()
+            if self._woken:
+                break
+            if self._tightened:
+                self._tightened = False
+                deadline = min(deadline, loop.time() + self._interval)
+        self._woken = False
         self._wakeup.clear()

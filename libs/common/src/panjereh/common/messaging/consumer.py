@@ -197,7 +197,7 @@ class IdempotentConsumer:
         assert consumer is not None
         pacer = self.pacer = FetchPacer(consumer)
         while not self._stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=100)
+            batches = await consumer.getmany(timeout_ms=pacer.poll_timeout_ms, max_records=100)
             pacer.observe(got_records=bool(batches))
             if batches:
                 await self._measure_lag(consumer)

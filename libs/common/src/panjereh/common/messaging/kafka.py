@@ -82,6 +82,16 @@ def consumer_options(
 IDLE_FETCH_MAX_WAIT_MS = 500
 #: How long without records before a consumer counts as idle and starts waiting longer.
 QUIET_AFTER_SECONDS = 2.0
+#: Bounds of how long one ``getmany`` waits for fetched records. Records that arrive end it at
+#: once, so a longer one costs no latency; it only spaces the loop's own turns (and a stop).
+POLL_TIMEOUT_MS = 200
+IDLE_POLL_TIMEOUT_MS = 1000
+
+
+def poll_timeout_ms(fetch_wait_ms: int) -> int:
+    """How long a consumer's ``getmany`` may wait while its fetches wait ``fetch_wait_ms``:
+    two fetch waits, within ``POLL_TIMEOUT_MS`` and ``IDLE_POLL_TIMEOUT_MS``."""
+    return max(POLL_TIMEOUT_MS, min(2 * fetch_wait_ms, IDLE_POLL_TIMEOUT_MS))
 
 
 class FetchPacer:
@@ -135,6 +145,11 @@ class FetchPacer:
     def tighten(self) -> None:
         """Records are expected soon (this process just asked for them): poll tight again."""
         self.observe(got_records=True)
+
+    @property
+    def poll_timeout_ms(self) -> int:
+        """The ``getmany`` timeout that goes with the current fetch wait."""
+        return poll_timeout_ms(self.current_ms)
 
 
 def create_consumer(
