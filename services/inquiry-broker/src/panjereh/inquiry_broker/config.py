@@ -42,6 +42,12 @@ class Settings(ServiceSettings):
     card_acting_services: frozenset[str] = frozenset({"service:requests"})
     #: How often a replica looks for overdue inquiries to resend or time out.
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
+    #: The longest the sweeper and the connector dispatcher wait between looks while nothing
+    #: happens: the wait doubles after each look that finds nothing, from
+    #: ``sweep_interval_seconds``; an inquiry this replica sends (or a connector call it makes)
+    #: brings it back at once. Deadlines and connector retries of inquiries sent by other
+    #: replicas are met at most this late while this one is idle.
+    sweep_idle_interval_seconds: float = Field(default=2.0, gt=0)
     #: How long past its deadline an inquiry sent on Kafka waits while its agency has not read
     #: it (the agency's group is behind on ``agency.<code>.inquiries``: down, or behind). Not
     #: delivered is not "not answered": the deadline runs once the agency has read it. After

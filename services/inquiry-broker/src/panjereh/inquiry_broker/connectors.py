@@ -55,12 +55,16 @@ class ConnectorDispatcher:
         signer: AnswerSigner,
         client: httpx.AsyncClient,
         poll_interval: float = 0.5,
+        idle_poll_interval: float | None = None,
     ) -> None:
         self._database = database
         self._signer = signer
         self._client = client
         self._worker = PeriodicWorker(
-            "connector-dispatcher", self.dispatch_once, interval=poll_interval
+            "connector-dispatcher",
+            self.dispatch_once,
+            interval=poll_interval,
+            idle_interval=idle_poll_interval,
         )
 
     def wake(self) -> None:
@@ -76,6 +80,8 @@ class ConnectorDispatcher:
         """Claim, call and record every due attempt; whether more may be due already."""
         async with self._database.transaction() as session:
             calls = await delivery.claim_connector_calls(session, now=datetime.now(UTC))
+        if calls:
+            self._worker.tighten()  # retries may come due soon: no idle wait yet
         await asyncio.gather(*(self._attempt(call) for call in calls))
         return len(calls) >= delivery.CONNECTOR_BATCH
 

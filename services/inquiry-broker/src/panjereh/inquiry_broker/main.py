@@ -92,6 +92,8 @@ def _sweeper(
     interval: float,
     backlog: KafkaBacklog,
     patience: sweeping.Patience,
+    *,
+    idle_interval: float,
 ) -> PeriodicWorker:
     """Resend overdue inquiries and time out expired ones, on every replica (SKIP LOCKED).
 
@@ -112,7 +114,7 @@ def _sweeper(
         decided = await sweep_with(await backlog.of(swept.to_look_at))
         return swept.more or decided.more
 
-    return PeriodicWorker("sweeper", sweep, interval=interval)
+    return PeriodicWorker("sweeper", sweep, interval=interval, idle_interval=idle_interval)
 
 
 class RepliesSubscriber:
@@ -228,6 +230,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             signer=keys.signer,
             client=connector_http,
             poll_interval=settings.sweep_interval_seconds,
+            idle_poll_interval=settings.sweep_idle_interval_seconds,
         )
         # each agency's own replies topic, as the registry stands when the database first
         # answers: an agency new to the registry is consumed after the next rollout (its topic
@@ -243,6 +246,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return replies
 
         subscriber = RepliesSubscriber(database, replies_on)
+        tightened_on_send: list[PeriodicWorker] = []
+
+        def expect_replies() -> None:
+            # an inquiry just went out on Kafka: its reply, maybe its deadline, are due soon
+            subscriber.expect_replies()
+            for worker in tightened_on_send:
+                worker.tighten()
+
         app.state.broker = BrokerRuntime(
             database=database,
             keys=keys,
@@ -250,7 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             listener=listener,
             connectors=connectors,
             purpose_wait_seconds=settings.purpose_wait_seconds,
-            expect_replies=subscriber.expect_replies if settings.run_consumers else None,
+            expect_replies=expect_replies if settings.run_consumers else None,
         )
         # every replica, API-only ones too: it consumes nothing, and one signs each head
         await resources.start(
@@ -282,9 +293,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reply_grace=timedelta(seconds=settings.reply_grace_seconds),
             recheck=timedelta(seconds=settings.undelivered_recheck_seconds),
         )
-        await resources.start(
-            _sweeper(database, relay, settings.sweep_interval_seconds, backlog, patience)
+        sweeper = await resources.start(
+            _sweeper(
+                database,
+                relay,
+                settings.sweep_interval_seconds,
+                backlog,
+                patience,
+                idle_interval=settings.sweep_idle_interval_seconds,
+            )
         )
+        tightened_on_send.append(sweeper)
 
     configure_logging(settings.service_name, settings.log_level)
     return create_service_app(
