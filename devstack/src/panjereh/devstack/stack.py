@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,6 +39,8 @@ from panjereh.devstack.embedded import (
     die_with_parent,
     ensure_port_free,
 )
+from panjereh.devstack.heads import at_head
+from panjereh.devstack.prepare import DONE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,12 @@ class Stack:
         for component in (GATEWAY, *SERVICES, PORTAL):
             ensure_port_free(self.config.port(component), component.name)
 
-        await self._start_database()
-        await self._start_broker()
-        await self._prepare_services()
-        self._start_processes()
+        # the two servers start side by side; the processes that need no database (the
+        # gateway, the portal, the simulated agencies) start while the services migrate
+        await asyncio.gather(self._start_database(), self._start_broker())
+        self._set_process_environment()
+        self._start_processes([GATEWAY, PORTAL], EXTRAS)
+        await self._prepare_services()  # starts each service once its own steps are done
         await self._wait_ready()
         say(f"Panjereh is ready in {time.monotonic() - started:.1f} s")
         gateway = f"http://127.0.0.1:{self.config.port(GATEWAY)}"
@@ -206,45 +210,98 @@ class Stack:
         say(f"Kafka: ready at {bootstrap}")
 
     async def _prepare_services(self) -> None:
-        """Migrate, then seed, each service; the services side by side.
+        """Migrate, then seed, each service: one interpreter per core, side by side; each
+        service starts as soon as its own steps are done.
 
         A service's seed needs only its own schema, so one service's seed data need not wait
-        for another's migrations.
+        for another's migrations: every interpreter runs its services' migrations first, then
+        their seeds (``panjereh.devstack.prepare``), and SQLAlchemy, Alembic and the kernel are
+        imported once per interpreter rather than once per step. A database already at its
+        migrations' head (a warm start) is not migrated again (:mod:`.heads`).
         """
+        migrated = await asyncio.gather(*(self._at_head(c) for c in SERVICES))
         steps = {
-            c.name: [m for m in ("migrate", "seed") if importlib.util.find_spec(f"{c.package}.{m}")]
-            for c in SERVICES
+            c.name: [
+                f"{c.package}.{m}"
+                for m in ("migrate", "seed")
+                if not (m == "migrate" and up_to_date)
+                and importlib.util.find_spec(f"{c.package}.{m}")
+            ]
+            for c, up_to_date in zip(SERVICES, migrated, strict=True)
         }
+        pending = {c.name: set(steps[c.name]) for c in SERVICES}
+        by_module = {module: c for c in SERVICES for module in steps[c.name]}
+        workers = max(1, min(os.cpu_count() or 1, len(SERVICES)))
+        groups = []
+        for n in range(workers):
+            mine = SERVICES[n::workers]
+            groups.append(
+                [steps[c.name][0] for c in mine if steps[c.name]]
+                + [module for c in mine for module in steps[c.name][1:]]
+            )
+
+        def done(module: str) -> None:
+            component = by_module.get(module)
+            if component is None:
+                return
+            left = pending[component.name]
+            left.discard(module)
+            if not left:
+                self._start_processes([component], ())
+
+        for component in SERVICES:
+            if not pending[component.name]:
+                self._start_processes([component], ())
+        skipped = [c.name for c, up_to_date in zip(SERVICES, migrated, strict=True) if up_to_date]
+        if skipped:
+            say(f"Migrations: {', '.join(skipped)} already at head")
         say("Running migrations and seed data ...")
-        results = await asyncio.gather(*(self._prepare(c, steps[c.name]) for c in SERVICES))
-        failed = [failure for failure in results if failure]
+        begun = time.monotonic()
+        results = await asyncio.gather(
+            *(
+                self._run_steps(group, f"prepare-{n}", done)
+                for n, group in enumerate(groups, 1)
+                if group
+            )
+        )
+        failed = [name for name, code in results if code != 0]
         if failed:
-            msg = f"{', '.join(failed)} failed; see {self.log_dir}"
+            msg = f"migrations or seed data failed; see {', '.join(failed)} in {self.log_dir}"
             raise StackError(msg)
+        say(f"Migrations and seed data: done in {time.monotonic() - begun:.1f} s")
 
-    async def _prepare(self, component: Component, steps: Sequence[str]) -> str | None:
-        for step in steps:
-            _, code = await self._run_module(f"{component.package}.{step}", component.name, step)
-            if code != 0:
-                return f"{step} of {component.name}"
-        return None
+    async def _at_head(self, component: Component) -> bool:
+        url = self.env.get(f"{component.env_prefix}DATABASE_URL")
+        if not url or not component.database:
+            return False
+        return await at_head(component.package, _libpq_url(url))
 
-    async def _run_module(self, module: str, name: str, step: str) -> tuple[str, int]:
-        log = self.log_dir / f"{name}.{step}.log"
+    async def _run_steps(
+        self, modules: Sequence[str], name: str, done: Callable[[str], None]
+    ) -> tuple[str, int]:
+        log = self.log_dir / f"{name}.log"
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                module,
+                "panjereh.devstack.prepare",
+                *modules,
                 env=self.env,
-                stdout=output,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
             )
+            assert process.stdout is not None
+            marker = f"{DONE_PREFIX} ".encode()
+            async for line in process.stdout:
+                output.write(line)
+                output.flush()
+                if line.startswith(marker):
+                    done(line[len(marker) :].decode().strip())
             code = await process.wait()
-        return name, code
+        return log.name, code
 
-    def _start_processes(self) -> None:
+    def _set_process_environment(self) -> None:
         upstreams = {
             f"PANJEREH_GATEWAY_{c.name.replace('-', '_').upper()}_URL": (
                 f"http://127.0.0.1:{self.config.port(c)}"
@@ -280,10 +337,14 @@ class Stack:
             "PANJEREH_GATEWAY_PORTAL_URL", f"http://127.0.0.1:{self.config.port(PORTAL)}"
         )
         self.env.setdefault("PANJEREH_PORTAL_GATEWAY_URL", gateway_url)
-        for component in (*SERVICES, PORTAL, GATEWAY):
+
+    def _start_processes(
+        self, components: Sequence[Component], extras: Sequence[ExtraProcess]
+    ) -> None:
+        for component in components:
             for name in replica_names(component, self.config.replicas):
                 self._spawn(component, name)
-        for extra in EXTRAS:
+        for extra in extras:
             self._spawn_extra(extra)
         self._write_state()
 
