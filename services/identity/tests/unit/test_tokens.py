@@ -14,7 +14,7 @@ from jose import jwt
 
 from panjereh.common.jwk import generate_private_key, load_private_key, private_pem, public_jwk
 from panjereh.identity.keys import KeySet, SigningKeyPair
-from panjereh.identity.tokens import TokenPolicy, issue_access_token
+from panjereh.identity.tokens import ReusedToken, TokenPolicy, issue_access_token
 
 POLICY = TokenPolicy(
     issuer="panjereh-identity", audience="panjereh", lifetime=timedelta(minutes=10)
@@ -149,3 +149,50 @@ class TestKidsStayTheSame:
     def test_a_stored_encrypted_key_loads_with_the_same_kid(self) -> None:
         pem = private_pem(self.KEY, b"dev-password")
         assert SigningKeyPair.of(load_private_key(pem, b"dev-password")).kid == self.JWK["kid"]
+
+
+class _Source:
+    """A key source whose current key can be swapped (a rotation)."""
+
+    def __init__(self) -> None:
+        self.current = _keyset()
+
+    async def keyset(self) -> KeySet:
+        return self.current
+
+
+def _keyset() -> KeySet:
+    current = SigningKeyPair.of(generate_private_key())
+    return KeySet(current=current, published=(current.jwk,))
+
+
+class TestReusedToken:
+    """Identity's own token for the broker: one per half lifetime, not one per inquiry."""
+
+    async def test_reused_until_half_its_lifetime_then_minted_again(self) -> None:
+        keys, clock, minted = _Source(), [datetime(2026, 1, 1, tzinfo=UTC)], []
+
+        async def mint(now: datetime) -> str:
+            minted.append(now)
+            return f"token-{len(minted)}"
+
+        token = ReusedToken(mint, keys, lifetime=timedelta(minutes=10), clock=lambda: clock[0])
+        assert [await token(), await token()] == ["token-1", "token-1"]
+        clock[0] += timedelta(minutes=4, seconds=59)
+        assert await token() == "token-1"
+        clock[0] += timedelta(seconds=1)
+        assert await token() == "token-2"
+        assert minted == [datetime(2026, 1, 1, tzinfo=UTC), clock[0]]
+
+    async def test_minted_again_at_once_when_the_signing_key_changes(self) -> None:
+        keys, count = _Source(), [0]
+
+        async def mint(now: datetime) -> str:
+            count[0] += 1
+            return f"token-{count[0]}"
+
+        token = ReusedToken(mint, keys, lifetime=timedelta(minutes=10))
+        assert await token() == "token-1"
+        keys.current = _keyset()
+        assert await token() == "token-2"
+        assert await token() == "token-2"

@@ -52,12 +52,15 @@ class SigningKeyPair:
     kid: str
     pem: str = field(repr=False)
     jwk: dict[str, str]
+    #: the loaded key, signed with directly: parsing the PEM again for every token cost more
+    #: than the signature itself
+    key: PrivateKey = field(repr=False, compare=False)
 
     @classmethod
     def of(cls, private_key: PrivateKey) -> SigningKeyPair:
         """The pair for ``private_key``; ``kid`` is its RFC 7638 thumbprint."""
         jwk = public_jwk(private_key)
-        return cls(kid=jwk["kid"], pem=private_pem(private_key), jwk=jwk)
+        return cls(kid=jwk["kid"], pem=private_pem(private_key), jwk=jwk, key=private_key)
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,21 @@ default), ``nbf``, ``iat``, ``jti``; header ``kid``.
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jose import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from panjereh.common.jwk import ALGORITHM
+from panjereh.common.jwk import ALGORITHM, b64url
 from panjereh.contracts import access
-from panjereh.identity.keys import KeySet
+from panjereh.identity.keys import KeySet, KeySource, SigningKeyPair
 
 #: the machine client a token was issued to (clients; equal to ``sub``)
 CLIENT_ID_CLAIM = "client_id"
@@ -68,10 +72,66 @@ def issue_access_token(
         claims[CLIENT_ID_CLAIM] = client_id
     if session_id is not None:
         claims[SESSION_CLAIM] = session_id
-    token: str = jwt.encode(
-        claims,
-        keyset.current.pem,
-        algorithm=ALGORITHM,
-        headers={"kid": keyset.current.kid, "typ": "JWT"},
-    )
-    return token
+    return _sign(keyset.current, claims)
+
+
+#: ES256 signatures are the two 32-byte integers r and s, concatenated (RFC 7518 §3.4)
+_COORDINATE_BYTES = 32
+_ECDSA = ec.ECDSA(hashes.SHA256())
+
+
+@functools.lru_cache(maxsize=8)
+def _encoded_header(kid: str) -> str:
+    """A key's JWS header, encoded once: it is the same for every token that key signs."""
+    header = {"alg": ALGORITHM, "kid": kid, "typ": "JWT"}
+    return b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+
+
+def _sign(signing_key: SigningKeyPair, claims: dict[str, Any]) -> str:
+    """A compact JWS of ``claims`` signed with the loaded key (no PEM parsed per token)."""
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{_encoded_header(signing_key.kid)}.{payload}"
+    r, s = decode_dss_signature(signing_key.key.sign(signing_input.encode(), _ECDSA))
+    signature = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
+    return f"{signing_input}.{b64url(signature)}"
+
+
+@dataclass(frozen=True)
+class _Held:
+    token: str = field(repr=False)
+    kid: str
+    renew_at: datetime
+
+
+class ReusedToken:
+    """A token identity mints for itself (its calls to the broker), reused while it is young.
+
+    A token per call cost an ES256 signature here and, each token being new, a signature
+    check at the broker, which remembers a token it has verified until it expires. The token
+    is minted again once half its ``lifetime`` has passed, so no call carries one close to
+    expiry, and at once when the current signing key changes (a rotation).
+    """
+
+    def __init__(
+        self,
+        mint: Callable[[datetime], Awaitable[str]],
+        key_source: KeySource,
+        *,
+        lifetime: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._mint = mint
+        self._key_source = key_source
+        self._reuse_for = lifetime / 2
+        self._clock = clock
+        self._held: _Held | None = None
+
+    async def __call__(self) -> str:
+        now = self._clock()
+        kid = (await self._key_source.keyset()).current.kid
+        held = self._held
+        if held is not None and held.kid == kid and now < held.renew_at:
+            return held.token
+        token = await self._mint(now)
+        self._held = _Held(token=token, kid=kid, renew_at=now + self._reuse_for)
+        return token
