@@ -44,6 +44,7 @@ from panjereh.identity.sms import (
     VerifyLookupSmsGateway,
     verify_lookup_client,
 )
+from panjereh.identity.tokens import ReusedToken
 
 HOUSEKEEPING_INTERVAL_SECONDS = 600.0
 SELF_URL = "http://identity.internal"
@@ -110,11 +111,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.token_verifier = verifier
         resources.on_close(verifier.aclose)
 
-        async def own_token() -> str:
-            return await tokens.own_service_token(
-                key_source=source, settings=settings, now=datetime.now(UTC)
-            )
+        async def mint_own_token(now: datetime) -> str:
+            return await tokens.own_service_token(key_source=source, settings=settings, now=now)
 
+        # one token for many inquiries: minted again at half its lifetime or a key rotation
+        own_token = ReusedToken(
+            mint_own_token, source, lifetime=tokens.token_policy(settings).lifetime
+        )
         app.state.inquiries = InquiryClient(broker_http, settings.inquiry_broker_url, own_token)
 
         await resources.start(
@@ -135,7 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sms_worker = await resources.start(
             PeriodicWorker("sms-dispatcher", dispatcher.step, interval=settings.sms_poll_seconds)
         )
-        sms = SmsQueue(keys, wake=sms_worker.wake)
+        # messages queued here are handed to this dispatcher after their commit, already
+        # claimed; the worker's passes send the rest (retries, other replicas' leftovers)
+        resources.on_close(dispatcher.close)
+        sms = SmsQueue(keys, wake=sms_worker.wake, dispatcher=dispatcher)
         app.state.sms = sms
 
         async def housekeeping_pass() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -24,6 +26,9 @@ from panjereh.identity.models import (
     StaffRole,
     idempotency_records,
 )
+
+if TYPE_CHECKING:
+    from panjereh.identity.sms import QueuedMessage
 
 #: the first answers to keyed creating requests (``Idempotency-Key``)
 idempotency = IdempotencyStore(idempotency_records)
@@ -57,9 +62,19 @@ class CitizenRepository:
             return None
         return await self.by_id(citizen_id)
 
-    async def lock_registration(self, lookup_key: str) -> None:
-        """Serialise first logins of one national code: one of them registers the person."""
-        await _advisory_lock(self.session, lookup_key)
+    async def register(self, citizen: dict[str, object]) -> bool:
+        """Insert ``citizen`` unless its national code is registered; whether it was inserted.
+
+        A first login racing this one for the same person waits here until the other's unit
+        of work ends; then exactly one of them has inserted the row.
+        """
+        inserted = await self.session.scalar(
+            insert(Citizen)
+            .values(citizen)
+            .on_conflict_do_nothing(index_elements=[Citizen.national_code])
+            .returning(Citizen.id)
+        )
+        return inserted is not None
 
 
 class StaffRoleRepository:
@@ -93,15 +108,98 @@ class StaffRoleRepository:
             )
 
 
+#: a new challenge and the SMS that carries its code (the code itself only sealed in the SMS)
+_CHALLENGE_WITH_MESSAGE = text(
+    """
+    WITH challenge AS (
+        INSERT INTO identity.otp_challenge
+            (id, national_code, mobile, code_hash, failed_attempts, created_at, expires_at)
+        VALUES
+            (:challenge_id, :national_code, :mobile, :code_hash, 0, :created_at, :expires_at)
+    )
+    INSERT INTO identity.sms_message
+        (id, mobile, template, sealed_tokens, status, attempts, created_at, next_attempt_at,
+         expires_at)
+    VALUES
+        (:sms_id, :sms_mobile, :sms_template, :sms_sealed_tokens, :sms_status, :sms_attempts,
+         :sms_created_at, :sms_next_attempt_at, :sms_expires_at)
+    """
+)
+
+
+#: a code checked: the day's wrong codes of the mobile and the person are read and, for the
+#: right code (``spend``) while neither is at its cap, the challenge is spent and those failure
+#: counters are dropped. The same statement runs for a right and a wrong code, so a refusal at
+#: the cap takes the same path whichever code was sent
+_CONSUME = text(
+    """
+    WITH failed AS (
+        SELECT coalesce(max(hits) FILTER (WHERE bucket = :failed_mobile), 0) AS by_mobile,
+               coalesce(max(hits) FILTER (WHERE bucket = :failed_person), 0) AS by_person
+        FROM identity.rate_limit_counter
+        WHERE bucket IN (:failed_mobile, :failed_person) AND window_start = :failed_start
+    ), allowed AS (
+        SELECT by_mobile < :failures_per_mobile AND by_person < :failures_per_person
+               AND CAST(:spend AS boolean) AS yes
+        FROM failed
+    ), forgotten AS (
+        DELETE FROM identity.rate_limit_counter
+        WHERE bucket IN (:failed_mobile, :failed_person) AND (SELECT yes FROM allowed)
+    ), consumed AS (
+        UPDATE identity.otp_challenge SET consumed_at = :now
+        WHERE id = :challenge_id AND (SELECT yes FROM allowed)
+    )
+    SELECT by_mobile, by_person FROM failed
+    """
+)
+
+
 class ChallengeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def for_update(self, challenge_id: uuid.UUID) -> OtpChallenge | None:
-        challenge: OtpChallenge | None = await self.session.scalar(
-            select(OtpChallenge).where(OtpChallenge.id == challenge_id).with_for_update()
-        )
-        return challenge
+    async def with_citizen_for_update(
+        self, challenge_id: uuid.UUID
+    ) -> tuple[OtpChallenge, Citizen | None] | None:
+        """The challenge, locked, with the citizen of its national code if there is one."""
+        row = (
+            await self.session.execute(
+                select(OtpChallenge, Citizen)
+                .outerjoin(Citizen, Citizen.national_code == OtpChallenge.national_code)
+                .where(OtpChallenge.id == challenge_id)
+                .with_for_update(of=OtpChallenge)
+            )
+        ).one_or_none()
+        return None if row is None else (row[0], row[1])
+
+    async def check_failures_and_consume(
+        self,
+        challenge_id: uuid.UUID,
+        *,
+        spend: bool,
+        now: datetime,
+        failed_mobile: Window,
+        failed_person: Window,
+        failure_caps: tuple[int, int],
+    ) -> tuple[int, int]:
+        """The failure counts (mobile, person) in the current window; with ``spend`` and
+        neither at its cap, the (locked) challenge is spent and both counters dropped."""
+        row = (
+            await self.session.execute(
+                _CONSUME,
+                {
+                    "challenge_id": challenge_id,
+                    "spend": spend,
+                    "now": now,
+                    "failed_mobile": failed_mobile.bucket,
+                    "failed_person": failed_person.bucket,
+                    "failed_start": failed_mobile.start,
+                    "failures_per_mobile": failure_caps[0],
+                    "failures_per_person": failure_caps[1],
+                },
+            )
+        ).one()
+        return int(row.by_mobile), int(row.by_person)
 
     async def lock_mobile(self, lookup_key: str) -> None:
         """Serialise challenge creation per mobile until this transaction ends."""
@@ -116,16 +214,86 @@ class ChallengeRepository:
         )
         return bool(getattr(result, "rowcount", 0))
 
-    async def latest_sent_to(self, mobile: str) -> datetime | None:
-        latest: datetime | None = await self.session.scalar(
-            select(func.max(OtpChallenge.created_at)).where(OtpChallenge.mobile == mobile)
+    async def add_with_message(
+        self,
+        *,
+        challenge_id: uuid.UUID,
+        national_code: str,
+        mobile: str,
+        code_hash: str,
+        created_at: datetime,
+        expires_at: datetime,
+        message: QueuedMessage,
+    ) -> None:
+        """Insert a new challenge and the SMS that carries its code, in one round trip."""
+        await self.session.execute(
+            _CHALLENGE_WITH_MESSAGE,
+            {
+                "challenge_id": challenge_id,
+                "national_code": national_code,
+                "mobile": mobile,
+                "code_hash": code_hash,
+                "created_at": created_at,
+                "expires_at": expires_at,
+                **{f"sms_{name}": value for name, value in message.items()},
+            },
         )
-        return latest
+
+
+#: a login session (refresh-token family), its first refresh token, and the person's staff
+#: roles for the access token: one round trip
+_START_SESSION = text(
+    """
+    WITH family AS (
+        INSERT INTO identity.refresh_token_family (id, citizen_id, created_at, expires_at)
+        VALUES (:family_id, :citizen_id, :now, :family_expires_at)
+        RETURNING id
+    ), token AS (
+        INSERT INTO identity.refresh_token
+            (id, family_id, token_hash, access_token_id, created_at, expires_at)
+        SELECT CAST(:token_id AS uuid), family.id, CAST(:token_hash AS text),
+               CAST(:access_token_id AS text), CAST(:now AS timestamptz),
+               CAST(:token_expires_at AS timestamptz)
+        FROM family
+    )
+    SELECT role FROM identity.staff_role WHERE national_code = :national_code ORDER BY role
+    """
+)
 
 
 class RefreshTokenRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def start_session(
+        self,
+        *,
+        family_id: uuid.UUID,
+        citizen_id: uuid.UUID,
+        national_code: str,
+        family_expires_at: datetime,
+        token_id: uuid.UUID,
+        token_hash: str,
+        access_token_id: str,
+        token_expires_at: datetime,
+        now: datetime,
+    ) -> list[str]:
+        """Insert a family and its first refresh token; the staff roles of ``national_code``."""
+        rows = await self.session.execute(
+            _START_SESSION,
+            {
+                "family_id": family_id,
+                "citizen_id": citizen_id,
+                "national_code": national_code,
+                "family_expires_at": family_expires_at,
+                "token_id": token_id,
+                "token_hash": token_hash,
+                "access_token_id": access_token_id,
+                "token_expires_at": token_expires_at,
+                "now": now,
+            },
+        )
+        return [str(role) for role in rows.scalars()]
 
     async def by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         token: RefreshToken | None = await self.session.scalar(
@@ -209,6 +377,41 @@ class SmsRepository:
         )
         return message
 
+    async def claim(
+        self, message_id: uuid.UUID, *, attempt: int, lease_until: datetime
+    ) -> int | None:
+        """Claim a pending, unexpired message whose last try was ``attempt`` (nobody claimed
+        it since): the try is counted and leased; the new attempt number, or ``None``."""
+        claimed = await self.session.scalar(
+            update(SmsMessage)
+            .where(
+                SmsMessage.id == message_id,
+                SmsMessage.status == "pending",
+                SmsMessage.attempts == attempt,
+                SmsMessage.expires_at > func.now(),
+            )
+            .values(attempts=SmsMessage.attempts + 1, next_attempt_at=lease_until)
+            .returning(SmsMessage.attempts)
+        )
+        return None if claimed is None else int(claimed)
+
+    async def mark_sent(
+        self, message_id: uuid.UUID, *, provider_message_id: str | None, now: datetime
+    ) -> bool:
+        """Settle a pending message as sent (its tokens erased); whether it was pending."""
+        sent = await self.session.scalar(
+            update(SmsMessage)
+            .where(SmsMessage.id == message_id, SmsMessage.status == "pending")
+            .values(
+                status="sent",
+                sent_at=now,
+                provider_message_id=provider_message_id,
+                sealed_tokens=None,
+            )
+            .returning(SmsMessage.id)
+        )
+        return sent is not None
+
     async def dev_outbox(self, mobile: str, limit: int = 50) -> list[DevSms]:
         rows = await self.session.scalars(
             select(DevSms).where(DevSms.mobile == mobile).order_by(DevSms.id.desc()).limit(limit)
@@ -216,9 +419,170 @@ class SmsRepository:
         return list(rows)
 
 
+#: An OTP request counted per client address, then (if the address is within its limit) per
+#: mobile, with the last code sent to the mobile: one round trip, the refusals in that order.
+_COUNT_OTP_REQUEST = text(
+    """
+    WITH by_address AS (
+        INSERT INTO identity.rate_limit_counter AS c (bucket, window_start, hits, expires_at)
+        VALUES (:address, :address_start, 1, :address_end)
+        ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1
+        RETURNING hits
+    ), by_mobile AS (
+        INSERT INTO identity.rate_limit_counter AS c (bucket, window_start, hits, expires_at)
+        SELECT CAST(:mobile_bucket AS text), CAST(:mobile_start AS timestamptz), 1,
+               CAST(:mobile_end AS timestamptz)
+        FROM by_address WHERE by_address.hits <= :address_limit
+        ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1
+        RETURNING hits
+    )
+    SELECT (SELECT hits FROM by_address) AS by_address,
+           (SELECT hits FROM by_mobile) AS by_mobile,
+           (SELECT max(created_at) FROM identity.otp_challenge WHERE mobile = :mobile) AS latest
+    """
+)
+
+#: A code about to be sent: the last code sent to the mobile (cooldown) and the day's wrong
+#: codes of the mobile and the person are read; only when all of them allow it is the code
+#: counted per mobile, then (within the mobile's cap) per national code. One round trip.
+_COUNT_CODE_SENT = text(
+    """
+    WITH latest AS (
+        SELECT max(created_at) AS at FROM identity.otp_challenge WHERE mobile = :mobile
+    ), failed AS (
+        SELECT coalesce(max(hits) FILTER (WHERE bucket = :failed_mobile), 0) AS by_mobile,
+               coalesce(max(hits) FILTER (WHERE bucket = :failed_person), 0) AS by_person
+        FROM identity.rate_limit_counter
+        WHERE bucket IN (:failed_mobile, :failed_person) AND window_start = :failed_start
+    ), by_mobile AS (
+        INSERT INTO identity.rate_limit_counter AS c (bucket, window_start, hits, expires_at)
+        SELECT CAST(:sent_mobile AS text), CAST(:sent_start AS timestamptz), 1,
+               CAST(:sent_end AS timestamptz)
+        FROM latest, failed
+        WHERE (latest.at IS NULL OR latest.at <= :resend_from)
+          AND failed.by_mobile < :failures_per_mobile
+          AND failed.by_person < :failures_per_person
+        ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1
+        RETURNING hits
+    ), by_person AS (
+        INSERT INTO identity.rate_limit_counter AS c (bucket, window_start, hits, expires_at)
+        SELECT CAST(:sent_person AS text), CAST(:sent_start AS timestamptz), 1,
+               CAST(:sent_end AS timestamptz)
+        FROM by_mobile WHERE by_mobile.hits <= :codes_per_mobile
+        ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1
+        RETURNING hits
+    )
+    SELECT latest.at AS latest, failed.by_mobile AS failed_by_mobile,
+           failed.by_person AS failed_by_person,
+           (SELECT hits FROM by_mobile) AS sent_to_mobile,
+           (SELECT hits FROM by_person) AS sent_to_person
+    FROM latest, failed
+    """
+)
+
+
+@dataclass(frozen=True)
+class RequestCount:
+    """What counting an OTP request found; ``by_mobile`` is ``None`` when it was not counted."""
+
+    by_address: int
+    by_mobile: int | None
+    latest_sent: datetime | None
+
+
+@dataclass(frozen=True)
+class CodeSentCount:
+    """What counting a code to send found; the sent counts are ``None`` when not counted."""
+
+    latest_sent: datetime | None
+    failed_by_mobile: int
+    failed_by_person: int
+    sent_to_mobile: int | None
+    sent_to_person: int | None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A bucket's fixed window: its counter key, start and end."""
+
+    bucket: str
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, bucket: str, *, window_seconds: int, now: datetime) -> Window:
+        start, end = _window(window_seconds, now)
+        return cls(bucket=bucket, start=start, end=end)
+
+
 class RateLimitRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def count_otp_request(
+        self, *, address: Window, address_limit: int, mobile: Window, plain_mobile: str
+    ) -> RequestCount:
+        """One hit per address, then per mobile unless the address is over ``address_limit``."""
+        row = (
+            await self.session.execute(
+                _COUNT_OTP_REQUEST,
+                {
+                    "address": address.bucket,
+                    "address_start": address.start,
+                    "address_end": address.end,
+                    "address_limit": address_limit,
+                    "mobile_bucket": mobile.bucket,
+                    "mobile_start": mobile.start,
+                    "mobile_end": mobile.end,
+                    "mobile": plain_mobile,
+                },
+            )
+        ).one()
+        return RequestCount(
+            by_address=int(row.by_address),
+            by_mobile=None if row.by_mobile is None else int(row.by_mobile),
+            latest_sent=row.latest,
+        )
+
+    async def count_code_sent(
+        self,
+        *,
+        plain_mobile: str,
+        resend_from: datetime,
+        failed_mobile: Window,
+        failed_person: Window,
+        failure_caps: tuple[int, int],
+        sent_mobile: Window,
+        sent_person: Window,
+        codes_per_mobile: int,
+    ) -> CodeSentCount:
+        """The cooldown and failure counts, and the code counted when they allow it."""
+        row = (
+            await self.session.execute(
+                _COUNT_CODE_SENT,
+                {
+                    "mobile": plain_mobile,
+                    "resend_from": resend_from,
+                    "failed_mobile": failed_mobile.bucket,
+                    "failed_person": failed_person.bucket,
+                    "failed_start": failed_mobile.start,
+                    "failures_per_mobile": failure_caps[0],
+                    "failures_per_person": failure_caps[1],
+                    "sent_mobile": sent_mobile.bucket,
+                    "sent_person": sent_person.bucket,
+                    "sent_start": sent_mobile.start,
+                    "sent_end": sent_mobile.end,
+                    "codes_per_mobile": codes_per_mobile,
+                },
+            )
+        ).one()
+        return CodeSentCount(
+            latest_sent=row.latest,
+            failed_by_mobile=int(row.failed_by_mobile),
+            failed_by_person=int(row.failed_by_person),
+            sent_to_mobile=None if row.sent_to_mobile is None else int(row.sent_to_mobile),
+            sent_to_person=None if row.sent_to_person is None else int(row.sent_to_person),
+        )
 
     async def hit(self, bucket: str, *, window_seconds: int, now: datetime) -> tuple[int, float]:
         """Count one hit in ``bucket``'s current fixed window: (hits so far, seconds left)."""
@@ -234,35 +598,6 @@ class RateLimitRepository:
         )
         hits = int((await self.session.execute(statement)).scalar_one())
         return hits, (window_end - now).total_seconds()
-
-    async def hits(self, bucket: str, *, window_seconds: int, now: datetime) -> tuple[int, float]:
-        """``bucket``'s hits in its current fixed window, counting none: (hits, seconds left)."""
-        window_start, window_end = _window(window_seconds, now)
-        hits = await self.session.scalar(
-            select(RateLimitCounter.hits).where(
-                RateLimitCounter.bucket == bucket, RateLimitCounter.window_start == window_start
-            )
-        )
-        return int(hits or 0), (window_end - now).total_seconds()
-
-    async def hits_of(
-        self, buckets: Sequence[str], *, window_seconds: int, now: datetime
-    ) -> tuple[list[int], float]:
-        """:meth:`hits` of several buckets in one query: (hits of each, in order; seconds left)."""
-        window_start, window_end = _window(window_seconds, now)
-        rows = await self.session.execute(
-            select(RateLimitCounter.bucket, RateLimitCounter.hits).where(
-                RateLimitCounter.bucket.in_(buckets), RateLimitCounter.window_start == window_start
-            )
-        )
-        found = {str(row.bucket): int(row.hits) for row in rows}
-        return [found.get(bucket, 0) for bucket in buckets], (window_end - now).total_seconds()
-
-    async def forget(self, buckets: Sequence[str]) -> None:
-        """Drop every window of ``buckets`` (their counts start again from zero)."""
-        await self.session.execute(
-            delete(RateLimitCounter).where(RateLimitCounter.bucket.in_(buckets))
-        )
 
 
 def _window(window_seconds: int, now: datetime) -> tuple[datetime, datetime]:

@@ -1,7 +1,9 @@
 """SMS: a queue in the database, a background dispatcher, and gateways to send through.
 
 Messages are written in the business transaction (:meth:`SmsQueue.enqueue`) and sent after
-commit by :class:`SmsDispatcher`; an endpoint never waits on the provider. A provider outage
+commit by :class:`SmsDispatcher`; an endpoint never waits on the provider. A message queued in
+this process is written already claimed and handed to the dispatcher once its unit of work
+commits (no claiming transaction, no wait for a pass); the passes send the rest. A provider outage
 loses nothing: a message stays ``pending`` and is retried with backoff until it is sent, runs
 out of tries, or expires (an OTP is worthless after its challenge ends). Template tokens, which
 carry the OTP, are encrypted at rest and erased once the message is settled.
@@ -33,9 +35,9 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 from urllib.parse import quote
 
 import httpx
@@ -237,16 +239,61 @@ class VerifyLookupSmsGateway:
         return str(entries[0].get("messageid", ""))
 
 
+class QueuedMessage(TypedDict):
+    """The columns of a pending ``sms_message`` row."""
+
+    id: uuid.UUID
+    mobile: str
+    template: str
+    sealed_tokens: bytes
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A message this dispatcher holds the lease of; ``attempt`` tells its claim from later ones."""
+
+    id: uuid.UUID
+    mobile: str = field(repr=False)
+    template: str
+    tokens: list[str] = field(repr=False)
+    attempt: int
+
+
+class HandOver(Protocol):
+    """A dispatcher that takes a message already claimed by the unit of work that queued it."""
+
+    @property
+    def lease(self) -> timedelta: ...
+
+    def hand_over(self, message: _Claimed) -> None: ...
+
+
 class SmsQueue:
     """Where use cases queue messages: rows in the caller's unit of work.
 
-    ``wake`` (the dispatcher's) is called once that unit of work commits, so the message
-    leaves at once rather than at the next poll; a rolled-back message was never queued.
+    With a ``dispatcher`` (the service's), a message is inserted already claimed (its first
+    try counted, leased) and handed to the dispatcher once the unit of work commits: it is
+    sent at once, with no claiming transaction. Should the process stop before the send is
+    recorded, the lease runs out and a later pass sends it, as after any claim. Without one,
+    ``wake`` is called after the commit so the next pass comes at once. A rolled-back
+    message was never queued, and nothing is handed over or woken for it.
     """
 
-    def __init__(self, keys: Keys, *, wake: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Keys,
+        *,
+        wake: Callable[[], None] | None = None,
+        dispatcher: HandOver | None = None,
+    ) -> None:
         self._keys = keys
         self._wake = wake
+        self._dispatcher = dispatcher
 
     def enqueue(
         self,
@@ -259,36 +306,56 @@ class SmsQueue:
         valid_for: timedelta,
     ) -> uuid.UUID:
         """Queue a message in ``session``'s transaction; sent after the commit."""
-        message_id = uuid.uuid4()
-        session.add(
-            SmsMessage(
-                id=message_id,
-                mobile=mobile,
-                template=template,
-                sealed_tokens=self._keys.encrypt(
-                    json.dumps(list(tokens)).encode(), context=message_id.bytes
-                ),
-                status="pending",
-                attempts=0,
-                created_at=now,
-                next_attempt_at=now,
-                expires_at=now + valid_for,
-            )
+        message = self.message(
+            mobile=mobile, template=template, tokens=tokens, now=now, valid_for=valid_for
         )
-        if self._wake is not None:
+        session.add(SmsMessage(**message))
+        self.queued(session, message, tokens)
+        return message["id"]
+
+    def message(
+        self,
+        *,
+        mobile: str,
+        template: str,
+        tokens: Sequence[str],
+        now: datetime,
+        valid_for: timedelta,
+    ) -> QueuedMessage:
+        """A message's column values (tokens sealed), for a statement that inserts it; the
+        caller then tells :meth:`queued` about its unit of work."""
+        message_id = uuid.uuid4()
+        handed_over = self._dispatcher is not None
+        return {
+            "id": message_id,
+            "mobile": mobile,
+            "template": template,
+            "sealed_tokens": self._keys.encrypt(
+                json.dumps(list(tokens)).encode(), context=message_id.bytes
+            ),
+            "status": "pending",
+            # handed over: claimed as it is written, so no pass takes it while it is sent
+            "attempts": 1 if handed_over else 0,
+            "created_at": now,
+            "next_attempt_at": now + self._dispatcher.lease if self._dispatcher else now,
+            "expires_at": now + valid_for,
+        }
+
+    def queued(self, session: AsyncSession, message: QueuedMessage, tokens: Sequence[str]) -> None:
+        """``message`` was inserted in ``session``'s unit of work: once it commits, hand it
+        to the dispatcher (or wake it)."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            claimed = _Claimed(
+                id=message["id"],
+                mobile=message["mobile"],
+                template=message["template"],
+                tokens=list(tokens),
+                attempt=message["attempts"],
+            )
+            after_commit(session, lambda: dispatcher.hand_over(claimed))
+        elif self._wake is not None:
             after_commit(session, self._wake)
-        return message_id
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    """A message this dispatcher holds the lease of; ``attempt`` tells its claim from later ones."""
-
-    id: uuid.UUID
-    mobile: str = field(repr=False)
-    template: str
-    tokens: list[str] = field(repr=False)
-    attempt: int
 
 
 @dataclass(frozen=True)
@@ -319,6 +386,58 @@ class SmsDispatcher:
         self._lease = timedelta(seconds=lease_seconds)
         # a send cut off at half the lease is recorded long before anyone else may claim it
         self._send_within = lease_seconds / 2
+        self._handed_over: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed message belongs to the dispatcher sending it."""
+        return self._lease
+
+    def hand_over(self, message: _Claimed) -> None:
+        """Send ``message``, claimed by the unit of work that queued it and just committed.
+
+        Once closed, nothing is started: the lease runs out and a later pass sends it.
+        """
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._deliver_handed_over(message), name="sms-hand-over"
+        )
+        self._handed_over.add(task)
+        task.add_done_callback(self._handed_over.discard)
+
+    async def close(self) -> None:
+        """Stop the sends handed over and not finished (their leases run out; a later pass,
+        here or in another replica, sends them)."""
+        self._closed = True
+        tasks = list(self._handed_over)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _deliver_handed_over(self, message: _Claimed) -> None:
+        """The first try of a message handed over; a failed one is tried once more from here
+        after its retry delay (held from the passes until a while after that, so no other
+        dispatcher takes it meanwhile); later tries are the passes' (or if this process
+        stops first)."""
+        try:
+            retry_in = await self._deliver(message, hold=self._lease / 2)
+            if retry_in is None:
+                return
+            await asyncio.sleep(retry_in)
+            async with self._database.transaction() as session:
+                attempt = await SmsRepository(session).claim(
+                    message.id, attempt=message.attempt, lease_until=datetime.now(UTC) + self._lease
+                )
+            if attempt is not None:
+                await self._deliver(replace(message, attempt=attempt))
+        except Exception as exc:
+            # the outcome was not recorded (database down): the lease runs out, a pass retries
+            logger.warning(
+                "sms outcome not recorded; will retry",
+                extra={"sms_id": str(message.id), "error": type(exc).__name__},
+            )
 
     async def step(self) -> bool:
         """One pass for a periodic worker; ``True`` when a full batch suggests more is due."""
@@ -362,7 +481,8 @@ class SmsDispatcher:
                 )
         return len(due), claimed
 
-    async def _deliver(self, message: _Claimed) -> None:
+    async def _deliver(self, message: _Claimed, *, hold: timedelta = timedelta(0)) -> float | None:
+        """Send, then record the outcome; the seconds until the next try when there is one."""
         try:
             async with asyncio.timeout(self._send_within):
                 provider_message_id = await self._gateway.send(
@@ -377,22 +497,32 @@ class SmsDispatcher:
             outcome = _Outcome(error=type(exc).__name__)
         else:
             outcome = _Outcome(provider_message_id=provider_message_id)
-        await self._record(message, outcome)
+        return await self._record(message, outcome, hold=hold)
 
-    async def _record(self, claimed: _Claimed, outcome: _Outcome) -> None:
+    async def _record(
+        self, claimed: _Claimed, outcome: _Outcome, *, hold: timedelta = timedelta(0)
+    ) -> float | None:
+        """Record ``outcome``; the seconds until the message's next try when it has one.
+
+        ``hold`` keeps a message to be tried again from the passes that much longer than its
+        retry delay (the dispatcher that handed it over tries it again itself, in time)."""
         async with self._database.transaction() as session:
+            if outcome.error is None:
+                # delivered: true whoever holds the lease now; one statement, and nothing when
+                # the message was settled meanwhile (by a dispatcher that took over)
+                if await SmsRepository(session).mark_sent(
+                    claimed.id,
+                    provider_message_id=outcome.provider_message_id,
+                    now=datetime.now(UTC),
+                ):
+                    SMS_MESSAGES.labels("sent").inc()
+                return None
             message = await SmsRepository(session).for_update(claimed.id)
             if message is None or message.status != "pending":
-                return  # settled meanwhile (by a dispatcher that took over after the lease)
+                return None  # settled meanwhile (by a dispatcher that took over after the lease)
             now = datetime.now(UTC)
-            if outcome.error is None:
-                # delivered: true whoever holds the lease now
-                message.sent_at = now
-                message.provider_message_id = outcome.provider_message_id
-                self._settle(message, "sent")
-                return
             if message.attempts != claimed.attempt:
-                return  # the lease ran out and a newer claim owns the message's fate
+                return None  # the lease ran out and a newer claim owns the message's fate
             message.last_error = outcome.error
             if outcome.permanent:
                 self._settle(message, "failed")
@@ -401,12 +531,14 @@ class SmsDispatcher:
                 self._settle(message, "failed")
                 logger.error("sms gave up after retries", extra={"sms_id": str(message.id)})
             else:
-                delay = self._retry_base * 2 ** min(message.attempts, 10)
-                message.next_attempt_at = now + timedelta(seconds=delay)
+                delay: float = self._retry_base * 2.0 ** min(message.attempts, 10)
+                message.next_attempt_at = now + timedelta(seconds=delay) + hold
                 logger.warning(
                     "sms not sent; will retry",
                     extra={"sms_id": str(message.id), "attempts": message.attempts},
                 )
+                return delay
+            return None
 
     @staticmethod
     def _settle(message: SmsMessage, status: str) -> None:

@@ -47,7 +47,7 @@ from panjereh.identity.errors import (
 from panjereh.identity.inquiries import InquiryClient, InquiryUnavailable, PersonProfile
 from panjereh.identity.keys import KeySource
 from panjereh.identity.metrics import OTP_EVENTS
-from panjereh.identity.models import Citizen, OtpChallenge
+from panjereh.identity.models import Citizen
 from panjereh.identity.repository import ChallengeRepository, CitizenRepository
 from panjereh.identity.schemas import OtpChallengeRead, TokenPairRead
 from panjereh.identity.service import ratelimits, tokens
@@ -88,9 +88,9 @@ async def request_otp(
     async with database.transaction() as session:
         # one request per mobile at a time: two racing requests cannot both pass the cooldown
         await ChallengeRepository(session).lock_mobile(keys.lookup_key("otp-mobile", mobile))
-        await ratelimits.enforce_cooldown(session, mobile=mobile, settings=settings, now=now)
-        # the daily caps count only pairs the registry confirmed (see ratelimits): a stranger
-        # naming this national code with other mobiles cannot spend its owner's codes
+        # the cooldown again, under the lock; the daily caps count only pairs the registry
+        # confirmed (see ratelimits): a stranger naming this national code with other mobiles
+        # cannot spend its owner's codes
         await ratelimits.count_code_sent(
             session,
             keys=keys,
@@ -101,31 +101,29 @@ async def request_otp(
         )
         code = new_otp_code()
         lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
-        session.add(
-            OtpChallenge(
-                id=challenge_id,
-                national_code=national_code,
-                mobile=mobile,
-                code_hash=keys.otp_hash(
-                    challenge_id=str(challenge_id),
-                    national_code=national_code,
-                    mobile=mobile,
-                    code=code,
-                ),
-                failed_attempts=0,
-                created_at=now,
-                expires_at=now + lifetime,
-            )
-        )
-        sms.enqueue(
-            session,
+        message = sms.message(
             mobile=mobile,
             template=settings.sms_otp_template,
             tokens=[code],
             now=now,
             valid_for=lifetime,
         )
-        await session.flush()
+        # the challenge and the SMS that carries its code: one statement
+        await ChallengeRepository(session).add_with_message(
+            challenge_id=challenge_id,
+            national_code=national_code,
+            mobile=mobile,
+            code_hash=keys.otp_hash(
+                challenge_id=str(challenge_id),
+                national_code=national_code,
+                mobile=mobile,
+                code=code,
+            ),
+            created_at=now,
+            expires_at=now + lifetime,
+            message=message,
+        )
+        sms.queued(session, message, [code])
     logger.info("otp challenge created", extra={"challenge_id": str(challenge_id)})
     OTP_EVENTS.labels("requested").inc()
     return OtpChallengeRead(
@@ -192,10 +190,9 @@ async def _verify_otp(
     now: datetime,
 ) -> TokenPairRead:
     async with database.transaction() as session:
-        claim = await _claim(
+        claim, citizen = await _claim(
             session, challenge_id=challenge_id, code=code, keys=keys, settings=settings, now=now
         )
-        citizen = await CitizenRepository(session).by_national_code(claim.national_code)
         if citizen is not None:
             return await _sign_in(
                 session,
@@ -223,7 +220,7 @@ async def _verify_otp(
         raise NotInCivilRegistry
     try:
         async with database.transaction() as session:
-            citizen = await _register(session, claim=claim, profile=profile, keys=keys, now=now)
+            citizen = await _register(session, claim=claim, profile=profile, now=now)
             return await _sign_in(
                 session,
                 citizen=citizen,
@@ -246,11 +243,16 @@ async def _claim(
     keys: Keys,
     settings: Settings,
     now: datetime,
-) -> _Claim:
-    """Lock the challenge, check the code, and consume it (for this request only)."""
-    challenge = await ChallengeRepository(session).for_update(challenge_id)
-    if challenge is None:
+) -> tuple[_Claim, Citizen | None]:
+    """Lock the challenge, check the code, and consume it (for this request only).
+
+    The citizen of the challenge's national code comes with it (``None`` at a first login).
+    """
+    challenges = ChallengeRepository(session)
+    found = await challenges.with_citizen_for_update(challenge_id)
+    if found is None:
         raise OtpChallengeNotFound
+    challenge, citizen = found
     if challenge.consumed_at is not None:
         raise OtpAlreadyUsed
     if challenge.failed_attempts >= settings.otp_max_attempts:
@@ -258,16 +260,28 @@ async def _claim(
     if challenge.expires_at <= now:
         raise OtpExpired
     # one check at a time per mobile: racing guesses cannot all slip under the daily cap
-    await ChallengeRepository(session).lock_mobile(keys.lookup_key("otp-mobile", challenge.mobile))
+    await challenges.lock_mobile(keys.lookup_key("otp-mobile", challenge.mobile))
     person = {"national_code": challenge.national_code, "mobile": challenge.mobile}
-    await ratelimits.enforce_failure_caps(session, keys=keys, settings=settings, now=now, **person)
-    if not keys.otp_matches(
+    right = keys.otp_matches(
         challenge.code_hash,
         challenge_id=str(challenge.id),
         national_code=challenge.national_code,
         mobile=challenge.mobile,
         code=code,
-    ):
+    )
+    # the daily failure caps refuse a right and a wrong code alike, by the same statement;
+    # below them a right code is spent there and earlier wrong guesses stop counting (it came
+    # from the owner's phone). The loaded row is not changed, so nothing else is flushed.
+    await ratelimits.check_code_against_caps(
+        session,
+        challenge_id=challenge.id,
+        right=right,
+        keys=keys,
+        settings=settings,
+        now=now,
+        **person,
+    )
+    if not right:
         challenge.failed_attempts += 1
         await ratelimits.count_failure(session, keys=keys, settings=settings, now=now, **person)
         await session.flush()
@@ -276,16 +290,13 @@ async def _claim(
             extra={"challenge_id": str(challenge.id), "failed": challenge.failed_attempts},
         )
         raise OtpInvalid(attempts_left=settings.otp_max_attempts - challenge.failed_attempts)
-    challenge.consumed_at = now
-    # the right code came from the owner's phone: earlier wrong guesses stop counting
-    await ratelimits.forget_failures(session, keys=keys, **person)
-    await session.flush()
-    return _Claim(
+    claim = _Claim(
         challenge_id=challenge.id,
         national_code=challenge.national_code,
         mobile=challenge.mobile,
         consumed_at=now,
     )
+    return claim, citizen
 
 
 async def _give_back(database: Database, claim: _Claim) -> bool:
@@ -306,18 +317,15 @@ async def _give_back(database: Database, claim: _Claim) -> bool:
 
 
 async def _register(
-    session: AsyncSession, *, claim: _Claim, profile: PersonProfile, keys: Keys, now: datetime
+    session: AsyncSession, *, claim: _Claim, profile: PersonProfile, now: datetime
 ) -> Citizen:
     """The citizen record for the claim's national code, created from the registry profile.
 
-    First logins of one person are serialised: one creates the record and publishes
+    First logins of one person are serialised by the insert itself (``ON CONFLICT DO
+    NOTHING`` waits for a racing insert to commit): one creates the record and publishes
     ``identity.citizen.registered``; any other finds it.
     """
     citizens = CitizenRepository(session)
-    await citizens.lock_registration(keys.lookup_key("citizen", claim.national_code))
-    existing = await citizens.by_national_code(claim.national_code)
-    if existing is not None:
-        return existing
     citizen = Citizen(
         id=uuid.uuid4(),
         national_code=claim.national_code,
@@ -328,13 +336,32 @@ async def _register(
         registered_at=now,
         last_login_at=now,
     )
-    session.add(citizen)
-    await session.flush()
+    row = {column: getattr(citizen, column) for column in _CITIZEN_COLUMNS}
+    if not await citizens.register(row):
+        existing = await citizens.by_national_code(claim.national_code)
+        if existing is None:  # pragma: no cover - the conflicting row exists, it was committed
+            msg = "a citizen conflicted on its national code and cannot be found"
+            raise RuntimeError(msg)
+        return existing
     citizen_id = str(citizen.id)
     # the event carries the opaque id only: no personal data leaves through Kafka
     await outbox.add(session, CitizenRegistered(citizen_id=citizen_id), key=citizen_id)
     logger.info("citizen registered", extra={"citizen_id": citizen_id})
+    # inserted as written: the object stays out of the session, so nothing is flushed again
     return citizen
+
+
+#: the columns a registration writes
+_CITIZEN_COLUMNS = (
+    "id",
+    "national_code",
+    "mobile",
+    "first_name",
+    "last_name",
+    "birth_date",
+    "registered_at",
+    "last_login_at",
+)
 
 
 async def _sign_in(

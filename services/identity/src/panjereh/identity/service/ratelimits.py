@@ -28,7 +28,9 @@ with the defaults, still well under 100).
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +38,7 @@ from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
 from panjereh.identity.errors import OtpRateLimited, OtpResendTooSoon
 from panjereh.identity.metrics import OTP_EVENTS
-from panjereh.identity.repository import ChallengeRepository, RateLimitRepository
+from panjereh.identity.repository import ChallengeRepository, RateLimitRepository, Window
 
 _DAY = "otp-day"
 _FAILED = "otp-failed"
@@ -55,35 +57,39 @@ async def count_otp_request(
 
     Run in a unit of work of its own, committed whatever happens next: a refused ownership
     check must still count, or the endpoint becomes an oracle for who owns which number. The
-    refusals are ``KeepChanges``: the hits counted so far stay counted.
+    refusals are ``KeepChanges``: the hits counted so far stay counted. The address is counted
+    first; the mobile only when the address is within its limit; then the resend cooldown.
+    Both counts and the cooldown's read are one statement.
     """
-    counters = RateLimitRepository(session)
-    checks = (
-        (
-            keys.lookup_key("otp-ip", client_ip),
-            settings.otp_per_ip_limit_effective,
-            settings.otp_per_ip_window_seconds,
-        ),
-        (
-            keys.lookup_key("otp-mobile", mobile),
-            settings.otp_per_mobile_limit,
-            settings.otp_per_mobile_window_seconds,
-        ),
+    address = Window.of(
+        keys.lookup_key("otp-ip", client_ip),
+        window_seconds=settings.otp_per_ip_window_seconds,
+        now=now,
     )
-    for bucket, limit, window in checks:
-        hits, retry_after = await counters.hit(bucket, window_seconds=window, now=now)
-        if hits > limit:
-            OTP_EVENTS.labels("rate_limited").inc()
-            raise OtpRateLimited(retry_after)
-    await enforce_cooldown(session, mobile=mobile, settings=settings, now=now)
+    by_mobile = Window.of(
+        keys.lookup_key("otp-mobile", mobile),
+        window_seconds=settings.otp_per_mobile_window_seconds,
+        now=now,
+    )
+    address_limit = settings.otp_per_ip_limit_effective
+    counted = await RateLimitRepository(session).count_otp_request(
+        address=address, address_limit=address_limit, mobile=by_mobile, plain_mobile=mobile
+    )
+    if counted.by_address > address_limit:
+        _refuse((address.end - now).total_seconds())
+    if counted.by_mobile is None or counted.by_mobile > settings.otp_per_mobile_limit:
+        _refuse((by_mobile.end - now).total_seconds())
+    _enforce_cooldown(counted.latest_sent, settings=settings, now=now)
 
 
-async def enforce_cooldown(
-    session: AsyncSession, *, mobile: str, settings: Settings, now: datetime
-) -> None:
-    """429 ``otp_resend_too_soon`` while the last code sent to ``mobile`` is too recent."""
+def _refuse(retry_after: float) -> NoReturn:
+    OTP_EVENTS.labels("rate_limited").inc()
+    raise OtpRateLimited(retry_after)
+
+
+def _enforce_cooldown(latest: datetime | None, *, settings: Settings, now: datetime) -> None:
+    """429 ``otp_resend_too_soon`` while the last code sent to the mobile is too recent."""
     cooldown = timedelta(seconds=settings.otp_resend_cooldown_seconds)
-    latest = await ChallengeRepository(session).latest_sent_to(mobile)
     if latest is not None and now - latest < cooldown:
         raise OtpResendTooSoon((latest + cooldown - now).total_seconds())
 
@@ -105,45 +111,45 @@ async def count_code_sent(
     mobile: str,
     now: datetime,
 ) -> None:
-    """Count a code about to be sent to a registry-confirmed pair; 429 beyond the daily caps.
+    """Check the cooldown, then count a code about to be sent to a registry-confirmed pair.
 
-    Refused, too, once the day's wrong codes are spent: a new code would only be guessed at.
+    429 within the resend cooldown; 429 once the day's wrong codes are spent (a new code would
+    only be guessed at); 429 beyond the daily caps of codes per mobile and per national code.
+    The reads and the counts are one statement: nothing is counted past the first refusal.
     """
-    await enforce_failure_caps(
-        session, keys=keys, settings=settings, national_code=national_code, mobile=mobile, now=now
-    )
-    counters = RateLimitRepository(session)
-    by_mobile, by_national_code = _buckets(keys, _DAY, national_code=national_code, mobile=mobile)
     window = settings.otp_daily_window_seconds
-    for bucket, limit in (
-        (by_mobile, settings.otp_daily_requests_per_mobile),
-        (by_national_code, settings.otp_daily_requests_per_national_code),
-    ):
-        hits, retry_after = await counters.hit(bucket, window_seconds=window, now=now)
-        if hits > limit:
-            OTP_EVENTS.labels("rate_limited").inc()
-            raise OtpRateLimited(retry_after)
-
-
-async def enforce_failure_caps(
-    session: AsyncSession,
-    *,
-    keys: Keys,
-    settings: Settings,
-    national_code: str,
-    mobile: str,
-    now: datetime,
-) -> None:
-    """429 ``otp_rate_limited`` once the day's wrong codes for the mobile or person are spent."""
-    buckets = _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
-    # both counts in one query: this runs on every OTP request and every code checked
-    counts, retry_after = await RateLimitRepository(session).hits_of(
-        buckets, window_seconds=settings.otp_daily_window_seconds, now=now
+    failed_mobile, failed_person = (
+        Window.of(bucket, window_seconds=window, now=now)
+        for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
     )
-    limits = (settings.otp_daily_failures_per_mobile, settings.otp_daily_failures_per_national_code)
-    if any(hits >= limit for hits, limit in zip(counts, limits, strict=True)):
-        OTP_EVENTS.labels("rate_limited").inc()
-        raise OtpRateLimited(retry_after)
+    sent_mobile, sent_person = (
+        Window.of(bucket, window_seconds=window, now=now)
+        for bucket in _buckets(keys, _DAY, national_code=national_code, mobile=mobile)
+    )
+    counted = await RateLimitRepository(session).count_code_sent(
+        plain_mobile=mobile,
+        resend_from=now - timedelta(seconds=settings.otp_resend_cooldown_seconds),
+        failed_mobile=failed_mobile,
+        failed_person=failed_person,
+        failure_caps=(
+            settings.otp_daily_failures_per_mobile,
+            settings.otp_daily_failures_per_national_code,
+        ),
+        sent_mobile=sent_mobile,
+        sent_person=sent_person,
+        codes_per_mobile=settings.otp_daily_requests_per_mobile,
+    )
+    _enforce_cooldown(counted.latest_sent, settings=settings, now=now)
+    retry_after = (sent_mobile.end - now).total_seconds()
+    if (
+        counted.failed_by_mobile >= settings.otp_daily_failures_per_mobile
+        or counted.failed_by_person >= settings.otp_daily_failures_per_national_code
+        or counted.sent_to_mobile is None
+        or counted.sent_to_mobile > settings.otp_daily_requests_per_mobile
+        or counted.sent_to_person is None
+        or counted.sent_to_person > settings.otp_daily_requests_per_national_code
+    ):
+        _refuse(retry_after)
 
 
 async def count_failure(
@@ -161,10 +167,38 @@ async def count_failure(
         await counters.hit(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
 
 
-async def forget_failures(
-    session: AsyncSession, *, keys: Keys, national_code: str, mobile: str
+async def check_code_against_caps(
+    session: AsyncSession,
+    *,
+    challenge_id: uuid.UUID,
+    right: bool,
+    keys: Keys,
+    settings: Settings,
+    national_code: str,
+    mobile: str,
+    now: datetime,
 ) -> None:
-    """A correct code: the owner is in, earlier wrong codes no longer count against them."""
-    await RateLimitRepository(session).forget(
-        _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
+    """429 ``otp_rate_limited`` once the day's wrong codes for the mobile or person are spent,
+    whether the code was right or not (one statement either way, nothing changed). Below the
+    caps, the right code spends the challenge and resets both failure counts (NIST counts
+    *consecutive* failures: the owner is in), in that same statement."""
+    failed_mobile, failed_person = (
+        Window.of(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
+        for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
     )
+    by_mobile, by_person = await ChallengeRepository(session).check_failures_and_consume(
+        challenge_id,
+        spend=right,
+        now=now,
+        failed_mobile=failed_mobile,
+        failed_person=failed_person,
+        failure_caps=(
+            settings.otp_daily_failures_per_mobile,
+            settings.otp_daily_failures_per_national_code,
+        ),
+    )
+    if (
+        by_mobile >= settings.otp_daily_failures_per_mobile
+        or by_person >= settings.otp_daily_failures_per_national_code
+    ):
+        _refuse((failed_mobile.end - now).total_seconds())

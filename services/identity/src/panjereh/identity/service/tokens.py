@@ -76,24 +76,41 @@ async def start_session(
     settings: Settings,
     now: datetime,
 ) -> TokenPairRead:
-    """A new login session (refresh-token family) for ``citizen`` and its first token pair."""
-    family = RefreshTokenFamily(
-        id=uuid.uuid4(),
+    """A new login session (refresh-token family) for ``citizen`` and its first token pair.
+
+    The family, its first refresh token and the read of the person's staff roles are one
+    statement.
+    """
+    family_id = uuid.uuid4()
+    family_expires_at = now + timedelta(seconds=settings.refresh_family_ttl_seconds)
+    refresh_token = new_opaque_token()
+    access_token_id = uuid.uuid4().hex
+    staff_roles = await RefreshTokenRepository(session).start_session(
+        family_id=family_id,
         citizen_id=citizen.id,
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.refresh_family_ttl_seconds),
+        national_code=citizen.national_code,
+        family_expires_at=family_expires_at,
+        token_id=uuid.uuid4(),
+        token_hash=keys.token_hash(refresh_token),
+        access_token_id=access_token_id,
+        token_expires_at=_refresh_token_expiry(settings, now=now, family_ends=family_expires_at),
+        now=now,
     )
-    session.add(family)
-    await session.flush()
-    return await _issue_pair(
-        session,
+    return await _token_pair(
         citizen=citizen,
-        family=family,
-        keys=keys,
+        family_id=family_id,
+        roles=[access.CITIZEN, *staff_roles],
+        refresh_token=refresh_token,
+        access_token_id=access_token_id,
         key_source=key_source,
         settings=settings,
         now=now,
     )
+
+
+def _refresh_token_expiry(settings: Settings, *, now: datetime, family_ends: datetime) -> datetime:
+    """A refresh token lives its own lifetime, never past its family's end."""
+    return min(now + timedelta(seconds=settings.refresh_token_ttl_seconds), family_ends)
 
 
 async def _issue_pair(
@@ -115,19 +132,40 @@ async def _issue_pair(
             token_hash=keys.token_hash(refresh_token),
             access_token_id=access_token_id,
             created_at=now,
-            expires_at=min(
-                now + timedelta(seconds=settings.refresh_token_ttl_seconds), family.expires_at
-            ),
+            expires_at=_refresh_token_expiry(settings, now=now, family_ends=family.expires_at),
         )
     )
     await session.flush()
+    return await _token_pair(
+        citizen=citizen,
+        family_id=family.id,
+        roles=await roles_of(session, citizen.national_code),
+        refresh_token=refresh_token,
+        access_token_id=access_token_id,
+        key_source=key_source,
+        settings=settings,
+        now=now,
+    )
+
+
+async def _token_pair(
+    *,
+    citizen: Citizen,
+    family_id: uuid.UUID,
+    roles: list[str],
+    refresh_token: str,
+    access_token_id: str,
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> TokenPairRead:
     access_token = issue_access_token(
         keyset=await key_source.keyset(),
         policy=token_policy(settings),
         subject=str(citizen.id),
-        roles=await roles_of(session, citizen.national_code),
+        roles=roles,
         national_code=citizen.national_code,
-        session_id=str(family.id),
+        session_id=str(family_id),
         token_id=access_token_id,
         now=now,
     )
