@@ -20,7 +20,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from opentelemetry import trace
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,6 +86,18 @@ class IdempotentConsumer:
         self.topics = tuple(topics)
         self._database = database
         self._inbox = inbox
+        # built once: a statement rebuilt per record paid its construction and cache key
+        # again for every event consumed
+        self._claim_event = (
+            insert(inbox)
+            .values(
+                consumer=bindparam("consumer", type_=inbox.c.consumer.type),
+                event_id=bindparam("event_id", type_=inbox.c.event_id.type),
+                topic=bindparam("topic", type_=inbox.c.topic.type),
+            )
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+        )
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
         self._max_attempts = max_attempts
@@ -280,10 +292,8 @@ class IdempotentConsumer:
     async def _handle_once(self, record: ConsumerRecord[bytes, bytes], event: CloudEvent) -> None:
         async with self._database.transaction() as session:
             claimed = await session.execute(
-                insert(self._inbox)
-                .values(consumer=self.name, event_id=event.id, topic=record.topic)
-                .on_conflict_do_nothing()
-                .returning(self._inbox.c.event_id)
+                self._claim_event,
+                {"consumer": self.name, "event_id": event.id, "topic": record.topic},
             )
             if claimed.first() is None:
                 logger.info(
