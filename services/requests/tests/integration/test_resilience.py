@@ -174,6 +174,45 @@ class TestLateAnswers:
         assert len(broker.asked_for(tracking_code)) == 1  # then read, never asked again
 
 
+class TestIdlePacing:
+    async def test_a_worker_idling_at_long_waits_takes_a_step_when_it_falls_due(
+        self,
+        start_platform: Any,
+        migrated_database: MigratedDatabase,
+        people: Any,
+        broker: InquiryBrokerDouble,
+    ) -> None:
+        """No event says the answer came: the re-read 1 s later is this replica's own due
+        time, which wakes the worker; its own next look is at least 5 s away."""
+        url = await migrated_database("panjereh.requests")
+        settings = {
+            "step_poll_seconds": 5.0,
+            "step_idle_poll_seconds": 60.0,
+            "inquiry_wait_seconds": 0.2,
+            "inquiry_retry_seconds": 1.0,
+        }
+        async with start_platform(url, **settings) as platform:
+            broker.holding = True
+            code = await loan_card(platform)
+            citizen = people.citizen()
+            tracking_code = await platform.submit(citizen, code)  # the commit wakes the worker
+
+            async def pending_at_the_broker() -> bool:
+                return (await evidence(platform.database, tracking_code))[
+                    "broker_inquiry_id"
+                ] is not None
+
+            await until(pending_at_the_broker, within=4.0)  # taken at once, not in 5 s
+            started = time.monotonic()
+            broker.release()
+            body = await platform.settled(citizen, tracking_code, within=10)
+            elapsed = time.monotonic() - started
+
+        assert body["status"] == "approved"
+        assert elapsed < 3.5, f"decided {elapsed:.1f} s after the answer"
+        assert len(broker.asked_for(tracking_code)) == 1  # read again, not asked again
+
+
 class TestRestart:
     async def test_a_crashed_step_is_taken_again_after_its_lease_and_decided_once(
         self,

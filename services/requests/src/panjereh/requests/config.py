@@ -50,6 +50,11 @@ class Settings(ServiceSettings):
     step_lease_seconds: float = Field(default=30.0, gt=0)
     #: How often the orchestration looks for due steps when nothing woke it.
     step_poll_seconds: float = Field(default=0.5, gt=0)
+    #: At idle that wait doubles after each look that finds nothing due, up to this. A request
+    #: committed here, an answered inquiry and the steps this replica works bring it back at
+    #: once (each step is followed at the time it left its request due); this bounds only the
+    #: wait for work other replicas leave (an API-only replica's requests, a lapsed lease).
+    step_idle_poll_seconds: float = Field(default=4.0, gt=0)
     #: How long one inquiry call waits at the broker for the answer (``?wait=``, at most 10).
     inquiry_wait_seconds: float = Field(default=5.0, ge=0, le=10)
     #: How many times an inquiry the broker could not take is asked again before it fails.

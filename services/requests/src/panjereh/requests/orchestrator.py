@@ -6,7 +6,14 @@ task of its own, so one slow agency never holds up the requests behind it. A tas
 broker (every pending inquiry of the request in parallel) or evaluates the rules, with no
 transaction open, then records the outcome in its own short transaction
 (:mod:`panjereh.requests.service.orchestration`). When a step leaves its request due at once
-(``submitted`` → ``deciding`` → decided), the worker is woken to take the next step.
+(``submitted`` → ``deciding`` → decided), the worker is woken to take the next step; when it
+leaves it due later (an inquiry asked again after a delay, a failed step's lease), the worker
+is woken at that time.
+
+Idle pacing: after each look that finds nothing due the worker's wait doubles, from
+``step_poll_seconds`` up to ``step_idle_poll_seconds``. Every source of work this replica
+knows of wakes it (a request committed here, an answered inquiry, its own steps' due times),
+so the long wait delays only work other replicas leave.
 
 Nothing is kept in memory that the database does not also hold: a crash loses at most a
 lease (``step_lease_seconds``), after which any replica claims the request again, and the
@@ -61,10 +68,14 @@ class Orchestrator:
         self._retry = RetryPolicy(
             max_attempts=settings.inquiry_max_attempts, base_seconds=settings.inquiry_retry_seconds
         )
-        self._in_flight: dict[uuid.UUID, asyncio.Task[bool]] = {}
+        self._in_flight: dict[uuid.UUID, asyncio.Task[datetime | None]] = {}
         self._worker = PeriodicWorker(
-            "orchestration", self.step, interval=settings.step_poll_seconds
+            "orchestration",
+            self.step,
+            interval=settings.step_poll_seconds,
+            idle_interval=settings.step_idle_poll_seconds,
         )
+        self._timers: set[asyncio.TimerHandle] = set()
         #: steps that failed before recording (retried after their lease), for tests/metrics
         self.failed_steps = 0
 
@@ -77,6 +88,9 @@ class Orchestrator:
         A cancelled step records nothing: its lease runs out and a replica takes it again.
         """
         await self._worker.stop(grace)
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         tasks = list(self._in_flight.values())
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=grace)
@@ -111,21 +125,38 @@ class Orchestrator:
             task.add_done_callback(functools.partial(self._finished, claim.request_id))
         return len(claims) == limit and limit < free
 
-    def _finished(self, request_id: uuid.UUID, task: asyncio.Task[bool]) -> None:
+    def _finished(self, request_id: uuid.UUID, task: asyncio.Task[datetime | None]) -> None:
         saturated = len(self._in_flight) >= self._concurrency
         self._in_flight.pop(request_id, None)
-        due_now = not task.cancelled() and task.exception() is None and task.result()
-        if due_now or saturated:
+        due = None if task.cancelled() or task.exception() is not None else task.result()
+        if saturated or (due is not None and due <= _now()):
+            self.wake()
+        elif due is not None:
+            self._wake_at(due)
+
+    def _wake_at(self, due: datetime) -> None:
+        """Wake the worker when a step this replica recorded falls due."""
+        if not self._worker.running:
+            return
+
+        def fire() -> None:
+            self._timers.discard(timer)
             self.wake()
 
-    async def _work(self, claim: Claim) -> bool:
-        """One step of one request; whether its next step is due at once."""
+        delay = (due - _now()).total_seconds()
+        timer = asyncio.get_running_loop().call_later(max(delay, 0.0), fire)
+        self._timers.add(timer)
+
+    async def _work(self, claim: Claim) -> datetime | None:
+        """One step of one request; when its next step is due (``None``: none to take)."""
         try:
             if claim.status is Status.SUBMITTED:
+                now = _now()
                 async with self._database.transaction() as session:
-                    return await orchestration.advance_submitted(
-                        session, request_id=claim.request_id, now=_now()
+                    due_now = await orchestration.advance_submitted(
+                        session, request_id=claim.request_id, now=now
                     )
+                return now if due_now else None
             if claim.status is Status.AWAITING_INQUIRIES:
                 replies = await self._ask_all(claim)
                 async with self._database.transaction() as session:
@@ -160,7 +191,8 @@ class Orchestrator:
                     "error": type(exc).__name__,
                 },
             )
-        return False
+            return claim.leased_until
+        return None
 
     async def _ask_all(self, claim: Claim) -> dict[str, BrokerReply]:
         replies = await asyncio.gather(*(self._ask(claim, pending) for pending in claim.pending))

@@ -205,15 +205,16 @@ async def record_inquiries(
     now: datetime,
     retry: RetryPolicy,
     leased_until: datetime,
-) -> bool:
+) -> datetime | None:
     """Record the broker's replies (type → reply); route the request once all are final.
 
-    Returns whether the request's next step is due at once.
+    Returns when the request's next step is due (``now``: at once), or ``None`` when it has
+    none (decided, in review, or moved on elsewhere).
     """
     requests = RequestRepository(session)
     request = await requests.lock(request_id)
     if request is None or request.status != Status.AWAITING_INQUIRIES:
-        return False
+        return None
     evidence = list(await requests.inquiries(request.id))
     retry_at: list[datetime] = []
     for row in evidence:
@@ -232,7 +233,7 @@ async def record_inquiries(
         request.next_step_at = (
             min(due, request.next_step_at) if woken and request.next_step_at else due
         )
-    return request.next_step_at is not None and request.next_step_at <= now
+    return request.next_step_at
 
 
 def _apply(
