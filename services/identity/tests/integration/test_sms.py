@@ -19,6 +19,7 @@ from panjereh.common.db import Database, in_transaction
 from panjereh.common.telemetry import in_memory_exporter
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.common.testing.servers import loopback_server
+from panjereh.common.workers import PeriodicWorker
 from panjereh.identity.crypto import Keys
 from panjereh.identity.main import create_app
 from panjereh.identity.models import SmsMessage
@@ -199,6 +200,41 @@ class TestDispatcher:
         assert sent.sealed_tokens is None  # the code is erased once delivered
         assert sent.provider_message_id
         assert [m["token"] for m in fresh_provider.received] == ["654321"]
+
+    async def test_a_worker_idling_at_long_waits_is_woken_when_a_retry_falls_due(
+        self,
+        database: Database,
+        http: httpx.AsyncClient,
+        fresh_provider: SmsProviderDouble,
+    ) -> None:
+        """The first pass fails and records a retry 0.5 s later; the worker's own next look
+        is 30 s away, so only the retry's due time can send the message in time."""
+        provider = VerifyLookupSmsGateway(
+            http, base_url=fresh_provider.url, attempts=1, backoff_seconds=0
+        )
+        dispatcher = SmsDispatcher(
+            database,
+            provider,
+            KEYS,
+            max_attempts=5,
+            retry_base_seconds=0.25,
+            lease_seconds=30,
+        )
+        worker = PeriodicWorker("sms-dispatcher", dispatcher.step, interval=30, idle_interval=60)
+        dispatcher.pace(worker)
+        fresh_provider.fail_next = 1
+        message_id = await self.queue(database, valid_for=timedelta(minutes=2))
+        await worker.start()
+        try:
+            deadline = time.monotonic() + 5
+            while (await self.message(database, message_id)).status != "sent":
+                assert time.monotonic() < deadline, "the retry was not sent in time"
+                await asyncio.sleep(0.05)
+        finally:
+            await worker.stop()
+            await dispatcher.close()
+        assert fresh_provider.attempts == 2
+        assert worker.runs == 2  # the first pass, then the one the retry woke
 
     async def test_an_expired_otp_message_is_dropped_not_sent(
         self,

@@ -89,6 +89,10 @@ class Settings(ServiceSettings):
     sms_max_attempts: int = Field(default=12, ge=1)
     sms_retry_base_seconds: float = Field(default=0.2, ge=0)
     sms_poll_seconds: float = Field(default=2.0, gt=0)
+    #: at idle the dispatcher's wait doubles after each pass that finds nothing, up to this; a
+    #: pass that sends something and a retry falling due bring it back to ``sms_poll_seconds``
+    #: (messages queued here are handed over after their commit, not polled for)
+    sms_idle_poll_seconds: float = Field(default=10.0, gt=0)
     #: how long a claimed message belongs to the dispatcher sending it; one that dies meanwhile
     #: leaves it to be sent again after this (a send is cut off at half of it)
     sms_lease_seconds: float = Field(default=60.0, gt=0)

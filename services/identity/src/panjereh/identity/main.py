@@ -135,9 +135,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retry_base_seconds=settings.sms_retry_base_seconds,
             lease_seconds=settings.sms_lease_seconds,
         )
-        sms_worker = await resources.start(
-            PeriodicWorker("sms-dispatcher", dispatcher.step, interval=settings.sms_poll_seconds)
+        sms_worker = PeriodicWorker(
+            "sms-dispatcher",
+            dispatcher.step,
+            interval=settings.sms_poll_seconds,
+            idle_interval=settings.sms_idle_poll_seconds,
         )
+        dispatcher.pace(sms_worker)
+        await resources.start(sms_worker)
         # messages queued here are handed to this dispatcher after their commit, already
         # claimed; the worker's passes send the rest (retries, other replicas' leftovers)
         resources.on_close(dispatcher.close)

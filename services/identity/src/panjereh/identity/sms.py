@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database, after_commit
 from panjereh.common.http import outbound_client
+from panjereh.common.workers import PeriodicWorker
 from panjereh.identity.crypto import Keys
 from panjereh.identity.metrics import SMS_MESSAGES
 from panjereh.identity.models import DevSms, SmsMessage
@@ -388,11 +389,32 @@ class SmsDispatcher:
         self._send_within = lease_seconds / 2
         self._handed_over: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._worker: PeriodicWorker | None = None
+        self._retry_timers: set[asyncio.TimerHandle] = set()
 
     @property
     def lease(self) -> timedelta:
         """How long a claimed message belongs to the dispatcher sending it."""
         return self._lease
+
+    def pace(self, worker: PeriodicWorker) -> None:
+        """Keep ``worker`` (whose step is :meth:`step`) on time while it idles at long waits:
+        polling at its shortest again after a pass that took something, and woken when a retry
+        left to the passes falls due."""
+        self._worker = worker
+
+    def _wake_in(self, delay: float) -> None:
+        """Wake the worker once a retry recorded ``delay`` seconds from now is due."""
+        worker = self._worker
+        if worker is None or self._closed:
+            return
+
+        def due() -> None:
+            self._retry_timers.discard(timer)
+            worker.wake()
+
+        timer = asyncio.get_running_loop().call_later(delay, due)
+        self._retry_timers.add(timer)
 
     def hand_over(self, message: _Claimed) -> None:
         """Send ``message``, claimed by the unit of work that queued it and just committed.
@@ -411,6 +433,9 @@ class SmsDispatcher:
         """Stop the sends handed over and not finished (their leases run out; a later pass,
         here or in another replica, sends them)."""
         self._closed = True
+        for timer in self._retry_timers:
+            timer.cancel()
+        self._retry_timers.clear()
         tasks = list(self._handed_over)
         for task in tasks:
             task.cancel()
@@ -441,7 +466,10 @@ class SmsDispatcher:
 
     async def step(self) -> bool:
         """One pass for a periodic worker; ``True`` when a full batch suggests more is due."""
-        return await self.dispatch_due() == DISPATCH_BATCH
+        taken = await self.dispatch_due()
+        if taken and self._worker is not None:
+            self._worker.tighten()  # sent or retried something: more may follow soon
+        return taken == DISPATCH_BATCH
 
     async def dispatch_due(self) -> int:
         """One pass over due messages; how many were taken (sent, retried or settled)."""
@@ -533,6 +561,8 @@ class SmsDispatcher:
             else:
                 delay: float = self._retry_base * 2.0 ** min(message.attempts, 10)
                 message.next_attempt_at = now + timedelta(seconds=delay) + hold
+                if not hold:  # the passes' retry (a hand-over tries again by itself)
+                    after_commit(session, lambda: self._wake_in(delay))
                 logger.warning(
                     "sms not sent; will retry",
                     extra={"sms_id": str(message.id), "attempts": message.attempts},
