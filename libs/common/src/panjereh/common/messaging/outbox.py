@@ -9,9 +9,11 @@ Waking up: every ``add`` wakes the process's own relay once its transaction comm
 relay binds its ``wake`` to the database's sessions), so a row written here is published at
 once, not at the next poll. Rows no local commit announced (another process or replica wrote
 them, a publish failed) are found by polling: every ``poll_interval`` (0.2 s) while there is
-work, the wait doubling after each empty poll up to ``idle_poll_interval`` (2 s), so an idle
-relay costs a probe of the partial index on unsent rows every 2 s. Polling works identically
-for every replica and needs no dedicated LISTEN connection that could be silently lost.
+work, the wait doubling after each empty poll up to ``idle_poll_interval`` (5 s), so an idle
+relay costs a probe of the partial index on unsent rows every 5 s (every local commit that adds
+a row wakes it: the long idle wait only delays rows another process wrote). Polling works
+identically for every replica and needs no dedicated LISTEN connection that could be silently
+lost.
 """
 
 from __future__ import annotations
@@ -240,7 +242,7 @@ class OutboxRelay:
         producer_factory: Callable[[], AIOKafkaProducer],
         batch_size: int = 100,
         poll_interval: float = 0.2,
-        idle_poll_interval: float = 2.0,
+        idle_poll_interval: float = 5.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
         after_ack: AfterAckHook | None = None,
