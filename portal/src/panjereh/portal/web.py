@@ -266,7 +266,12 @@ def visit_of(request: Request) -> Visit:
     return visit
 
 
-VisitDep = Annotated[Visit, Depends(visit_of)]
+async def _visit(request: Request) -> Visit:
+    # async: FastAPI would run a plain ``def`` dependency in a worker thread
+    return visit_of(request)
+
+
+VisitDep = Annotated[Visit, Depends(_visit)]
 
 
 def query(**values: Any) -> str:

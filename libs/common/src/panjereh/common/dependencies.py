@@ -24,7 +24,7 @@ from panjereh.common.fields import field_error
 from panjereh.common.idempotency import MAX_KEY_LENGTH
 
 
-def get_database(request: Request) -> Database:
+def _database_of(request: Request) -> Database:
     database = getattr(request.app.state, "database", None)
     if not isinstance(database, Database):
         msg = "no database: open it in the service's setup with resources.database(settings)"
@@ -32,8 +32,14 @@ def get_database(request: Request) -> Database:
     return database
 
 
+# Every dependency here is ``async def``, even with nothing to await: FastAPI runs a plain
+# ``def`` dependency in a worker thread, a hand-off both ways on every request.
+async def get_database(request: Request) -> Database:
+    return _database_of(request)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).transaction() as session:
+    async with _database_of(request).transaction() as session:
         yield session
 
 
@@ -43,7 +49,7 @@ DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-def _idempotency_key(
+async def _idempotency_key(
     key: Annotated[
         str | None,
         Header(

@@ -45,7 +45,7 @@ class Paging:
         return Page[T](items=items, total=total, page=self.page, page_size=self.page_size)
 
 
-def _paging(
+async def _paging(
     page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page number, from 1")] = 1,
     page_size: Annotated[
         int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page (at most 100)")

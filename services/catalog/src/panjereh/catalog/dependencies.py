@@ -24,7 +24,7 @@ ACTIVITY_SCOPE = "agencies:activity"
 JSON = "application/json"
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -41,36 +41,36 @@ MAX_FORM_BYTES = 8 * 1024
 
 
 # ------------------------------------------------------------------------ resources
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_keys(request: Request) -> Keys:
+async def get_keys(request: Request) -> Keys:
     keys: Keys = request.app.state.keys
     return keys
 
 
-def get_key_source(request: Request) -> SecretKeySource | DatabaseKeySource:
+async def get_key_source(request: Request) -> SecretKeySource | DatabaseKeySource:
     source: SecretKeySource | DatabaseKeySource = request.app.state.key_source
     return source
 
 
-def get_inquiries(request: Request) -> InquiryClient:
+async def get_inquiries(request: Request) -> InquiryClient:
     client: InquiryClient = request.app.state.inquiries
     return client
 
 
-def get_sms(request: Request) -> SmsQueue:
+async def get_sms(request: Request) -> SmsQueue:
     sms: SmsQueue = request.app.state.sms
     return sms
 
 
-def get_now() -> datetime:
+async def get_now() -> datetime:
     return datetime.now(UTC)
 
 
-def get_session_ended(request: Request) -> SessionEnded:
+async def get_session_ended(request: Request) -> SessionEnded:
     """What to tell this process's own verifier when a use case ends a session."""
     verifier: TokenVerifier = request.app.state.token_verifier
     settings: Settings = request.app.state.settings
@@ -139,7 +139,7 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequ
     return hops[0] if hops else peer
 
 
-def get_client_ip(request: Request, settings: AppSettings) -> str:
+async def get_client_ip(request: Request, settings: AppSettings) -> str:
     forwarded = [
         value.decode("latin-1")
         for name, value in request.scope.get("headers", [])

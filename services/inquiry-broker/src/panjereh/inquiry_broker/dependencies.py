@@ -18,7 +18,7 @@ from panjereh.contracts import access
 from panjereh.inquiry_broker.runtime import BrokerRuntime
 
 
-def _runtime(request: Request) -> BrokerRuntime:
+async def _runtime(request: Request) -> BrokerRuntime:
     runtime: BrokerRuntime = request.app.state.broker
     return runtime
 
@@ -26,7 +26,7 @@ def _runtime(request: Request) -> BrokerRuntime:
 Runtime = Annotated[BrokerRuntime, Depends(_runtime)]
 
 
-def _audit_chain_key(request: Request) -> bytes:
+async def _audit_chain_key(request: Request) -> bytes:
     key: bytes = request.app.state.audit_chain_key
     return key
 

@@ -27,12 +27,12 @@ from panjereh.requests.service.reads import Reader
 DECIDE_SCOPE = "requests:work"
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _now() -> datetime:
+async def _now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -41,12 +41,12 @@ async def _keys(request: Request) -> DocumentKeys:
     return await ring.get()
 
 
-def _evaluator(request: Request) -> RuleEvaluator:
+async def _evaluator(request: Request) -> RuleEvaluator:
     evaluator: RuleEvaluator = request.app.state.evaluator
     return evaluator
 
 
-def _wake(request: Request) -> Callable[[], None]:
+async def _wake(request: Request) -> Callable[[], None]:
     """What to wake once a new request is committed: the outbox relay (so the broker learns
     the request's purpose at once) and, where this replica runs it, the orchestration."""
     state = request.app.state
@@ -67,7 +67,7 @@ def _client_scope(principal: Principal) -> None:
         raise InsufficientScope(DECIDE_SCOPE)
 
 
-def _agency_staff(principal: CurrentPrincipal) -> AgencyStaff:
+async def _agency_staff(principal: CurrentPrincipal) -> AgencyStaff:
     """Officers of an agency, or its back-office system with ``requests:work``; else 403."""
     _client_scope(principal)
     officer_of = principal.qualifiers_of(access.OFFICER)
@@ -82,7 +82,7 @@ def _agency_staff(principal: CurrentPrincipal) -> AgencyStaff:
     return AgencyStaff(subject=principal.subject, officer_of=officer_of, system_of=system_of)
 
 
-def _reader(principal: CurrentPrincipal) -> Reader:
+async def _reader(principal: CurrentPrincipal) -> Reader:
     """A citizen reads their own requests; officers and agency systems their agencies'."""
     _client_scope(principal)
     agencies = set(principal.qualifiers_of(access.OFFICER))
