@@ -21,6 +21,7 @@ from panjereh.common.auth import (
     OptionalPrincipal,
     Principal,
     SigningKeysUnavailable,
+    TokenInvalid,
     TokenVerifier,
     install_auth,
     require_any_role,
@@ -504,6 +505,87 @@ class RememberingVerifier(TokenVerifier):
         if token not in self.accepted:
             self.accepted[token] = await super().verify(token)
         return self.accepted[token]
+
+
+class CountingVerifier(TokenVerifier):
+    """The kernel's verifier, counting the tokens whose signature and claims it checked."""
+
+    def __init__(self, jwks_server: JwksServer, **options: Any) -> None:
+        settings = ServiceSettings()
+        super().__init__(
+            jwks_url=jwks_server.url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            **options,
+        )
+        self.checks = 0
+
+    async def _checked(self, token: str) -> Principal:
+        self.checks += 1
+        return await super()._checked(token)
+
+
+class TestRememberedVerdicts:
+    """A caller sends the same token with each request: its signature is checked once."""
+
+    async def test_an_accepted_token_is_checked_once(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        verifier = CountingVerifier(jwks_server)
+        try:
+            token = token_factory(sub="first")
+            first = await verifier.verify(token)
+            assert await verifier.verify(token) == first
+            assert verifier.checks == 1
+            assert (await verifier.verify(token_factory(sub="second"))).subject == "second"
+            assert verifier.checks == 2
+        finally:
+            await verifier.aclose()
+
+    async def test_a_refused_token_is_checked_every_time(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        verifier = CountingVerifier(jwks_server)
+        forged = token_factory.signed_by(SigningKey(kid=token_factory.key.kid))
+        try:
+            for _ in range(2):
+                with pytest.raises(TokenInvalid):
+                    await verifier.verify(forged)
+            assert verifier.checks == 2
+        finally:
+            await verifier.aclose()
+
+    async def test_a_verdict_lasts_no_longer_than_the_token_nor_the_bound(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        verifier = CountingVerifier(jwks_server, remember_seconds=0.1)
+        try:
+            token = token_factory()
+            await verifier.verify(token)
+            await asyncio.sleep(0.15)
+            await verifier.verify(token)
+            assert verifier.checks == 2
+            dying = token_factory(exp=timedelta(seconds=1))
+            await verifier.verify(dying)
+            await verifier.verify(dying)
+            assert verifier.checks == 3
+            await asyncio.sleep(1.1)  # expired (the leeway still accepts it): checked again
+            await verifier.verify(dying)
+            assert verifier.checks == 4
+        finally:
+            await verifier.aclose()
+
+    async def test_remembering_can_be_turned_off(
+        self, jwks_server: JwksServer, token_factory: TokenFactory
+    ) -> None:
+        verifier = CountingVerifier(jwks_server, remember_seconds=0)
+        try:
+            token = token_factory()
+            await verifier.verify(token)
+            await verifier.verify(token)
+            assert verifier.checks == 2
+        finally:
+            await verifier.aclose()
 
 
 class TestRevokedSessions:

@@ -56,6 +56,12 @@ SESSION_CLAIM = "sid"
 JWKS_PATH = "/.well-known/jwks.json"
 REVOKED_SESSIONS_PATH = "/.well-known/revoked-sessions"
 
+#: The longest an accepted token's verdict is reused without checking its signature again
+#: (the gateway's edge cache keeps the same bound); never past the token's ``exp``.
+REMEMBER_SECONDS = 60.0
+#: Distinct tokens remembered at most; past that the memory starts again.
+REMEMBER_CAPACITY = 10_000
+
 #: Claims the verifier reads itself; every other string claim lands in ``Principal.claims``.
 REGISTERED_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "sub", "jti", "roles", "scope"})
 
@@ -398,7 +404,14 @@ def _parse_revoked(document: Any) -> tuple[list[tuple[str, float]], str | None]:
 
 # ---------------------------------------------------------------------------------- verifier
 class TokenVerifier:
-    """Verifies access tokens. Created in a lifespan; ``aclose()`` at shutdown."""
+    """Verifies access tokens. Created in a lifespan; ``aclose()`` at shutdown.
+
+    A token it accepted is remembered, with the principal it names, for ``remember_seconds``
+    at most and never past its ``exp``: a caller sends the same token with every request until
+    it expires, and checking the ES256 signature again each time costs more CPU than the rest
+    of the verification. A refused token is not remembered. Whether the token's session has
+    ended is asked on every call, remembered or not.
+    """
 
     def __init__(
         self,
@@ -413,6 +426,8 @@ class TokenVerifier:
         revoked_sessions_url: str | None = None,
         revocation_poll_seconds: float = 2.0,
         client: httpx.AsyncClient | None = None,
+        remember_seconds: float = REMEMBER_SECONDS,
+        remember_capacity: int = REMEMBER_CAPACITY,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
@@ -426,6 +441,10 @@ class TokenVerifier:
             refetch_interval=jwks_refetch_interval_seconds,
             max_stale=jwks_max_stale_seconds,
         )
+        self.remember_seconds = remember_seconds
+        self.remember_capacity = remember_capacity
+        #: token → (principal, monotonic time until which its verdict stands)
+        self._remembered: dict[str, tuple[Principal, float]] = {}
         #: ``None``: no list of ended sessions to honour (a JWKS not served by identity)
         self.revocations = (
             RevokedSessions(
@@ -455,6 +474,29 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The principal a valid token names; ``TokenInvalid``/``TokenExpired`` otherwise."""
+        remembered = self._remembered.get(token)
+        if remembered is not None:
+            if time.monotonic() < remembered[1]:
+                await self.refuse_if_revoked(remembered[0])
+                return remembered[0]
+            self._remembered.pop(token, None)
+        principal = await self._checked(token)
+        self._remember(token, principal)
+        await self.refuse_if_revoked(principal)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> None:
+        lifetime = self.remember_seconds
+        if principal.expires_at is not None:
+            lifetime = min(lifetime, principal.expires_at.timestamp() - time.time())
+        if lifetime <= 0 or self.remember_capacity <= 0:
+            return
+        if len(self._remembered) >= self.remember_capacity:
+            self._remembered.clear()  # cheaper than LRU bookkeeping on every hit
+        self._remembered[token] = (principal, time.monotonic() + lifetime)
+
+    async def _checked(self, token: str) -> Principal:
+        """The principal of a token whose header, signature and claims are acceptable."""
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenInvalid
         try:
@@ -495,9 +537,7 @@ class TokenVerifier:
             raise TokenExpired from exc
         except JOSEError as exc:
             raise TokenInvalid from exc
-        principal = principal_from_claims(claims)
-        await self.refuse_if_revoked(principal)
-        return principal
+        return principal_from_claims(claims)
 
     async def refuse_if_revoked(self, principal: Principal) -> None:
         """``TokenRevoked`` when identity ended the session ``principal``'s token belongs to.
