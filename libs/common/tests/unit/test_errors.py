@@ -207,3 +207,27 @@ class TestBodyLimit:
 
         response = await client.post("/people", content=chunks())
         assert_problem(response, 413, "payload_too_large")
+
+    async def test_a_streamed_oversized_json_body_is_413(self, client: httpx.AsyncClient) -> None:
+        """The JSON body is read whole for the storable-text check, still within the limit."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"name": "'
+            for _ in range(8):
+                yield b"\\u0000" * 100
+
+        response = await client.post(
+            "/people", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert_problem(response, 413, "payload_too_large")
+
+    async def test_a_refusal_carries_the_request_id_and_a_traceparent(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(
+            "/people", content=b"x" * 4096, headers={"X-Request-ID": "refused-1"}
+        )
+        assert_problem(response, 413, "payload_too_large")
+        assert response.headers["x-request-id"] == "refused-1"
+        assert response.json()["request_id"] == "refused-1"
+        assert response.headers["traceparent"].startswith("00-")

@@ -12,14 +12,9 @@ from fastapi.routing import APIRoute
 from panjereh.common.errors import install_error_handlers
 from panjereh.common.health import Readiness, health_router
 from panjereh.common.lifespan import Resources, Setup
-from panjereh.common.metrics import HttpMetricsMiddleware
-from panjereh.common.middleware import (
-    BodySizeLimitMiddleware,
-    RequestIdMiddleware,
-    StorableTextMiddleware,
-)
+from panjereh.common.middleware import KernelMiddleware
 from panjereh.common.settings import ServiceSettings
-from panjereh.common.telemetry import TraceparentMiddleware, instrument_app, telemetry_lifespan
+from panjereh.common.telemetry import instrument_app, telemetry_lifespan
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -62,12 +57,9 @@ def create_service_app(
     app.state.settings = settings
     app.state.readiness = readiness
     install_error_handlers(app)
-    app.add_middleware(StorableTextMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)
-    # added last so it runs first among ours, right inside the OpenTelemetry server span
-    app.add_middleware(TraceparentMiddleware)
+    # traceparent, metrics, request id, body limit, storable text: one layer, right inside
+    # the OpenTelemetry server span
+    app.add_middleware(KernelMiddleware, max_bytes=settings.max_body_bytes)
     instrument_app(app, settings.service_name)
     app.include_router(health_router(readiness))
     for router in routers:

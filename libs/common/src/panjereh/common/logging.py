@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-#: The id of the HTTP request being served in this context (set by ``RequestIdMiddleware``).
+#: The id of the HTTP request being served in this context (set by ``KernelMiddleware``).
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD_ATTRIBUTES = frozenset(

@@ -15,7 +15,6 @@ add their own domain metrics beside these, on the same registry.
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import Iterator
 
@@ -30,7 +29,6 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: seconds: from a cache hit to a slow agency's timeout
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -119,32 +117,23 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-class HttpMetricsMiddleware:
-    """Count and time every HTTP request by route template (``unmatched`` when no route)."""
+#: (method, route template, status) → its request counter; (method, template) → its latency
+#: histogram. ``labels()`` validates and locks on every call; the children never change.
+_http_counters: dict[tuple[str, str, int], Counter] = {}
+_http_latencies: dict[tuple[str, str], Histogram] = {}
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        HTTP_IN_FLIGHT.inc()
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            HTTP_IN_FLIGHT.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
+def record_http_request(method: str, template: str, status: int, seconds: float) -> None:
+    """Count one answered HTTP request and time it, by route template (``unmatched``: none)."""
+    counter = _http_counters.get((method, template, status))
+    if counter is None:
+        counter = _http_counters.setdefault(
+            (method, template, status), HTTP_REQUESTS.labels(method, template, str(status))
+        )
+    latency = _http_latencies.get((method, template))
+    if latency is None:
+        latency = _http_latencies.setdefault(
+            (method, template), HTTP_LATENCY.labels(method, template)
+        )
+    counter.inc()
+    latency.observe(seconds)

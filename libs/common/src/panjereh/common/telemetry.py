@@ -31,7 +31,6 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TRACEPARENT_HEADER = "traceparent"
 #: Health probes run every few seconds; tracing them only adds noise.
@@ -141,25 +140,3 @@ def current_traceparent() -> str:
     if value:
         return value
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
-
-
-class TraceparentMiddleware:
-    """Adds ``traceparent`` to every HTTP response (the server span, when one is recording)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        traceparent = current_traceparent().encode()
-
-        async def send_with_traceparent(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"traceparent", traceparent))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_traceparent)
