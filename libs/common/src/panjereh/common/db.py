@@ -86,6 +86,12 @@ def service_metadata(schema: str) -> MetaData:
 POOL_RECYCLE_SECONDS = 300
 
 
+def _connections_kept(pool_size: int) -> int:
+    """How many connections a pool of ``pool_size`` holds at most (the pool and what used to
+    be its overflow: the connection budgets in docs/capacity.md count both)."""
+    return 2 * pool_size
+
+
 class Database:
     """Owns one engine and its session factory; created in a lifespan, disposed at shutdown.
 
@@ -108,8 +114,16 @@ class Database:
     ) -> None:
         self.engine: AsyncEngine = create_async_engine(
             url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            # Up to twice ``pool_size`` connections, and every one opened stays open (until
+            # POOL_RECYCLE_SECONDS): an overflow connection closed at check-in is opened again
+            # at the next burst, and a new connection costs PostgreSQL more than a login's
+            # statements (a backend process, its catalog caches, asyncpg's type introspection,
+            # every statement prepared and planned again).
+            pool_size=_connections_kept(pool_size),
+            max_overflow=0,
+            # the connection returned last is handed out first: at low concurrency a few warm
+            # connections (statements prepared, generic plans chosen) do all the work
+            pool_use_lifo=True,
             pool_pre_ping=False,
             pool_recycle=POOL_RECYCLE_SECONDS,
             echo=echo,
