@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 
 from panjereh.common.db import Database
 from panjereh.common.migrations import downgrade, upgrade
@@ -130,6 +131,36 @@ async def test_appends_taking_turns_across_replicas_chain_after_the_tables_head(
     finally:
         for database in replicas:
             await database.dispose()
+
+
+async def test_queued_appends_of_one_process_each_insert_once(
+    migrated_database: MigratedDatabase,
+) -> None:
+    """The head an append guesses is its process's last append, known before that one
+    commits: appends waiting for the chain's lock in one process each insert once, never a
+    second time under the lock after a stale guess."""
+    url = await migrated_database(PACKAGE)
+    database = Database(url)
+    # statements that insert an entry: the first try (a CTE checking the guessed head) or,
+    # after a wrong guess, a plain INSERT
+    inserts: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO inquiry_broker.audit_entry" in statement:
+            inserts.append("again" if statement.lstrip().startswith("INSERT") else "first")
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+
+    async def append(n: int) -> None:
+        async with database.transaction() as session:
+            await AuditRepository(session).append(fields(n), key=KEY)
+
+    try:
+        await asyncio.gather(*(append(n) for n in range(8)))
+        assert await verify(database) == (8, None)
+        assert inserts == ["first"] * 8
+    finally:
+        await database.dispose()
 
 
 async def test_the_service_role_cannot_change_or_delete_audit_entries(

@@ -686,8 +686,10 @@ class AuditRepository:
                 _APPEND, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
             )
         assert seq is not None  # RETURNING of a one-row insert
-        appended = (seq, entry_hash)
-        after_commit(self.session, lambda: _chain_heads.appended(engine, *appended))
+        # this entry is the head the next append guesses, from now on rather than from the
+        # commit: the next append takes the chain's lock only once this transaction ended,
+        # and when it rolled back instead, that append finds the real head in its statement
+        _chain_heads.appended(engine, seq, entry_hash)
         return AuditEntry(seq=seq, prev_hash=prev_hash, entry_hash=entry_hash, **values)
 
     async def walk(self, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:

@@ -12,13 +12,20 @@
    of work commits before the 403;
 4. an allowed inquiry is stored and answered from the cache, scheduled for the provider's
    HTTP connector, or sent through the outbox.
+
+An allowed inquiry's audit entry is the unit of work's last statement (after the inquiry, its
+outbox row and the idempotency record): appending takes the chain's lock, which every replica's
+appends wait for until the appending transaction ends, so it is held for the append and the
+commit only. The entry commits with the inquiry or not at all, as before.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -111,7 +118,9 @@ async def ask(
     then replay it: never two inquiries, never a unique-key violation.
     """
     if idempotency_key is None:
-        return await _ask(session, principal=principal, request=request, keys=keys)
+        allowed = await _ask(session, principal=principal, request=request, keys=keys)
+        await allowed.audit()
+        return allowed.asked
     request_hash = _request_hash(request)
     earlier = await _IDEMPOTENCY.claim(
         session,
@@ -125,7 +134,8 @@ async def ask(
         inquiry_id = uuid.UUID(str(earlier.body["inquiry_id"]))
         state = await inquiry_of(session, inquiry_id=inquiry_id, caller=principal.subject)
         return Asked(state=state, queued_for=None, replayed=True)
-    asked = await _ask(session, principal=principal, request=request, keys=keys)
+    allowed = await _ask(session, principal=principal, request=request, keys=keys)
+    asked = allowed.asked
     await _IDEMPOTENCY.remember(
         session,
         actor=principal.subject,
@@ -137,6 +147,7 @@ async def ask(
             body={"inquiry_id": str(asked.state.answer.inquiry_id)},
         ),
     )
+    await allowed.audit()
     return asked
 
 
@@ -148,9 +159,18 @@ async def inquiry_of(session: AsyncSession, *, inquiry_id: uuid.UUID, caller: st
     return state_of(inquiry)
 
 
+@dataclass(frozen=True)
+class _Allowed:
+    """An allowed inquiry, stored and queued, whose decision is not in the audit chain yet."""
+
+    asked: Asked
+    #: appends the decision (takes the chain's lock: the unit of work's last statement)
+    audit: Callable[[], Awaitable[None]]
+
+
 async def _ask(
     session: AsyncSession, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
-) -> Asked:
+) -> _Allowed:
     now = datetime.now(UTC)
     inputs = await _policy_inputs(session, request, now=now)
     inquiry_type = inputs.inquiry_type
@@ -166,7 +186,8 @@ async def _ask(
     )
     inquiry_id = uuid.uuid4()
     legal_basis = decision.legal_basis or request.purpose.legal_basis
-    await audit.record_decision(
+    record_decision = functools.partial(
+        audit.record_decision,
         session,
         decision=decision,
         at=now,
@@ -179,6 +200,7 @@ async def _ask(
         legal_basis=legal_basis,
     )
     if not decision.allowed:
+        await record_decision()
         logger.info(
             "inquiry denied",
             extra={"inquiry_type": inquiry_type.name, "reason": decision.reason.value},
@@ -210,7 +232,9 @@ async def _ask(
     queued_for = await _answer_or_send(
         session, inquiry, inquiry_type, cached=inputs.cached, signer=keys.signer, now=now
     )
-    return Asked(state=state_of(inquiry), queued_for=queued_for)
+    return _Allowed(
+        asked=Asked(state=state_of(inquiry), queued_for=queued_for), audit=record_decision
+    )
 
 
 async def _policy_inputs(
