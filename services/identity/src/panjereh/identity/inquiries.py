@@ -11,6 +11,11 @@ answer within the timeout, callers fail closed: no SMS is sent on an unverified 
 The HTTP client is the kernel's ``outbound_client`` (made in the service's setup): asking while
 a database transaction is open raises ``NetworkCallInTransaction`` instead of holding a pooled
 connection, and perhaps row locks, for as long as an agency takes to answer.
+
+Every login asks twice, so each call does only what varies: the URL (with ``?wait=``) is
+parsed once, the ``Authorization`` header is built again only when the token changes, and
+the answer is read from the response's bytes by one pydantic validation. An answer that is
+not the broker's JSON fails closed like any other unusable answer.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from datetime import date
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +42,8 @@ LEGAL_BASIS = (
 )
 
 TokenProvider = Callable[[], Awaitable[str]]
+#: How long the broker holds a call for the agency's answer (``?wait=``).
+WAIT_SECONDS = "5"
 
 
 class InquiryUnavailable(Exception):
@@ -50,13 +58,30 @@ class PersonProfile:
     alive: bool
 
 
+class _BrokerAnswer(BaseModel):
+    """What identity reads of the broker's inquiry (other fields are ignored)."""
+
+    status: str
+    result: Any = None
+
+
 class InquiryClient:
     """Asks the broker; ``http`` is an ``outbound_client``, ``token`` mints identity's own token."""
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, token: TokenProvider) -> None:
         self._http = http
-        self._base_url = base_url.rstrip("/")
+        self._url = httpx.URL(f"{base_url.rstrip('/')}/api/v1/inquiries").copy_merge_params(
+            {"wait": WAIT_SECONDS}
+        )
         self._token = token
+        self._headers: tuple[str, dict[str, str]] = ("", {})
+
+    async def _authorization(self) -> dict[str, str]:
+        """The ``Authorization`` header of the current token (built again when it changes)."""
+        token = await self._token()
+        if token != self._headers[0]:
+            self._headers = (token, {"Authorization": f"Bearer {token}"})
+        return self._headers[1]
 
     async def mobile_belongs_to(self, *, national_code: str, mobile: str, reference: str) -> bool:
         """Whether the mobile line is registered to this national code."""
@@ -120,10 +145,7 @@ class InquiryClient:
         }
         try:
             response = await self._http.post(
-                f"{self._base_url}/api/v1/inquiries",
-                params={"wait": "5"},
-                json=body,
-                headers={"Authorization": f"Bearer {await self._token()}"},
+                self._url, json=body, headers=await self._authorization()
             )
         except httpx.HTTPError as exc:
             logger.warning(
@@ -137,14 +159,20 @@ class InquiryClient:
                 extra={"type": inquiry_type, "status": response.status_code},
             )
             raise InquiryUnavailable(inquiry_type)
-        payload = response.json()
-        status = payload.get("status")
-        if status == "not_found":
+        try:
+            payload = _BrokerAnswer.model_validate_json(response.content)
+        except ValidationError as exc:
+            logger.warning(
+                "inquiry answer is malformed",
+                extra={"type": inquiry_type, "error": f"{exc.error_count()} errors"},
+            )
+            raise InquiryUnavailable(inquiry_type) from exc
+        if payload.status == "not_found":
             return None  # the registry has no record: an answer, not an outage
-        if status != "answered":
+        if payload.status != "answered":
             # pending, failed, timed_out: nobody vouched for anything
             raise InquiryUnavailable(inquiry_type)
-        result = payload.get("result")
+        result = payload.result
         if result is None:
             return None
         if not isinstance(result, dict):

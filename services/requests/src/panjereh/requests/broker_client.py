@@ -11,6 +11,10 @@ help). Replies and log lines carry inquiry types, ids and status codes, never th
 Retries are safe because every ask carries ``Idempotency-Key: <tracking code>:<type>``: the
 broker answers a repeated key (with the same body) with the first inquiry as it is now, so a
 crash between the broker's commit and ours, or a lost response, never makes a second inquiry.
+
+Each call does only what varies: the ask's URL (with ``?wait=``) is parsed once, the
+``Authorization`` header is built again only when the token changes, and an inquiry is read
+from the response's bytes by one pydantic validation.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from panjereh.contracts import access
 
@@ -161,6 +166,15 @@ class ServiceToken:
         return token, lifetime
 
 
+class _Inquiry(BaseModel):
+    """What this service reads of the broker's inquiry (other fields are ignored)."""
+
+    inquiry_id: uuid.UUID
+    status: str
+    result: Any = None
+    signature: Any = None
+
+
 class BrokerClient:
     """Asks the broker and reads its inquiries, as ``service:requests``."""
 
@@ -169,14 +183,16 @@ class BrokerClient:
     ) -> None:
         self._http = http
         self._base = f"{broker_url.rstrip('/')}/api/v1/inquiries"
+        self._query = f"?wait={wait:g}"
+        self._ask_url = httpx.URL(f"{self._base}{self._query}")
         self._token = token
-        self._wait = wait
+        self._authorization: tuple[str, str] = ("", "")
 
     async def ask(self, ask: InquiryAsk) -> BrokerReply:
         """``POST /api/v1/inquiries?wait=``: 200 final, 202 pending, else why not."""
         return await self._call(
             "POST",
-            self._base,
+            self._ask_url,
             json=ask.body(),
             headers={"Idempotency-Key": ask.idempotency_key},
             inquiry_type=ask.type,
@@ -185,20 +201,28 @@ class BrokerClient:
     async def read(self, inquiry_id: uuid.UUID, *, inquiry_type: str) -> BrokerReply:
         """``GET /api/v1/inquiries/{id}?wait=``: the inquiry as it is (after waiting)."""
         return await self._call(
-            "GET", f"{self._base}/{inquiry_id}", inquiry_type=inquiry_type, known_id=inquiry_id
+            "GET",
+            f"{self._base}/{inquiry_id}{self._query}",
+            inquiry_type=inquiry_type,
+            known_id=inquiry_id,
         )
+
+    def _bearer(self, token: str) -> str:
+        """``Bearer <token>``, built again only when the token changes."""
+        if token != self._authorization[0]:
+            self._authorization = (token, f"Bearer {token}")
+        return self._authorization[1]
 
     async def _call(
         self,
         method: str,
-        url: str,
+        url: httpx.URL | str,
         *,
         inquiry_type: str,
         json: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         known_id: uuid.UUID | None = None,
     ) -> BrokerReply:
-        params = {"wait": f"{self._wait:g}"}
         for renewed in (False, True):
             try:
                 token = await self._token.get()
@@ -209,9 +233,8 @@ class BrokerClient:
                 response = await self._http.request(
                     method,
                     url,
-                    params=params,
                     json=json,
-                    headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                    headers={**(headers or {}), "Authorization": self._bearer(token)},
                 )
             except httpx.HTTPError as exc:
                 logger.warning(
@@ -265,15 +288,14 @@ def _refusal(
 
 def _answer(response: httpx.Response, *, known_id: uuid.UUID | None) -> BrokerReply:
     try:
-        body = response.json()
-        inquiry_id = uuid.UUID(str(body["inquiry_id"]))
-        status = str(body["status"])
-    except (ValueError, KeyError, TypeError):
+        body = _Inquiry.model_validate_json(response.content)
+    except ValidationError:
         return BrokerReply("retry", inquiry_id=known_id, error="malformed_answer")
+    inquiry_id, status = body.inquiry_id, body.status
     if status not in FINAL_STATUSES:
         return BrokerReply("pending", inquiry_id=inquiry_id, status=status)
-    result = body.get("result")
-    signature = body.get("signature")
+    result = body.result
+    signature = body.signature
     if result is not None and not isinstance(result, dict):
         return BrokerReply("retry", inquiry_id=inquiry_id, error="malformed_answer")
     return BrokerReply(
