@@ -2,7 +2,7 @@
 
 An outbox row committed in the relay's own process is published at once (the commit wakes the
 relay), while an idle relay polls ever less often; an idle consumer fetches with ever longer
-waits and tightens again when records come.
+waits (up to its own idle wait) and tightens again when records come.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from panjereh.common.db import Database, service_metadata
 from panjereh.common.messaging import outbox
+from panjereh.common.messaging.consumer import IdempotentConsumer
 from panjereh.common.messaging.kafka import FetchPacer, create_consumer, create_producer
 from panjereh.common.messaging.tables import MessagingTables, messaging_tables
 from panjereh.common.settings import ServiceSettings
@@ -111,5 +112,35 @@ async def test_an_idle_consumer_waits_longer_and_tightens_when_records_come(
         pacer.observe(got_records=bool(got))
         assert got
         assert consumer._fetcher._fetch_max_wait_ms == 10
+    finally:
+        await consumer.stop()
+
+
+async def test_an_idempotent_consumer_backs_off_to_its_own_idle_fetch_wait(
+    database: Database, tables: MessagingTables, kafka_bootstrap_servers: str
+) -> None:
+    topic = f"kerneltest.{secrets.token_hex(4)}"
+    await create_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    settings = settings_for(kafka_bootstrap_servers)
+    consumer = IdempotentConsumer(
+        name=f"kerneltest-{secrets.token_hex(3)}",
+        topics=[topic],
+        database=database,
+        inbox=tables.inbox,
+        consumer_factory=lambda _topics, group: create_consumer(
+            settings, group_id=group, fetch_max_wait_ms=10
+        ),
+        producer_factory=lambda: create_producer(settings),
+        idle_fetch_wait_ms=2500,
+    )
+    await consumer.start()
+    try:
+        for _ in range(400):  # the consumer has joined its group within 20 s
+            if consumer.pacer is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert consumer.pacer is not None
+        # tight while records may come, this consumer's own long wait once idle
+        assert (consumer.pacer.tight_ms, consumer.pacer.idle_ms) == (10, 2500)
     finally:
         await consumer.stop()

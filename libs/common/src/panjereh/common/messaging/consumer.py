@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database
 from panjereh.common.messaging.envelope import CloudEvent, extract_trace_context
-from panjereh.common.messaging.kafka import FetchPacer
+from panjereh.common.messaging.kafka import IDLE_FETCH_MAX_WAIT_MS, FetchPacer
 from panjereh.common.metrics import CONSUMER_LAG, CONSUMER_RECORDS
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,13 @@ class IdempotentConsumer:
     ``consumer_factory`` builds an unstarted ``AIOKafkaConsumer`` (see
     ``panjereh.common.messaging.kafka.create_consumer``) and ``producer_factory`` the producer
     used for dead letters. Unknown types are recorded in the inbox and skipped.
+
+    ``idle_fetch_wait_ms``: the longest fetch wait once no record came for a while (see
+    :class:`.kafka.FetchPacer`). On a broker that does not answer a held fetch when a record
+    lands (the embedded Tansu), the first record after a quiet spell waits up to this long, and
+    every fetch costs the broker CPU: a consumer of events whose handling may lag by seconds
+    (catalog changes, notifications) takes a long one, a consumer on a caller's path a short
+    one. On Apache Kafka a long wait costs no latency.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class IdempotentConsumer:
         max_attempts: int = 3,
         retry_backoff: float = 0.1,
         reconnect_backoff_max: float = 10.0,
+        idle_fetch_wait_ms: int = IDLE_FETCH_MAX_WAIT_MS,
     ) -> None:
         if max_attempts < 1:
             msg = "max_attempts must be at least 1"
@@ -103,6 +111,7 @@ class IdempotentConsumer:
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
         self._reconnect_backoff_max = reconnect_backoff_max
+        self._idle_fetch_wait_ms = idle_fetch_wait_ms
         self._handlers: dict[str, TopicHandler] = {}
         self._record_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -207,7 +216,7 @@ class IdempotentConsumer:
     async def _consume(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        pacer = self.pacer = FetchPacer(consumer)
+        pacer = self.pacer = FetchPacer(consumer, idle_ms=self._idle_fetch_wait_ms)
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=pacer.poll_timeout_ms, max_records=100)
             pacer.observe(got_records=bool(batches))
