@@ -21,3 +21,7 @@ class Settings(ServiceSettings):
     #: Consume the inquiry broker's ``inquiry.agency.active`` (the agencies' connection status).
     #: False only where several catalogs share one broker but not one database (tests).
     consume_agency_activity: bool = True
+    #: The longest fetch wait of that consumer once no announcement came for a while (an
+    #: agency is announced at most once a minute): seconds late costs nothing, and an idle
+    #: consumer asks the broker for records every few seconds instead of twice a second.
+    agency_activity_idle_fetch_wait_ms: int = Field(default=5000, ge=0, le=30_000)

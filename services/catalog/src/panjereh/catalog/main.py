@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             consumer_factory=lambda _topics, group: create_consumer(settings, group_id=group),
             producer_factory=lambda: create_producer(settings),
             max_attempts=settings.kafka_consumer_max_attempts,
+            idle_fetch_wait_ms=settings.agency_activity_idle_fetch_wait_ms,
         )
         activity.register(AgencyActive.event_type, handlers.on_agency_active)
         await resources.start(activity)

@@ -99,6 +99,10 @@ class Settings(ServiceSettings):
 
     # ---------------------------------------------------------------- notifications
     consume_status_events: bool = True
+    #: The longest fetch wait of that consumer once no status change came for a while: a
+    #: citizen's notice of a new status may go out a few seconds late, so an idle consumer
+    #: asks the broker for records every few seconds instead of twice a second.
+    status_events_idle_fetch_wait_ms: int = Field(default=5000, ge=0, le=30_000)
 
     @field_validator("trusted_proxies", mode="after")
     @classmethod

@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 producer_factory=lambda: create_producer(settings),
                 max_attempts=settings.kafka_consumer_max_attempts,
+                idle_fetch_wait_ms=settings.status_events_idle_fetch_wait_ms,
             )
             consumer.register(
                 RequestStatusChanged.event_type,

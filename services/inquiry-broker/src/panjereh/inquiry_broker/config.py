@@ -67,6 +67,9 @@ class Settings(ServiceSettings):
     #: How long Kafka may hold an empty fetch of the requests service's topics: a request's
     #: first inquiries wait for its ``submitted`` event (see below), so keep it short too.
     purposes_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
+    #: The longest fetch wait of the catalog's events once none came for a while: a card
+    #: published after a quiet spell reaches the broker's copy at most this much later.
+    catalog_idle_fetch_wait_ms: int = Field(default=2000, ge=0, le=30_000)
     #: How long an inquiry of a card-acting service (``service:requests``) waits for the
     #: request its tracking code names, when the broker has not heard of it yet: the requests
     #: service asks right after committing the request, maybe before its ``submitted`` event

@@ -18,6 +18,7 @@ from panjereh.common.lifespan import Resources
 from panjereh.common.logging import configure_logging
 from panjereh.common.messaging.consumer import IdempotentConsumer
 from panjereh.common.messaging.kafka import (
+    IDLE_FETCH_MAX_WAIT_MS,
     broker_readiness_check,
     create_consumer,
     create_producer,
@@ -172,7 +173,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return build
 
     def idempotent_consumer(
-        name: str, subscribed: Sequence[str], database: Database, fetch_max_wait_ms: int
+        name: str,
+        subscribed: Sequence[str],
+        database: Database,
+        fetch_max_wait_ms: int,
+        idle_fetch_wait_ms: int = IDLE_FETCH_MAX_WAIT_MS,
     ) -> IdempotentConsumer:
         return IdempotentConsumer(
             name=name,
@@ -182,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             consumer_factory=consumer_factory(fetch_max_wait_ms),
             producer_factory=lambda: create_producer(settings),
             max_attempts=settings.kafka_consumer_max_attempts,
+            idle_fetch_wait_ms=idle_fetch_wait_ms,
         )
 
     async def setup(app: FastAPI, resources: Resources) -> None:
@@ -275,6 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [topics.CATALOG_SERVICE_PUBLISHED, topics.CATALOG_SERVICE_RETIRED],
             database,
             500,
+            settings.catalog_idle_fetch_wait_ms,
         )
         register_catalog_handlers(catalog)
         await resources.start(catalog)

@@ -43,6 +43,12 @@ class Settings(ServiceSettings):
     #: False: this replica's workers run but it joins no consumer group (catalog events,
     #: answered inquiries) and relies on polling; for tests running several apps on one broker.
     consume_events: bool = True
+    #: The longest fetch wait of those consumers once no event came for a while: a card
+    #: published (or retired) is in this replica's copy at most this much later after a quiet
+    #: spell, and an answered inquiry's event (which only saves the wait for the next re-read)
+    #: wakes its request as late. Keep the catalog's no longer than the inquiry broker's
+    #: ``catalog_idle_fetch_wait_ms``: a request for a new card asks the broker about it.
+    events_idle_fetch_wait_ms: int = Field(default=2000, ge=0, le=30_000)
     #: Requests one orchestration pass claims, and how many it works on at once.
     step_batch_size: int = Field(default=50, ge=1, le=1000)
     step_concurrency: int = Field(default=64, ge=1, le=1000)

@@ -117,6 +117,7 @@ def _consumer(database: Database, settings: Settings, name: str, *names: str) ->
         consumer_factory=lambda topics_, group: create_consumer(settings, *topics_, group_id=group),
         producer_factory=lambda: create_producer(settings),
         max_attempts=settings.kafka_consumer_max_attempts,
+        idle_fetch_wait_ms=settings.events_idle_fetch_wait_ms,
     )
 
 
