@@ -204,9 +204,12 @@ class Stack:
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
             # Tansu rejects InitProducerId: idempotence must be off against it
             self.env.setdefault("PANJEREH_KAFKA_IDEMPOTENCE", "false")
-        await create_topics(
-            bootstrap, [*with_dead_letters(PLATFORM_TOPICS), *simulated_agency_topics()]
-        )
+        await create_topics(bootstrap, with_dead_letters(PLATFORM_TOPICS))
+        # one partition each: the simulated agencies run in one process, and the broker's
+        # replicas still share the replies topics (one topic each, or more); every partition
+        # is read again by every idle fetch on Tansu, the agencies' and the broker's replies
+        # consumers are most of those fetches
+        await create_topics(bootstrap, simulated_agency_topics(), partitions=1)
         say(f"Kafka: ready at {bootstrap}")
 
     async def _prepare_services(self) -> None:
