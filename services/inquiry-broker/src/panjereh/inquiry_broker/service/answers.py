@@ -1,10 +1,10 @@
 """Answers: what agencies replied (on Kafka or a connector), and inquiries that ran out of time.
 
 Whichever way an inquiry ends, :func:`complete` records the final status (signing ``answered``
-and ``not_found``) and :func:`publish` announces it: ``InquiryAnswered`` through the outbox and
-a NOTIFY that wakes callers waiting on any replica, both delivered when the transaction
-commits. An answer from the agency also tells the catalog the agency is connected
-(:mod:`.activity`, throttled).
+and ``not_found``) and :func:`publish` announces it: ``InquiryAnswered`` through the outbox
+(when a request waits on it) and a NOTIFY that wakes callers waiting on any replica, both
+delivered when the transaction commits. An answer from the agency also tells the catalog the
+agency is connected (:mod:`.activity`, throttled).
 """
 
 from __future__ import annotations
@@ -77,18 +77,26 @@ def answer_payload(inquiry: Inquiry) -> dict[str, Any]:
 
 
 async def publish(session: AsyncSession, inquiry: Inquiry) -> None:
-    """``InquiryAnswered`` through the outbox, and a NOTIFY for callers waiting anywhere."""
+    """``InquiryAnswered`` through the outbox (when a request waits on it), and a NOTIFY for
+    callers waiting anywhere."""
     await _answered_event(session, inquiry)
     await InquiryRepository(session).announce_answer(inquiry)
 
 
 async def _answered_event(session: AsyncSession, inquiry: Inquiry) -> None:
-    """``InquiryAnswered`` through the outbox.
+    """``InquiryAnswered`` through the outbox, for an inquiry a request waits on.
+
+    Its one consumer is the requests service, which wakes the request with that tracking
+    code; an inquiry asked for no request (identity's login and registration checks) is
+    announced to its waiting caller by the NOTIFY alone, with no event nobody would use (an
+    outbox row and a publish fewer per check).
 
     The event leaves ``result`` out: answers are personal data (names, debts, records) and
     stay off the event bus; the asking client reads the signed answer with
     ``GET /api/v1/inquiries/{id}``.
     """
+    if inquiry.tracking_code is None:
+        return
     await outbox.add(
         session,
         InquiryAnswered(
@@ -99,7 +107,7 @@ async def _answered_event(session: AsyncSession, inquiry: Inquiry) -> None:
             tracking_code=inquiry.tracking_code,
             service_code=inquiry.service_code,
         ),
-        key=inquiry.tracking_code or str(inquiry.id),
+        key=inquiry.tracking_code,
     )
 
 
