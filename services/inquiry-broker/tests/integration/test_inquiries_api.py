@@ -473,12 +473,19 @@ class TestAnswers:
         assert response.json()["result"]["first_name"] not in event.model_dump_json()
 
     async def test_only_answers_a_request_waits_on_are_announced(self, broker: Broker) -> None:
-        # identity's registration check has no request behind it: nobody consumes its
-        # InquiryAnswered, so none is written (one outbox row and one publish fewer per check)
+        # identity's registration check has no request behind it (its tracking code is the
+        # login challenge's reference): nobody consumes its InquiryAnswered, so none is written
         unannounced = await broker.ask(
             "civil-registry.person",
             caller=broker.client_token("service:identity"),
             subject=complete_national_code("555000778"),
+            service_code="identity.registration",
+            tracking_code=str(uuid.uuid4()),
+        )
+        untracked = await broker.ask(
+            "civil-registry.person",
+            caller=broker.client_token("service:identity"),
+            subject=complete_national_code("555000779"),
             service_code="identity.registration",
             tracking_code=None,
         )
@@ -488,12 +495,17 @@ class TestAnswers:
             subject="0084575948",
         )
         assert unannounced.json()["status"] == announced.json()["status"] == "answered"
+        assert untracked.json()["status"] == "answered"
         rows = await broker.sql(
             "SELECT payload->'data'->>'inquiry_id' AS inquiry_id"
             " FROM inquiry_broker.outbox_message"
             " WHERE topic = 'inquiry.inquiry.answered'"
             " AND payload->'data'->>'inquiry_id' = ANY($1::text[])",
-            [unannounced.json()["inquiry_id"], announced.json()["inquiry_id"]],
+            [
+                unannounced.json()["inquiry_id"],
+                untracked.json()["inquiry_id"],
+                announced.json()["inquiry_id"],
+            ],
         )
         assert [row["inquiry_id"] for row in rows] == [announced.json()["inquiry_id"]]
 

@@ -22,7 +22,7 @@ from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquirySta
 from panjereh.contracts.topics import agency_replies
 from panjereh.inquiry_broker import validation
 from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY, REPLIES_REFUSED
-from panjereh.inquiry_broker.models import Inquiry
+from panjereh.inquiry_broker.models import Inquiry, PlatformPurpose
 from panjereh.inquiry_broker.repository import Answering, InquiryRepository
 from panjereh.inquiry_broker.service import activity, audit, delivery
 from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
@@ -87,15 +87,21 @@ async def _answered_event(session: AsyncSession, inquiry: Inquiry) -> None:
     """``InquiryAnswered`` through the outbox, for an inquiry a request waits on.
 
     Its one consumer is the requests service, which wakes the request with that tracking
-    code; an inquiry asked for no request (identity's login and registration checks) is
-    announced to its waiting caller by the NOTIFY alone, with no event nobody would use (an
-    outbox row and a publish fewer per check).
+    code. An inquiry no request stands behind (no tracking code, or one of the platform's own
+    purposes: identity's login and registration checks, whose tracking code is only the
+    challenge's reference) is announced to its waiting caller by the NOTIFY alone, with no
+    event nobody would use: an outbox row, a publish and a consumed record fewer per check.
+    Platform purposes exist only by migration; which one an inquiry served is one primary-key
+    read.
 
     The event leaves ``result`` out: answers are personal data (names, debts, records) and
     stay off the event bus; the asking client reads the signed answer with
     ``GET /api/v1/inquiries/{id}``.
     """
-    if inquiry.tracking_code is None:
+    if inquiry.tracking_code is None or (
+        inquiry.service_code is not None
+        and await session.get(PlatformPurpose, inquiry.service_code) is not None
+    ):
         return
     await outbox.add(
         session,
