@@ -96,8 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.consume_events:
             await resources.start(_catalog_consumer(database, settings))
             await resources.start(_inquiry_consumer(database, settings, orchestrator))
-        bootstrap = _replica_bootstrap(database, catalog_http, settings.catalog_url)
-        await resources.start(bootstrap)
+        cards = _CardReplica(database, catalog_http, settings.catalog_url)
+        resources.ready_when("card_replica", cards.ready)
+        await resources.start(cards.worker())
 
     configure_logging(settings.service_name, settings.log_level)
     return create_service_app(
@@ -156,29 +157,46 @@ def _sla_watch(database: Database, relay: OutboxRelay, settings: Settings) -> Pe
     return PeriodicWorker("sla-watch", step, interval=settings.sla_check_seconds)
 
 
-def _replica_bootstrap(
-    database: Database, client: httpx.AsyncClient, catalog_url: str
-) -> PeriodicWorker:
-    """Fill an empty card replica from the catalog's API, retrying until it is reachable.
+class _CardReplica:
+    """Fills an empty card replica from the catalog's API, retrying until it is reachable, and
+    holds readiness until the replica has its cards.
 
-    Once the replica holds cards (from here or from events) the step does nothing.
+    Once the replica holds cards (from here or from the catalog's events) the step does
+    nothing. Until then the process is not ready: a citizen's submission there would be
+    refused as ``service_not_found`` for a card the catalog has published (right after a
+    first start, the catalog's events may still be on their way).
     """
-    done = False
 
-    async def step() -> None:
-        nonlocal done
-        if done:
+    def __init__(self, database: Database, client: httpx.AsyncClient, catalog_url: str) -> None:
+        self._database = database
+        self._client = client
+        self._catalog_url = catalog_url
+        self.filled = False
+
+    def worker(self) -> PeriodicWorker:
+        return PeriodicWorker("replica-bootstrap", self.step, interval=BOOTSTRAP_RETRY_SECONDS)
+
+    async def _holds_cards(self) -> bool:
+        async with self._database.transaction() as session:
+            return not await replica.is_empty(session)
+
+    async def step(self) -> None:
+        if self.filled:
             return
-        async with database.transaction() as session:
-            empty = await replica.is_empty(session)
-        if not empty:
-            done = True
+        if await self._holds_cards():
+            self.filled = True
             return
-        cards = await catalog_client.published_cards(client, catalog_url)
-        async with database.transaction() as session:
+        cards = await catalog_client.published_cards(self._client, self._catalog_url)
+        async with self._database.transaction() as session:
             for card in cards:
                 await replica.record_published(session, card=card)
-        done = True
+        self.filled = True
         logger.info("card replica filled from the catalog", extra={"cards": len(cards)})
 
-    return PeriodicWorker("replica-bootstrap", step, interval=BOOTSTRAP_RETRY_SECONDS)
+    async def ready(self) -> None:
+        """Readiness: the replica was filled (by either way) since this process started."""
+        if not self.filled and await self._holds_cards():
+            self.filled = True
+        if not self.filled:
+            msg = "the card replica is empty: the catalog was not reached yet"
+            raise RuntimeError(msg)
