@@ -9,8 +9,11 @@ import time
 import asyncpg
 import pytest
 
+from panjereh.common.db import Database
 from panjereh.common.migrations import downgrade, upgrade
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
+from panjereh.contracts.samples import published_card
+from panjereh.requests.service import replica
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +26,18 @@ SERVICES = {
 
 #: services whose lifespan already runs Kafka parts (relay/consumers) and checks the broker
 WITH_BROKER = {"panjereh.requests"}
+#: services whose readiness waits for a replica of the catalog's cards
+WITH_CARD_REPLICA = {"panjereh.requests"}
+
+
+async def hold_one_card(url: str) -> None:
+    """Put a published card in the requests service's replica, as the catalog's event would."""
+    database = Database(url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            await replica.record_published(session, card=published_card())
+    finally:
+        await database.dispose()
 
 
 def libpq(url: str) -> str:
@@ -71,6 +86,8 @@ class TestServiceBoot:
         schema: str,
     ) -> None:
         url = await migrated_database(package)
+        if package in WITH_CARD_REPLICA:
+            await hold_one_card(url)  # no catalog runs here to fill it
         config = importlib.import_module(f"{package}.config")
         main = importlib.import_module(f"{package}.main")
         settings = config.Settings(
@@ -92,6 +109,8 @@ class TestServiceBoot:
         assert components["database"] == "ready"
         if package in WITH_BROKER:
             assert components["broker"] == "ready"
+        if package in WITH_CARD_REPLICA:
+            assert components["card_replica"] == "ready"
 
     async def test_readyz_is_503_when_the_database_is_unreachable(
         self, package: str, schema: str
