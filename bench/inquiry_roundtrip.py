@@ -144,6 +144,30 @@ class Transactions:
         self.counted += await self._now()
 
 
+class Calls:
+    """The two timed calls of both phases: an inquiry (fresh subject ``n``) and the reference
+    read; each returns its milliseconds."""
+
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+        self._client = client
+        self._headers = headers
+
+    async def ask(self, n: int) -> float:
+        started = time.perf_counter()
+        response = await self._client.post(
+            "/api/v1/inquiries?wait=5", json=inquiry_body(n), headers=self._headers
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200 or response.json()["status"] != "answered":
+            raise SystemExit(f"unexpected answer: {response.status_code} {response.text}")
+        return elapsed
+
+    async def read(self, _: int = 0) -> float:
+        started = time.perf_counter()
+        (await self._client.get("/api/v1/inquiry-types", headers=self._headers)).raise_for_status()
+        return (time.perf_counter() - started) * 1000
+
+
 class Phase:
     """One measured phase: latencies and the CPU of every process over it."""
 
@@ -187,21 +211,8 @@ async def measure_concurrent(
     headers = bearer(token)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
-
-        async def ask(n: int) -> float:
-            started = time.perf_counter()
-            response = await client.post(
-                "/api/v1/inquiries?wait=5", json=inquiry_body(n), headers=headers
-            )
-            elapsed = (time.perf_counter() - started) * 1000
-            if response.status_code != 200 or response.json()["status"] != "answered":
-                raise SystemExit(f"unexpected answer: {response.status_code} {response.text}")
-            return elapsed
-
-        async def read(_: int) -> float:
-            started = time.perf_counter()
-            (await client.get("/api/v1/inquiry-types", headers=headers)).raise_for_status()
-            return (time.perf_counter() - started) * 1000
+        calls = Calls(client, headers)
+        ask, read = calls.ask, calls.read
 
         await closed_loop(ask, clients=clients, total=4 * clients, first=first, groups=groups)
         inquiries = await closed_loop(
@@ -222,21 +233,8 @@ async def measure(
     timings: list[float] = []
     reference: list[float] = []
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-
-        async def ask(n: int) -> float:
-            started = time.perf_counter()
-            response = await client.post(
-                "/api/v1/inquiries?wait=5", json=inquiry_body(n), headers=headers
-            )
-            elapsed = (time.perf_counter() - started) * 1000
-            if response.status_code != 200 or response.json()["status"] != "answered":
-                raise SystemExit(f"unexpected answer: {response.status_code} {response.text}")
-            return elapsed
-
-        async def read() -> float:
-            started = time.perf_counter()
-            (await client.get("/api/v1/inquiry-types", headers=headers)).raise_for_status()
-            return (time.perf_counter() - started) * 1000
+        calls = Calls(client, headers)
+        ask, read = calls.ask, calls.read
 
         for n in range(warmup):
             await ask(n)
