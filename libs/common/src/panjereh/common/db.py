@@ -13,17 +13,24 @@ Two rules of the boundary:
 * **No network while a transaction is open.** :func:`in_transaction` says whether the current
   task holds one; the kernel's HTTP client (:mod:`panjereh.common.http`) refuses to send
   while it does. Claim → call outside → record: never call out while holding locks.
+
+A read that changes nothing and needs no snapshot shared between statements (one ``SELECT``,
+or several whose answers need not agree with each other) takes :meth:`Database.reading`
+instead: its statements run without ``BEGIN`` and ``COMMIT``, two round trips fewer, and it
+refuses anything but a plain read.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -49,6 +56,8 @@ _open_transactions: contextvars.ContextVar[int] = contextvars.ContextVar(
     "panjereh_open_transactions", default=0
 )
 _AFTER_COMMIT = "panjereh.after_commit"
+#: True inside :meth:`Database.reading` (read by the guard of a test's joined database only)
+_reading: contextvars.ContextVar[bool] = contextvars.ContextVar("panjereh_reading", default=False)
 
 AfterCommit = Callable[[], Awaitable[None] | None]
 
@@ -74,6 +83,47 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     worker then sees the committed rows at once instead of at its next poll.
     """
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+class WriteInReadingUnit(RuntimeError):
+    """A statement that is not a plain read was sent in a :meth:`Database.reading` unit.
+
+    A programming error: the statement belongs in :meth:`Database.transaction`, where it is
+    committed or rolled back with the rest of its unit of work.
+    """
+
+
+#: what a plain read starts with, and what no plain read contains (as a whole word): a
+#: data-modifying statement or CTE, a row lock, an advisory lock, a sequence step, a notice
+_READ_START = re.compile(r"\s*(SELECT|WITH|VALUES|TABLE|SHOW)\b", re.IGNORECASE)
+_NOT_A_READ = re.compile(
+    r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|FOR\s+(NO\s+KEY\s+)?UPDATE|FOR\s+(KEY\s+)?SHARE"
+    r"|pg_advisory\w*|nextval|setval|pg_notify|set_config)\b",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_plain_read(statement: str) -> bool:
+    # statements come from SQLAlchemy's compiled cache: the same few strings again and again
+    return bool(_READ_START.match(statement)) and not _NOT_A_READ.search(statement)
+
+
+def _refuse_writes(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    if not _is_plain_read(statement):
+        raise WriteInReadingUnit(
+            "only plain reads run in Database.reading(); this statement needs "
+            f"Database.transaction(): {statement.split(None, 1)[0]} ..."
+        )
+
+
+_SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b", re.I)
+
+
+def _guard_reading_unit(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+    """The guard of :func:`_refuse_writes` on a test's connection shared by every unit."""
+    if _reading.get() and not _SAVEPOINT.match(statement):
+        _refuse_writes(connection, cursor, statement)
 
 
 def service_metadata(schema: str) -> MetaData:
@@ -135,6 +185,11 @@ class Database:
             instrument_engine(self.engine)
         POOLS.watch(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # the same pool, its connections switched to autocommit while they are checked out
+        # for a read (asyncpg then sends no BEGIN; the switch itself is no round trip)
+        reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        event.listen(reads.sync_engine, "before_cursor_execute", _refuse_writes)
+        self._reads = async_sessionmaker(reads, expire_on_commit=False, autoflush=False)
 
     @classmethod
     def joined_to(cls, connection: AsyncConnection) -> Database:
@@ -148,6 +203,9 @@ class Database:
         database.sessions = async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
+        # reads see what the test's transaction holds; the guard against writes stays
+        event.listen(connection.sync_connection, "before_cursor_execute", _guard_reading_unit)
+        database._reads = database.sessions
         return database
 
     @asynccontextmanager
@@ -180,6 +238,30 @@ class Database:
             _restore(token, depth)
         if committed:
             await _run_after_commit(callbacks)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit: its statements run without ``BEGIN``/``COMMIT``, each on its own.
+
+        Under READ COMMITTED a transaction gives reads nothing but one snapshot per statement,
+        which autocommit gives too; what it costs is two round trips. Use it for a read whose
+        statements need not see one snapshot together. Anything but a plain read (a write, a
+        row or advisory lock, a sequence step, a flush of ORM changes) raises
+        :class:`WriteInReadingUnit` before it reaches the server. It counts as a unit of work
+        for :func:`in_transaction`: it holds a pooled connection, so no network call inside.
+        """
+        depth = _open_transactions.get()
+        token = _open_transactions.set(depth + 1)
+        reading = _reading.set(True)
+        try:
+            async with self._reads() as session:
+                yield session
+        finally:
+            try:
+                _reading.reset(reading)
+            except ValueError:
+                _reading.set(False)
+            _restore(token, depth)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
