@@ -128,10 +128,17 @@ class EmbeddedPostgres:
 
 
 class EmbeddedKafka:
-    """The Tansu broker, listening on 127.0.0.1 only, with memory storage."""
+    """The Tansu broker, listening on 127.0.0.1 only, with memory storage.
 
-    def __init__(self, port: int, *, log_path: Path | None = None) -> None:
+    ``advertised_port``: the port clients are told to connect to after bootstrapping (default
+    ``port``): a proxy's, to see every request the clients make (``.kafka_requests``).
+    """
+
+    def __init__(
+        self, port: int, *, log_path: Path | None = None, advertised_port: int | None = None
+    ) -> None:
         self.port = port
+        self.advertised_port = advertised_port or port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -153,7 +160,7 @@ class EmbeddedKafka:
                     "--listener-url",
                     listener,
                     "--advertised-listener-url",
-                    listener,
+                    f"tcp://127.0.0.1:{self.advertised_port}",
                     "--storage-engine",
                     "memory://tansu/",
                 ],
