@@ -18,10 +18,14 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from panjereh.agency_sdk import KafkaSettings
+from panjereh.agency_sdk.host import AgencyHost
 from panjereh.agency_simulators.agencies import AGENCIES, Faults, build
 from panjereh.agency_simulators.health import serve_health
 
 logger = logging.getLogger("panjereh.agency_simulators")
+
+#: How long a stopped host may take to close its Kafka clients before it is cancelled.
+_STOP_WAIT_SECONDS = 10.0
 
 
 class SimulatorSettings(BaseSettings):
@@ -63,9 +67,9 @@ class SimulatorSettings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=25, ge=0, le=500)
     #: The fetch wait once no inquiry came for a few seconds (it backs off from
     #: ``fetch_max_wait_ms`` to this): the first inquiry after a quiet spell waits up to this
-    #: long on Tansu (about a third of it on average), and each idle agency costs one fetch per
-    #: wait. 1000 saves about 0.7 % of a core at idle and costs a first login after a quiet
-    #: spell about 0.3 s; the login's latency wins here.
+    #: long on Tansu (about a third of it on average), and the idle agencies cost one fetch
+    #: per wait, all of them together (one fetch reads every agency's topic). An inquiry to
+    #: any agency tightens the wait for all of them.
     idle_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
     latency_ms: float = Field(default=0.0, ge=0)
     jitter_ms: float = Field(default=0.0, ge=0)
@@ -95,24 +99,33 @@ async def run(
     codes: Sequence[str], *, kafka: KafkaSettings, faults: Faults, health_port: int = 0
 ) -> None:
     agencies = [build(code, kafka=kafka, faults=faults) for code in codes]
+    # one identity plays every simulated agency: one fetch reads all their topics instead of
+    # one fetch per agency (each agency is still a member of its own group and commits there)
+    host = AgencyHost(agencies, kafka=kafka, client_id="agency-simulators")
     health = await serve_health(agencies, port=health_port) if health_port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(agency.run(), name=agency.code) for agency in agencies]
-    logger.info("simulated agencies running", extra={"agencies": list(codes)})
+    serving = asyncio.create_task(host.run(), name="agencies")
     stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
-    for agency in agencies:
-        agency.stop()
-    await asyncio.gather(*tasks, return_exceptions=stopping not in done)
-    if health is not None:
-        health.close()
-        await health.wait_closed()
-    for task in done:
-        if task is not stopping and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    logger.info("simulated agencies running", extra={"agencies": list(codes)})
+    try:
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        host.stop()
+        stopping.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        # the host returns within one poll once stopped; not while it is still connecting
+        await asyncio.wait([serving], timeout=_STOP_WAIT_SECONDS)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        if health is not None:
+            health.close()
+            await health.wait_closed()
+    if not serving.cancelled() and serving.exception() is not None:
+        raise serving.exception()  # type: ignore[misc]
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -200,30 +200,20 @@ class Agency:
         self._stopping.set()
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        tight = self.kafka.fetch_max_wait_ms
-        idle = max(tight, self.kafka.idle_fetch_max_wait_ms)
-        wait, last_inquiry = tight, time.monotonic()
+        pacing = FetchPacing(consumer, self.kafka)
         while not self._stopping.is_set():
-            # inquiries that arrive end the poll at once: a longer one while idle costs no
-            # latency, only fewer turns of this loop (two fetch waits, 0.2 to 1 s)
-            batches = await consumer.getmany(
-                timeout_ms=max(200, min(2 * wait, 1000)), max_records=500
-            )
-            if batches:
-                last_inquiry = time.monotonic()
-            quiet = time.monotonic() - last_inquiry >= self.kafka.quiet_after_seconds
-            paced = min(idle, max(wait * 2, 1)) if quiet else tight
-            if paced != wait:
-                wait = paced
-                _set_fetch_wait(consumer, wait)
+            batches = await consumer.getmany(timeout_ms=pacing.poll_timeout_ms, max_records=500)
+            pacing.observe(got_inquiries=bool(batches))
             if consumer.assignment():
                 self.ready.set()
             for partition, records in batches.items():
                 await consumer.commit({partition: records[-1].offset + 1})  # read: see above
-                await self._answer_batch(producer, records)
+                await self.answer_records(producer, records)
 
-    async def _answer_batch(self, producer: AIOKafkaProducer, records: list[Any]) -> None:
-        """Answer a partition's records concurrently; return once every reply is acknowledged."""
+    async def answer_records(self, producer: AIOKafkaProducer, records: list[Any]) -> None:
+        """Answer records read from this agency's inquiries topic, concurrently, on its replies
+        topic; return once every reply is acknowledged (for a host that reads the topic itself,
+        :class:`~panjereh.agency_sdk.host.AgencyHost`)."""
         replies = await asyncio.gather(*(self._reply_to(record) for record in records))
         topic = replies_topic(self.code)
         deliveries = [
@@ -253,6 +243,39 @@ class Agency:
             )
             return None, headers
         return await self.answer(inquiry), headers
+
+
+class FetchPacing:
+    """A consumer's fetch wait, tight while inquiries come and long once none came lately.
+
+    ``getmany`` waits two fetch waits (0.2 to 1 s): inquiries that arrive end it at once, so a
+    longer one while idle costs no latency, only fewer turns of the loop. Once no inquiry came
+    for ``quiet_after_seconds`` each empty poll doubles the fetch wait up to
+    ``idle_fetch_max_wait_ms``; the first inquiry brings it back to ``fetch_max_wait_ms``.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, kafka: KafkaSettings) -> None:
+        self._consumer = consumer
+        self._tight = kafka.fetch_max_wait_ms
+        self._idle = max(self._tight, kafka.idle_fetch_max_wait_ms)
+        self._quiet_after = kafka.quiet_after_seconds
+        self.wait_ms = self._tight
+        self._last_inquiry = time.monotonic()
+
+    @property
+    def poll_timeout_ms(self) -> int:
+        return max(200, min(2 * self.wait_ms, 1000))
+
+    def observe(self, *, got_inquiries: bool) -> None:
+        """After each poll: tight when inquiries came lately, backing off once quiet."""
+        now = time.monotonic()
+        if got_inquiries:
+            self._last_inquiry = now
+        quiet = now - self._last_inquiry >= self._quiet_after
+        paced = min(self._idle, max(self.wait_ms * 2, 1)) if quiet else self._tight
+        if paced != self.wait_ms:
+            self.wait_ms = paced
+            _set_fetch_wait(self._consumer, paced)
 
 
 def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
