@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -30,9 +31,15 @@ from panjereh.common.messaging.consumer import (
     DLQ_ATTEMPTS_HEADER,
     DLQ_ERROR_HEADER,
     IdempotentConsumer,
+    InboxClaim,
 )
 from panjereh.common.messaging.envelope import CloudEvent
-from panjereh.common.messaging.kafka import broker_readiness_check, create_consumer, create_producer
+from panjereh.common.messaging.kafka import (
+    broker_readiness_check,
+    consumer_options,
+    create_consumer,
+    create_producer,
+)
 from panjereh.common.messaging.tables import MessagingTables, messaging_tables
 from panjereh.common.settings import ServiceSettings
 from panjereh.common.testing.kafka import create_topics, produce, read_topic
@@ -607,3 +614,113 @@ class TestTraceAcrossTheOutbox:
         assert consumed.parent is not None  # a child within the request's trace, not a new root
         assert consumed.attributes is not None
         assert consumed.attributes["cloudevents.event_type"] == ThingCounted.event_type
+
+
+class TestHandlersClaimingTheirRecord:
+    """A handler may claim its record's inbox row in a statement of its own (one round trip
+    fewer); effects stay exactly once whether it claims, finds a duplicate, or forgets to."""
+
+    @staticmethod
+    def record_of(event: CloudEvent, topic: str) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord(
+            topic=topic,
+            partition=0,
+            offset=0,
+            timestamp=0,
+            timestamp_type=0,
+            key=b"k",
+            value=event.to_bytes(),
+            checksum=None,
+            serialized_key_size=1,
+            serialized_value_size=0,
+            headers=(),
+        )
+
+    async def test_a_record_delivered_twice_has_one_effect(
+        self, database: Database, tables: MessagingTables, topic: str
+    ) -> None:
+        consumer = consumer_for(database, tables, "127.0.0.1:9", topic)
+        folded = CloudEvent.from_event(ThingCounted(thing="folded", n=1))
+        forgotten = CloudEvent.from_event(ThingCounted(thing="forgotten", n=1), source="/other")
+        handled: list[bool | None] = []
+
+        async def claims_itself(
+            session: AsyncSession, event: CloudEvent, _topic: str, claim: InboxClaim
+        ) -> None:
+            claim.taken = (await session.execute(claim.statement, claim.values)).first() is not None
+            handled.append(claim.taken)
+            if claim.taken:
+                await count_effect(session, event)
+
+        async def never_claims(
+            session: AsyncSession, event: CloudEvent, _topic: str, claim: InboxClaim
+        ) -> None:
+            await count_effect(session, event)  # before any claim: rolled back if a duplicate
+
+        consumer.register_claiming(ThingCounted.event_type, claims_itself)
+        for _ in range(2):
+            await consumer._process(self.record_of(folded, topic))
+        assert handled == [True, False]
+        other = consumer_for(database, tables, "127.0.0.1:9", topic, name=consumer.name + "-2")
+        other.register_claiming(ThingCounted.event_type, never_claims)
+        for _ in range(2):
+            await other._process(self.record_of(forgotten, topic))
+
+        assert (await counters(database)) == {folded.id: 1, forgotten.id: 1}
+        async with database.transaction() as session:
+            inbox = (
+                await session.execute(
+                    select(tables.inbox.c.consumer, tables.inbox.c.event_id).where(
+                        tables.inbox.c.event_id.in_([folded.id, forgotten.id])
+                    )
+                )
+            ).all()
+        assert sorted(inbox) == sorted([(consumer.name, folded.id), (other.name, forgotten.id)])
+
+
+class _CountingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """aiokafka's consumer, counting the offset commits it is asked for."""
+
+    commits: ClassVar[list[dict[Any, Any]]] = []
+
+    async def commit(self, offsets: Any = None) -> None:
+        type(self).commits.append(dict(offsets or {}))
+        await super().commit(offsets)
+
+
+async def test_the_records_of_one_fetch_are_committed_together(
+    database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
+) -> None:
+    """An offset commit is a request to Kafka and a wait: one per fetched batch, after the
+    batch's units of work, not one per record; none is skipped."""
+    await create_topics(kafka_bootstrap_servers, [topic])
+    events = [CloudEvent.from_event(ThingCounted(thing="a", n=n)) for n in range(6)]
+    for event in events:  # one key: one partition, fetched together
+        await produce(kafka_bootstrap_servers, topic, event.to_bytes(), key=b"a")
+    settings = settings_for(kafka_bootstrap_servers)
+    _CountingConsumer.commits = []
+
+    def counting(topics: Sequence[str], group: str) -> AIOKafkaConsumer:
+        options = consumer_options(settings, group_id=group, session_timeout_ms=6000)
+        return _CountingConsumer(*topics, **options)
+
+    consumer = IdempotentConsumer(
+        name=f"kerneltest-{secrets.token_hex(3)}",
+        topics=[topic],
+        database=database,
+        inbox=tables.inbox,
+        consumer_factory=counting,
+        producer_factory=lambda: create_producer(settings),
+    )
+    consumer.register(ThingCounted.event_type, count_effect)
+    await consumer.start()
+    try:
+        await wait_until(lambda: _processed(consumer, 6))
+    finally:
+        await consumer.stop()
+    assert await counters(database) == {event.id: 1 for event in events}
+    committed = [
+        offset.offset for commit in _CountingConsumer.commits for offset in commit.values()
+    ]
+    assert max(committed) == 6  # the last record's offset + 1 (a new topic starts at 0)
+    assert len(_CountingConsumer.commits) < len(events)

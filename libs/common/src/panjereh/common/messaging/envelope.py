@@ -45,9 +45,14 @@ class CloudEvent(BaseModel):
     def from_event(
         cls, event: Event, *, source: str | None = None, subject: str | None = None
     ) -> CloudEvent:
-        """Wrap a contract event: a fresh id, the current UTC time, ``data`` by alias."""
+        """Wrap a contract event: a fresh id, the current UTC time, ``data`` by alias.
+
+        Built without validation: every attribute is made here from a validated event or is
+        a plain string, so none could fail (an empty ``source`` takes the default), and every
+        event the platform writes would pay for it.
+        """
         event_type = type(event).event_type
-        return cls(
+        return cls.model_construct(
             id=str(uuid.uuid4()),
             source=source or default_source(event_type),
             type=event_type,

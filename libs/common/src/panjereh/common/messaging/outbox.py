@@ -27,6 +27,7 @@ import uuid
 import weakref
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -91,6 +92,35 @@ async def add(
     session unless given (see :func:`bind`). The session is never committed: the boundary
     commits.
     """
+    added = row(session, event, key=key, topic=topic, table=table, subject=subject, source=source)
+    await session.execute(insert_statement(added.table), added.values)
+    return added.event_id
+
+
+@dataclass(frozen=True)
+class Row:
+    """An outbox row of the caller's transaction, not inserted yet: for a caller that inserts
+    it in a statement of its own, e.g. :func:`insert_statement` with the business change as a
+    CTE (one round trip for both)."""
+
+    table: Table
+    #: the parameters of :func:`insert_statement`
+    values: dict[str, Any]
+    event_id: uuid.UUID
+
+
+def row(
+    session: AsyncSession,
+    event: Event,
+    *,
+    key: str,
+    topic: str | None = None,
+    table: Table | None = None,
+    subject: str | None = None,
+    source: str | None = None,
+) -> Row:
+    """What :func:`add` inserts, for the caller to insert in this unit of work (or not at all:
+    then the relay is only woken for nothing). The arguments are :func:`add`'s."""
     resolved_topic = topic or type(event).topic
     if "{" in resolved_topic:
         msg = f"{type(event).__name__} has a templated topic; pass topic=... explicitly"
@@ -104,27 +134,24 @@ async def add(
         after_commit(session, wake)  # the process's relay publishes it right after the commit
     envelope = CloudEvent.from_event(event, source=source, subject=subject or key)
     event_id = uuid.UUID(envelope.id)
-    await session.execute(
-        _insert_of(outbox),
-        {
-            "event_id": event_id,
-            "topic": resolved_topic,
-            "key": key,
-            "event_type": envelope.type,
-            "payload": envelope.to_json(),
-            "headers": inject_trace_context(),
-        },
-    )
-    return event_id
+    values = {
+        "event_id": event_id,
+        "topic": resolved_topic,
+        "key": key,
+        "event_type": envelope.type,
+        "payload": envelope.to_json(),
+        "headers": inject_trace_context(),
+    }
+    return Row(table=outbox, values=values, event_id=event_id)
 
 
 _ADDED_COLUMNS = ("event_id", "topic", "key", "event_type", "payload", "headers")
 _inserts: weakref.WeakKeyDictionary[Table, Insert] = weakref.WeakKeyDictionary()
 
 
-def _insert_of(table: Table) -> Insert:
-    """``add``'s INSERT into ``table``, built once: compiled once, prepared once per
-    connection."""
+def insert_statement(table: Table) -> Insert:
+    """``add``'s INSERT into ``table`` (parameters: :attr:`Row.values`), built once: compiled
+    once, prepared once per connection."""
     statement = _inserts.get(table)
     if statement is None:
         statement = table.insert().values(
