@@ -25,12 +25,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, Row, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.base import Executable
 
 from panjereh.common.metrics import POOLS
 from panjereh.common.telemetry import instrument_engine
@@ -190,6 +191,9 @@ class Database:
         reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         event.listen(reads.sync_engine, "before_cursor_execute", _refuse_writes)
         self._reads = async_sessionmaker(reads, expire_on_commit=False, autoflush=False)
+        self._single: AsyncEngine | None = self.engine.execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
 
     @classmethod
     def joined_to(cls, connection: AsyncConnection) -> Database:
@@ -206,6 +210,8 @@ class Database:
         # reads see what the test's transaction holds; the guard against writes stays
         event.listen(connection.sync_connection, "before_cursor_execute", _guard_reading_unit)
         database._reads = database.sessions
+        # one statement is a savepoint of the test's transaction like any unit of work
+        database._single = None
         return database
 
     @asynccontextmanager
@@ -262,6 +268,27 @@ class Database:
             except ValueError:
                 _reading.set(False)
             _restore(token, depth)
+
+    async def statement(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Row[Any] | None:
+        """A unit of work that is one statement, sent without ``BEGIN`` and ``COMMIT``.
+
+        One ``INSERT``, ``UPDATE`` or data-modifying ``WITH`` is atomic by itself: in
+        autocommit PostgreSQL commits it before it answers, all of it or nothing. In a
+        transaction it would cost two more round trips, and each row it locks would stay
+        locked until the client has read the answer and sent ``COMMIT``: on a busy event loop
+        that wait is longer than the statement. Several statements that must commit together
+        stay in :meth:`transaction`. Returns the first row, if the statement returns rows.
+        """
+        if self._single is None:
+            async with self.transaction() as session:
+                joined = await session.connection()
+                result = await joined.execute(statement, parameters)
+                return result.first() if result.returns_rows else None
+        async with self._single.connect() as connection:
+            result = await connection.execute(statement, parameters)
+            return result.first() if result.returns_rows else None
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

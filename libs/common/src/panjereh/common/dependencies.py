@@ -6,6 +6,10 @@ the transaction commits *before* the response is sent, so a client never sees a 
 change that then failed to commit, and it is over before a streamed or long-polling response
 goes on waiting (no pooled connection held across the wait).
 
+``reading: DbReading`` gives an endpoint that only reads one read-only unit
+(:meth:`Database.reading`): its statements run without ``BEGIN``/``COMMIT`` and anything but
+a plain read is refused. For a read whose statements need not share one snapshot.
+
 An endpoint that must call another system does not take ``DbSession``: it takes
 :data:`DatabaseDep` and opens short units of work around the call (claim → call → record).
 """
@@ -43,8 +47,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_reading(request: Request) -> AsyncIterator[AsyncSession]:
+    async with _database_of(request).reading() as session:
+        yield session
+
+
 #: One unit of work per request, committed before the response is sent.
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+#: One read-only unit per request (no ``BEGIN``/``COMMIT``; writes refused), closed before the
+#: response is sent.
+DbReading = Annotated[AsyncSession, Depends(get_reading, scope="function")]
 #: The database itself, for endpoints that open their own short units of work.
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
