@@ -163,18 +163,16 @@ async def rate_limited_otp_request(
 ) -> OtpRequest:
     """The OTP request body, once per-mobile and per-address limits allow it.
 
-    The hits are counted in their own unit of work, committed whatever happens next (a
-    refusal is ``KeepChanges``: it commits too).
+    The hits are counted by one statement that commits by itself, whatever happens next.
     """
-    async with database.transaction() as session:
-        await ratelimits.count_otp_request(
-            session,
-            keys=keys,
-            settings=settings,
-            mobile=body.mobile,
-            client_ip=client_ip,
-            now=now,
-        )
+    await ratelimits.count_otp_request(
+        database,
+        keys=keys,
+        settings=settings,
+        mobile=body.mobile,
+        client_ip=client_ip,
+        now=now,
+    )
     return body
 
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import Database
 from panjereh.common.idempotency import IdempotencyStore
 from panjereh.identity.models import (
     Citizen,
@@ -62,19 +63,41 @@ class CitizenRepository:
             return None
         return await self.by_id(citizen_id)
 
-    async def register(self, citizen: dict[str, object]) -> bool:
-        """Insert ``citizen`` unless its national code is registered; whether it was inserted.
+    async def register_and_start_session(
+        self,
+        citizen: dict[str, object],
+        *,
+        registered: dict[str, object],
+        session: NewSession,
+        now: datetime,
+    ) -> list[str] | None:
+        """Insert ``citizen`` unless its national code is registered; when inserted, also the
+        outbox row ``registered`` (:func:`panjereh.common.messaging.outbox.row`'s values) and
+        ``session``. The person's staff roles, or ``None`` when the citizen existed (nothing
+        was written: the caller signs the existing citizen in).
 
         A first login racing this one for the same person waits here until the other's unit
         of work ends; then exactly one of them has inserted the row.
         """
-        inserted = await self.session.scalar(
-            insert(Citizen)
-            .values(citizen)
-            .on_conflict_do_nothing(index_elements=[Citizen.national_code])
-            .returning(Citizen.id)
-        )
-        return inserted is not None
+        row = (
+            await self.session.execute(
+                _REGISTER_AND_START_SESSION,
+                {
+                    "citizen_id": citizen["id"],
+                    "national_code": citizen["national_code"],
+                    "mobile": citizen["mobile"],
+                    "first_name": citizen["first_name"],
+                    "last_name": citizen["last_name"],
+                    "birth_date": citizen["birth_date"],
+                    "now": now,
+                    **{f"outbox_{name}": value for name, value in registered.items()},
+                    **session.parameters(),
+                },
+            )
+        ).one()
+        if row.citizen_id is None:
+            return None
+        return [str(role) for role in row.roles]
 
 
 class StaffRoleRepository:
@@ -108,25 +131,6 @@ class StaffRoleRepository:
             )
 
 
-#: a new challenge and the SMS that carries its code (the code itself only sealed in the SMS)
-_CHALLENGE_WITH_MESSAGE = text(
-    """
-    WITH challenge AS (
-        INSERT INTO identity.otp_challenge
-            (id, national_code, mobile, code_hash, failed_attempts, created_at, expires_at)
-        VALUES
-            (:challenge_id, :national_code, :mobile, :code_hash, 0, :created_at, :expires_at)
-    )
-    INSERT INTO identity.sms_message
-        (id, mobile, template, sealed_tokens, status, attempts, created_at, next_attempt_at,
-         expires_at)
-    VALUES
-        (:sms_id, :sms_mobile, :sms_template, :sms_sealed_tokens, :sms_status, :sms_attempts,
-         :sms_created_at, :sms_next_attempt_at, :sms_expires_at)
-    """
-)
-
-
 #: a code checked: the day's wrong codes of the mobile and the person are read and, for the
 #: right code (``spend``) while neither is at its cap, the challenge is spent and those failure
 #: counters are dropped. The same statement runs for a right and a wrong code, so a refusal at
@@ -154,6 +158,15 @@ _CONSUME = text(
 )
 
 
+#: a challenge, locked, and the citizen of its national code (built once: compiled once)
+_CHALLENGE_WITH_CITIZEN = (
+    select(OtpChallenge, Citizen)
+    .outerjoin(Citizen, Citizen.national_code == OtpChallenge.national_code)
+    .where(OtpChallenge.id == bindparam("challenge_id"))
+    .with_for_update(of=OtpChallenge)
+)
+
+
 class ChallengeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -163,12 +176,7 @@ class ChallengeRepository:
     ) -> tuple[OtpChallenge, Citizen | None] | None:
         """The challenge, locked, with the citizen of its national code if there is one."""
         row = (
-            await self.session.execute(
-                select(OtpChallenge, Citizen)
-                .outerjoin(Citizen, Citizen.national_code == OtpChallenge.national_code)
-                .where(OtpChallenge.id == challenge_id)
-                .with_for_update(of=OtpChallenge)
-            )
+            await self.session.execute(_CHALLENGE_WITH_CITIZEN, {"challenge_id": challenge_id})
         ).one_or_none()
         return None if row is None else (row[0], row[1])
 
@@ -214,31 +222,6 @@ class ChallengeRepository:
         )
         return bool(getattr(result, "rowcount", 0))
 
-    async def add_with_message(
-        self,
-        *,
-        challenge_id: uuid.UUID,
-        national_code: str,
-        mobile: str,
-        code_hash: str,
-        created_at: datetime,
-        expires_at: datetime,
-        message: QueuedMessage,
-    ) -> None:
-        """Insert a new challenge and the SMS that carries its code, in one round trip."""
-        await self.session.execute(
-            _CHALLENGE_WITH_MESSAGE,
-            {
-                "challenge_id": challenge_id,
-                "national_code": national_code,
-                "mobile": mobile,
-                "code_hash": code_hash,
-                "created_at": created_at,
-                "expires_at": expires_at,
-                **{f"sms_{name}": value for name, value in message.items()},
-            },
-        )
-
 
 #: a login session (refresh-token family), its first refresh token, and the person's staff
 #: roles for the access token: one round trip
@@ -261,36 +244,86 @@ _START_SESSION = text(
 )
 
 
+#: A first login: the citizen inserted unless their national code is registered, and only when
+#: it was, its ``identity.citizen.registered`` outbox row, the login session (family) and its
+#: first refresh token; with the person's staff roles for the access token. One round trip.
+_REGISTER_AND_START_SESSION = text(
+    """
+    WITH citizen AS (
+        INSERT INTO identity.citizen
+            (id, national_code, mobile, first_name, last_name, birth_date, registered_at,
+             last_login_at)
+        VALUES (:citizen_id, :national_code, :mobile, :first_name, :last_name, :birth_date,
+                :now, :now)
+        ON CONFLICT (national_code) DO NOTHING
+        RETURNING id
+    ), registered AS (
+        INSERT INTO identity.outbox_message (event_id, topic, key, event_type, payload, headers)
+        SELECT CAST(:outbox_event_id AS uuid), CAST(:outbox_topic AS text),
+               CAST(:outbox_key AS text), CAST(:outbox_event_type AS text),
+               CAST(:outbox_payload AS jsonb), CAST(:outbox_headers AS jsonb)
+        FROM citizen
+    ), family AS (
+        INSERT INTO identity.refresh_token_family (id, citizen_id, created_at, expires_at)
+        SELECT CAST(:family_id AS uuid), citizen.id, CAST(:now AS timestamptz),
+               CAST(:family_expires_at AS timestamptz)
+        FROM citizen
+        RETURNING id
+    ), token AS (
+        INSERT INTO identity.refresh_token
+            (id, family_id, token_hash, access_token_id, created_at, expires_at)
+        SELECT CAST(:token_id AS uuid), family.id, CAST(:token_hash AS text),
+               CAST(:access_token_id AS text), CAST(:now AS timestamptz),
+               CAST(:token_expires_at AS timestamptz)
+        FROM family
+    )
+    SELECT (SELECT id FROM citizen) AS citizen_id,
+           ARRAY(SELECT role FROM identity.staff_role WHERE national_code = :national_code
+                 ORDER BY role) AS roles
+    """
+).bindparams(
+    bindparam("outbox_payload", type_=JSONB),
+    bindparam("outbox_headers", type_=JSONB),
+)
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """The columns of a login session to start and its first refresh token."""
+
+    family_id: uuid.UUID
+    family_expires_at: datetime
+    token_id: uuid.UUID
+    token_hash: str
+    access_token_id: str
+    token_expires_at: datetime
+
+    def parameters(self) -> dict[str, object]:
+        return {
+            "family_id": self.family_id,
+            "family_expires_at": self.family_expires_at,
+            "token_id": self.token_id,
+            "token_hash": self.token_hash,
+            "access_token_id": self.access_token_id,
+            "token_expires_at": self.token_expires_at,
+        }
+
+
 class RefreshTokenRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def start_session(
-        self,
-        *,
-        family_id: uuid.UUID,
-        citizen_id: uuid.UUID,
-        national_code: str,
-        family_expires_at: datetime,
-        token_id: uuid.UUID,
-        token_hash: str,
-        access_token_id: str,
-        token_expires_at: datetime,
-        now: datetime,
+        self, *, citizen_id: uuid.UUID, national_code: str, session: NewSession, now: datetime
     ) -> list[str]:
         """Insert a family and its first refresh token; the staff roles of ``national_code``."""
         rows = await self.session.execute(
             _START_SESSION,
             {
-                "family_id": family_id,
                 "citizen_id": citizen_id,
                 "national_code": national_code,
-                "family_expires_at": family_expires_at,
-                "token_id": token_id,
-                "token_hash": token_hash,
-                "access_token_id": access_token_id,
-                "token_expires_at": token_expires_at,
                 "now": now,
+                **session.parameters(),
             },
         )
         return [str(role) for role in rows.scalars()]
@@ -395,32 +428,58 @@ class SmsRepository:
         )
         return None if claimed is None else int(claimed)
 
-    async def mark_sent(
-        self, message_id: uuid.UUID, *, provider_message_id: str | None, now: datetime
-    ) -> bool:
-        """Settle a pending message as sent (its tokens erased); whether it was pending."""
-        sent = await self.session.scalar(
-            update(SmsMessage)
-            .where(SmsMessage.id == message_id, SmsMessage.status == "pending")
-            .values(
-                status="sent",
-                sent_at=now,
-                provider_message_id=provider_message_id,
-                sealed_tokens=None,
-            )
-            .returning(SmsMessage.id)
-        )
-        return sent is not None
+    async def dev_outbox(self, mobile: str) -> Sequence[Row[str, str, list[str], str, datetime]]:
+        """The newest messages the console gateway stored for ``mobile`` (at most 50)."""
+        return (await self.session.execute(_DEV_OUTBOX, {"mobile": mobile})).all()
 
-    async def dev_outbox(self, mobile: str, limit: int = 50) -> list[DevSms]:
-        rows = await self.session.scalars(
-            select(DevSms).where(DevSms.mobile == mobile).order_by(DevSms.id.desc()).limit(limit)
-        )
-        return list(rows)
+
+#: the dev outbox of a mobile, newest first (built once: compiled once)
+_DEV_OUTBOX = (
+    select(DevSms.mobile, DevSms.template, DevSms.tokens, DevSms.text, DevSms.sent_at)
+    .where(DevSms.mobile == bindparam("mobile"))
+    .order_by(DevSms.id.desc())
+    .limit(50)
+)
+
+#: a pending message settled as sent, its tokens erased; its id when it was pending
+_MARK_SENT = (
+    update(SmsMessage)
+    .where(SmsMessage.id == bindparam("message_id"), SmsMessage.status == "pending")
+    .values(
+        status="sent",
+        sent_at=bindparam("sent_now"),
+        provider_message_id=bindparam("provider_id"),
+        sealed_tokens=None,
+    )
+    .returning(SmsMessage.id)
+)
+
+
+async def mark_sent(
+    database: Database,
+    message_id: uuid.UUID,
+    *,
+    provider_message_id: str | None,
+    now: datetime,
+) -> bool:
+    """Settle a pending message as sent (one statement, its own unit of work); whether it was
+    pending."""
+    sent = await database.statement(
+        _MARK_SENT,
+        {"message_id": message_id, "sent_now": now, "provider_id": provider_message_id},
+    )
+    return sent is not None
 
 
 #: An OTP request counted per client address, then (if the address is within its limit) per
 #: mobile, with the last code sent to the mobile: one round trip, the refusals in that order.
+#: Committed without waiting for the WAL flush (``synchronous_commit`` off for this statement's
+#: own commit): every request from one address updates the same row, and its lock would
+#: otherwise be held across an fsync, so one busy address (a carrier's NAT) would queue on the
+#: disk. The count is visible to the next request at once either way. A request that goes on
+#: to send a code loses nothing: that code's commit waits for the WAL flush, which carries this
+#: earlier record with it. Only the count of a request refused after it (the ownership check)
+#: could be lost, by a database crash within a fraction of a second.
 _COUNT_OTP_REQUEST = text(
     """
     WITH by_address AS (
@@ -438,14 +497,17 @@ _COUNT_OTP_REQUEST = text(
     )
     SELECT (SELECT hits FROM by_address) AS by_address,
            (SELECT hits FROM by_mobile) AS by_mobile,
-           (SELECT max(created_at) FROM identity.otp_challenge WHERE mobile = :mobile) AS latest
+           (SELECT max(created_at) FROM identity.otp_challenge WHERE mobile = :mobile) AS latest,
+           set_config('synchronous_commit', 'off', true) AS commit_mode
     """
 )
 
 #: A code about to be sent: the last code sent to the mobile (cooldown) and the day's wrong
 #: codes of the mobile and the person are read; only when all of them allow it is the code
-#: counted per mobile, then (within the mobile's cap) per national code. One round trip.
-_COUNT_CODE_SENT = text(
+#: counted per mobile, then (within the mobile's cap) per national code; and only when it was
+#: counted within both daily caps are the challenge and the SMS that carries its code stored
+#: (the code itself only sealed in the SMS). One round trip for the whole decision.
+_SEND_CODE = text(
     """
     WITH latest AS (
         SELECT max(created_at) AS at FROM identity.otp_challenge WHERE mobile = :mobile
@@ -471,11 +533,29 @@ _COUNT_CODE_SENT = text(
         FROM by_mobile WHERE by_mobile.hits <= :codes_per_mobile
         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1
         RETURNING hits
+    ), challenge AS (
+        INSERT INTO identity.otp_challenge
+            (id, national_code, mobile, code_hash, failed_attempts, created_at, expires_at)
+        SELECT CAST(:challenge_id AS uuid), CAST(:national_code AS text),
+               CAST(:mobile AS text), CAST(:code_hash AS text), 0,
+               CAST(:created_at AS timestamptz), CAST(:expires_at AS timestamptz)
+        FROM by_person WHERE by_person.hits <= :codes_per_person
+        RETURNING id
+    ), message AS (
+        INSERT INTO identity.sms_message
+            (id, mobile, template, sealed_tokens, status, attempts, created_at, next_attempt_at,
+             expires_at)
+        SELECT CAST(:sms_id AS uuid), CAST(:sms_mobile AS text), CAST(:sms_template AS text),
+               CAST(:sms_sealed_tokens AS bytea), CAST(:sms_status AS text),
+               CAST(:sms_attempts AS integer), CAST(:sms_created_at AS timestamptz),
+               CAST(:sms_next_attempt_at AS timestamptz), CAST(:sms_expires_at AS timestamptz)
+        FROM challenge
     )
     SELECT latest.at AS latest, failed.by_mobile AS failed_by_mobile,
            failed.by_person AS failed_by_person,
            (SELECT hits FROM by_mobile) AS sent_to_mobile,
-           (SELECT hits FROM by_person) AS sent_to_person
+           (SELECT hits FROM by_person) AS sent_to_person,
+           EXISTS (SELECT FROM challenge) AS stored
     FROM latest, failed
     """
 )
@@ -492,13 +572,26 @@ class RequestCount:
 
 @dataclass(frozen=True)
 class CodeSentCount:
-    """What counting a code to send found; the sent counts are ``None`` when not counted."""
+    """What checking a code to send found; the sent counts are ``None`` when not counted."""
 
     latest_sent: datetime | None
     failed_by_mobile: int
     failed_by_person: int
     sent_to_mobile: int | None
     sent_to_person: int | None
+    #: whether the challenge and the SMS carrying its code were stored
+    stored: bool
+
+
+@dataclass(frozen=True)
+class NewChallenge:
+    """The columns of a challenge to store (its mobile is the one counted)."""
+
+    id: uuid.UUID
+    national_code: str
+    code_hash: str
+    created_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -515,36 +608,47 @@ class Window:
         return cls(bucket=bucket, start=start, end=end)
 
 
+async def count_otp_request(
+    database: Database,
+    *,
+    address: Window,
+    address_limit: int,
+    mobile: Window,
+    plain_mobile: str,
+) -> RequestCount:
+    """One hit per address, then per mobile unless the address is over ``address_limit``.
+
+    A unit of work of its own, committed by the statement itself: the per-address row (every
+    request from one address updates it) is locked only while the statement runs.
+    """
+    row = await database.statement(
+        _COUNT_OTP_REQUEST,
+        {
+            "address": address.bucket,
+            "address_start": address.start,
+            "address_end": address.end,
+            "address_limit": address_limit,
+            "mobile_bucket": mobile.bucket,
+            "mobile_start": mobile.start,
+            "mobile_end": mobile.end,
+            "mobile": plain_mobile,
+        },
+    )
+    if row is None:  # pragma: no cover - the statement always answers one row
+        msg = "counting an OTP request answered nothing"
+        raise RuntimeError(msg)
+    return RequestCount(
+        by_address=int(row.by_address),
+        by_mobile=None if row.by_mobile is None else int(row.by_mobile),
+        latest_sent=row.latest,
+    )
+
+
 class RateLimitRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def count_otp_request(
-        self, *, address: Window, address_limit: int, mobile: Window, plain_mobile: str
-    ) -> RequestCount:
-        """One hit per address, then per mobile unless the address is over ``address_limit``."""
-        row = (
-            await self.session.execute(
-                _COUNT_OTP_REQUEST,
-                {
-                    "address": address.bucket,
-                    "address_start": address.start,
-                    "address_end": address.end,
-                    "address_limit": address_limit,
-                    "mobile_bucket": mobile.bucket,
-                    "mobile_start": mobile.start,
-                    "mobile_end": mobile.end,
-                    "mobile": plain_mobile,
-                },
-            )
-        ).one()
-        return RequestCount(
-            by_address=int(row.by_address),
-            by_mobile=None if row.by_mobile is None else int(row.by_mobile),
-            latest_sent=row.latest,
-        )
-
-    async def count_code_sent(
+    async def send_code(
         self,
         *,
         plain_mobile: str,
@@ -554,12 +658,16 @@ class RateLimitRepository:
         failure_caps: tuple[int, int],
         sent_mobile: Window,
         sent_person: Window,
-        codes_per_mobile: int,
+        daily_caps: tuple[int, int],
+        challenge: NewChallenge,
+        message: QueuedMessage,
     ) -> CodeSentCount:
-        """The cooldown and failure counts, and the code counted when they allow it."""
+        """The cooldown and failure counts; the code counted when they allow it (per mobile,
+        then per person, ``daily_caps`` in that order); the challenge and its SMS stored when
+        it was counted within both caps (``stored``)."""
         row = (
             await self.session.execute(
-                _COUNT_CODE_SENT,
+                _SEND_CODE,
                 {
                     "mobile": plain_mobile,
                     "resend_from": resend_from,
@@ -572,7 +680,14 @@ class RateLimitRepository:
                     "sent_person": sent_person.bucket,
                     "sent_start": sent_mobile.start,
                     "sent_end": sent_mobile.end,
-                    "codes_per_mobile": codes_per_mobile,
+                    "codes_per_mobile": daily_caps[0],
+                    "codes_per_person": daily_caps[1],
+                    "challenge_id": challenge.id,
+                    "national_code": challenge.national_code,
+                    "code_hash": challenge.code_hash,
+                    "created_at": challenge.created_at,
+                    "expires_at": challenge.expires_at,
+                    **{f"sms_{name}": value for name, value in message.items()},
                 },
             )
         ).one()
@@ -582,6 +697,7 @@ class RateLimitRepository:
             failed_by_person=int(row.failed_by_person),
             sent_to_mobile=None if row.sent_to_mobile is None else int(row.sent_to_mobile),
             sent_to_person=None if row.sent_to_person is None else int(row.sent_to_person),
+            stored=bool(row.stored),
         )
 
     async def hit(self, bucket: str, *, window_seconds: int, now: datetime) -> tuple[int, float]:

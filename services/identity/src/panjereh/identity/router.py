@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 from starlette.responses import JSONResponse
 
-from panjereh.common.dependencies import DatabaseDep, DbSession, IdempotencyKey
+from panjereh.common.dependencies import DatabaseDep, DbReading, DbSession, IdempotencyKey
 from panjereh.common.idempotency import REPLAYED_HEADER
 from panjereh.identity.dependencies import (
     AppKeys,
@@ -200,7 +200,7 @@ async def logout(
 
 
 @me_router.get("")
-async def me(citizen: CurrentCitizen, session: DbSession) -> CitizenRead:
+async def me(citizen: CurrentCitizen, session: DbReading) -> CitizenRead:
     """The signed-in citizen's profile, as the civil registry gave it."""
     return await account.me(session, citizen_id=citizen.subject)
 
@@ -275,7 +275,7 @@ async def jwks(key_source: AppKeySource) -> JSONResponse:
 
 @keys_router.get("/.well-known/revoked-sessions", responses={200: {"model": EndedSessionsRead}})
 async def revoked_sessions(
-    session: DbSession,
+    session: DbReading,
     settings: AppSettings,
     now: Now,
     since: Annotated[datetime | None, Query(description="the previous answer's `next`")] = None,
@@ -287,6 +287,6 @@ async def revoked_sessions(
 
 
 @dev_router.get("/sms-outbox")
-async def sms_outbox(session: DbSession, mobile: Annotated[Mobile, Query()]) -> DevSmsList:
+async def sms_outbox(session: DbReading, mobile: Annotated[Mobile, Query()]) -> DevSmsList:
     """Dev mode only: the messages the console SMS gateway "sent" to this mobile."""
     return await dev.sms_outbox(session, mobile=mobile)

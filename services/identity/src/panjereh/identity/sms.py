@@ -11,7 +11,8 @@ carry the OTP, are encrypted at rest and erased once the message is settled.
 The dispatcher never talks to the provider with a transaction open: it **claims** due
 messages in one short transaction (``FOR UPDATE SKIP LOCKED``; the try is counted and
 ``next_attempt_at`` moved to the end of a lease), commits, **sends** each one, and **records**
-each outcome in a short transaction of its own. A dispatcher that dies between claim and
+each outcome in a short transaction of its own (a message sent: one conditional ``UPDATE``
+that commits by itself, no ``BEGIN``/``COMMIT``). A dispatcher that dies between claim and
 record loses nothing: the lease runs out, the message falls due again and another pass sends
 it (at least once; a send never outlives half its lease, so two dispatchers do not send one
 message concurrently while both are alive).
@@ -45,6 +46,7 @@ from cryptography.exceptions import InvalidTag
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.db import Database, after_commit
@@ -53,7 +55,7 @@ from panjereh.common.workers import PeriodicWorker
 from panjereh.identity.crypto import Keys
 from panjereh.identity.metrics import SMS_MESSAGES
 from panjereh.identity.models import DevSms, SmsMessage
-from panjereh.identity.repository import SmsRepository
+from panjereh.identity.repository import SmsRepository, mark_sent
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +94,28 @@ class ConsoleSmsGateway:
     """Dev mode: "sends" by storing the message, shown by ``GET /api/v1/dev/sms-outbox``."""
 
     def __init__(self, database: Database) -> None:
+        # one statement that commits by itself: the dispatcher calls a gateway with no
+        # transaction open
         self._database = database
 
     async def send(self, *, mobile: str, template: str, tokens: Sequence[str]) -> str:
-        # its own unit of work: the dispatcher calls a gateway with no transaction open
-        async with self._database.transaction() as session:
-            row = DevSms(
-                mobile=mobile, template=template, tokens=list(tokens), text=render(template, tokens)
-            )
-            session.add(row)
-            await session.flush()
-            return f"dev-{row.id}"
+        row = await self._database.statement(
+            _STORE_DEV_SMS,
+            {
+                "mobile": mobile,
+                "template": template,
+                "tokens": list(tokens),
+                "text": render(template, tokens),
+            },
+        )
+        if row is None:  # pragma: no cover - an INSERT … RETURNING answers its row
+            msg = "the dev SMS was not stored"
+            raise RuntimeError(msg)
+        return f"dev-{row.id}"
+
+
+#: the console gateway's INSERT (built once: compiled once)
+_STORE_DEV_SMS = insert(DevSms).returning(DevSms.id)
 
 
 #: what stands for the provider's API key in every URL above :class:`KeyInPathTransport`
@@ -534,17 +547,19 @@ class SmsDispatcher:
 
         ``hold`` keeps a message to be tried again from the passes that much longer than its
         retry delay (the dispatcher that handed it over tries it again itself, in time)."""
+        if outcome.error is None:
+            # delivered: true whoever holds the lease now; one statement that commits by
+            # itself, and nothing when the message was settled meanwhile (by a dispatcher that
+            # took over)
+            if await mark_sent(
+                self._database,
+                claimed.id,
+                provider_message_id=outcome.provider_message_id,
+                now=datetime.now(UTC),
+            ):
+                SMS_MESSAGES.labels("sent").inc()
+            return None
         async with self._database.transaction() as session:
-            if outcome.error is None:
-                # delivered: true whoever holds the lease now; one statement, and nothing when
-                # the message was settled meanwhile (by a dispatcher that took over)
-                if await SmsRepository(session).mark_sent(
-                    claimed.id,
-                    provider_message_id=outcome.provider_message_id,
-                    now=datetime.now(UTC),
-                ):
-                    SMS_MESSAGES.labels("sent").inc()
-                return None
             message = await SmsRepository(session).for_update(claimed.id)
             if message is None or message.status != "pending":
                 return None  # settled meanwhile (by a dispatcher that took over after the lease)

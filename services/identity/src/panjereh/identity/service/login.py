@@ -47,8 +47,8 @@ from panjereh.identity.errors import (
 from panjereh.identity.inquiries import InquiryClient, InquiryUnavailable, PersonProfile
 from panjereh.identity.keys import KeySource
 from panjereh.identity.metrics import OTP_EVENTS
-from panjereh.identity.models import Citizen
-from panjereh.identity.repository import ChallengeRepository, CitizenRepository
+from panjereh.identity.models import Citizen, messaging
+from panjereh.identity.repository import ChallengeRepository, CitizenRepository, NewChallenge
 from panjereh.identity.schemas import OtpChallengeRead, TokenPairRead
 from panjereh.identity.service import ratelimits, tokens
 from panjereh.identity.sms import SmsQueue
@@ -85,43 +85,43 @@ async def request_otp(
         OTP_EVENTS.labels("refused").inc()
         raise MobileNotOwned
 
+    # the code, its hash and the sealed SMS are made before the lock is taken: the lock is
+    # held for two statements only
+    code = new_otp_code()
+    lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
+    message = sms.message(
+        mobile=mobile,
+        template=settings.sms_otp_template,
+        tokens=[code],
+        now=now,
+        valid_for=lifetime,
+    )
+    challenge = NewChallenge(
+        id=challenge_id,
+        national_code=national_code,
+        code_hash=keys.otp_hash(
+            challenge_id=str(challenge_id), national_code=national_code, mobile=mobile, code=code
+        ),
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    mobile_lock = keys.lookup_key("otp-mobile", mobile)
     async with database.transaction() as session:
         # one request per mobile at a time: two racing requests cannot both pass the cooldown
-        await ChallengeRepository(session).lock_mobile(keys.lookup_key("otp-mobile", mobile))
+        await ChallengeRepository(session).lock_mobile(mobile_lock)
         # the cooldown again, under the lock; the daily caps count only pairs the registry
         # confirmed (see ratelimits): a stranger naming this national code with other mobiles
-        # cannot spend its owner's codes
-        await ratelimits.count_code_sent(
+        # cannot spend its owner's codes. The checks, the counts, the challenge and the SMS
+        # that carries its code: one statement
+        await ratelimits.send_code(
             session,
             keys=keys,
             settings=settings,
             national_code=national_code,
             mobile=mobile,
-            now=now,
-        )
-        code = new_otp_code()
-        lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
-        message = sms.message(
-            mobile=mobile,
-            template=settings.sms_otp_template,
-            tokens=[code],
-            now=now,
-            valid_for=lifetime,
-        )
-        # the challenge and the SMS that carries its code: one statement
-        await ChallengeRepository(session).add_with_message(
-            challenge_id=challenge_id,
-            national_code=national_code,
-            mobile=mobile,
-            code_hash=keys.otp_hash(
-                challenge_id=str(challenge_id),
-                national_code=national_code,
-                mobile=mobile,
-                code=code,
-            ),
-            created_at=now,
-            expires_at=now + lifetime,
+            challenge=challenge,
             message=message,
+            now=now,
         )
         sms.queued(session, message, [code])
     logger.info("otp challenge created", extra={"challenge_id": str(challenge_id)})
@@ -220,11 +220,10 @@ async def _verify_otp(
         raise NotInCivilRegistry
     try:
         async with database.transaction() as session:
-            citizen = await _register(session, claim=claim, profile=profile, now=now)
-            return await _sign_in(
+            return await _register_and_sign_in(
                 session,
-                citizen=citizen,
                 claim=claim,
+                profile=profile,
                 keys=keys,
                 key_source=key_source,
                 settings=settings,
@@ -316,16 +315,24 @@ async def _give_back(database: Database, claim: _Claim) -> bool:
     return given_back
 
 
-async def _register(
-    session: AsyncSession, *, claim: _Claim, profile: PersonProfile, now: datetime
-) -> Citizen:
-    """The citizen record for the claim's national code, created from the registry profile.
+async def _register_and_sign_in(
+    session: AsyncSession,
+    *,
+    claim: _Claim,
+    profile: PersonProfile,
+    keys: Keys,
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> TokenPairRead:
+    """Register the claim's person from the registry profile and sign them in.
 
-    First logins of one person are serialised by the insert itself (``ON CONFLICT DO
-    NOTHING`` waits for a racing insert to commit): one creates the record and publishes
-    ``identity.citizen.registered``; any other finds it.
+    The citizen, its ``identity.citizen.registered`` event, the login session and its first
+    refresh token are one statement. First logins of one person are serialised by the insert
+    itself (``ON CONFLICT DO NOTHING`` waits for a racing insert to commit): one registers the
+    person and publishes the event; any other writes nothing there and signs the existing
+    citizen in.
     """
-    citizens = CitizenRepository(session)
     citizen = Citizen(
         id=uuid.uuid4(),
         national_code=claim.national_code,
@@ -336,19 +343,43 @@ async def _register(
         registered_at=now,
         last_login_at=now,
     )
-    row = {column: getattr(citizen, column) for column in _CITIZEN_COLUMNS}
-    if not await citizens.register(row):
-        existing = await citizens.by_national_code(claim.national_code)
+    citizen_id = str(citizen.id)
+    # the event carries the opaque id only: no personal data leaves through Kafka
+    registered = outbox.row(session, CitizenRegistered(citizen_id=citizen_id), key=citizen_id)
+    if registered.table is not messaging.outbox:  # pragma: no cover - bound in the lifespan
+        msg = "identity's events go to identity.outbox_message"
+        raise RuntimeError(msg)
+    pending = tokens.new_session(keys=keys, settings=settings, now=now)
+    staff_roles = await CitizenRepository(session).register_and_start_session(
+        {column: getattr(citizen, column) for column in _CITIZEN_COLUMNS},
+        registered=registered.values,
+        session=pending.row,
+        now=now,
+    )
+    if staff_roles is None:
+        existing = await CitizenRepository(session).by_national_code(claim.national_code)
         if existing is None:  # pragma: no cover - the conflicting row exists, it was committed
             msg = "a citizen conflicted on its national code and cannot be found"
             raise RuntimeError(msg)
-        return existing
-    citizen_id = str(citizen.id)
-    # the event carries the opaque id only: no personal data leaves through Kafka
-    await outbox.add(session, CitizenRegistered(citizen_id=citizen_id), key=citizen_id)
+        return await _sign_in(
+            session,
+            citizen=existing,
+            claim=claim,
+            keys=keys,
+            key_source=key_source,
+            settings=settings,
+            now=now,
+        )
     logger.info("citizen registered", extra={"citizen_id": citizen_id})
     # inserted as written: the object stays out of the session, so nothing is flushed again
-    return citizen
+    return await tokens.token_pair_of(
+        pending,
+        citizen=citizen,
+        staff_roles=staff_roles,
+        key_source=key_source,
+        settings=settings,
+        now=now,
+    )
 
 
 #: the columns a registration writes

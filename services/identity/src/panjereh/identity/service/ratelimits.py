@@ -30,22 +30,32 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import Database
+from panjereh.identity import repository
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
 from panjereh.identity.errors import OtpRateLimited, OtpResendTooSoon
 from panjereh.identity.metrics import OTP_EVENTS
-from panjereh.identity.repository import ChallengeRepository, RateLimitRepository, Window
+from panjereh.identity.repository import (
+    ChallengeRepository,
+    NewChallenge,
+    RateLimitRepository,
+    Window,
+)
+
+if TYPE_CHECKING:
+    from panjereh.identity.sms import QueuedMessage
 
 _DAY = "otp-day"
 _FAILED = "otp-failed"
 
 
 async def count_otp_request(
-    session: AsyncSession,
+    database: Database,
     *,
     keys: Keys,
     settings: Settings,
@@ -55,11 +65,11 @@ async def count_otp_request(
 ) -> None:
     """Count this OTP request per client address and per mobile; 429 beyond the limits.
 
-    Run in a unit of work of its own, committed whatever happens next: a refused ownership
-    check must still count, or the endpoint becomes an oracle for who owns which number. The
-    refusals are ``KeepChanges``: the hits counted so far stay counted. The address is counted
-    first; the mobile only when the address is within its limit; then the resend cooldown.
-    Both counts and the cooldown's read are one statement.
+    A unit of work of its own, committed whatever happens next: a refused ownership check must
+    still count, or the endpoint becomes an oracle for who owns which number. The address is
+    counted first; the mobile only when the address is within its limit; then the resend
+    cooldown. Both counts and the cooldown's read are one statement, committed by itself (no
+    ``BEGIN``/``COMMIT``), so the hits are counted before any refusal is raised.
     """
     address = Window.of(
         keys.lookup_key("otp-ip", client_ip),
@@ -72,8 +82,12 @@ async def count_otp_request(
         now=now,
     )
     address_limit = settings.otp_per_ip_limit_effective
-    counted = await RateLimitRepository(session).count_otp_request(
-        address=address, address_limit=address_limit, mobile=by_mobile, plain_mobile=mobile
+    counted = await repository.count_otp_request(
+        database,
+        address=address,
+        address_limit=address_limit,
+        mobile=by_mobile,
+        plain_mobile=mobile,
     )
     if counted.by_address > address_limit:
         _refuse((address.end - now).total_seconds())
@@ -102,20 +116,24 @@ def _buckets(keys: Keys, prefix: str, *, national_code: str, mobile: str) -> tup
     )
 
 
-async def count_code_sent(
+async def send_code(
     session: AsyncSession,
     *,
     keys: Keys,
     settings: Settings,
     national_code: str,
     mobile: str,
+    challenge: NewChallenge,
+    message: QueuedMessage,
     now: datetime,
 ) -> None:
-    """Check the cooldown, then count a code about to be sent to a registry-confirmed pair.
+    """Check the cooldown, count a code to send to a registry-confirmed pair, and store its
+    challenge and SMS.
 
     429 within the resend cooldown; 429 once the day's wrong codes are spent (a new code would
     only be guessed at); 429 beyond the daily caps of codes per mobile and per national code.
-    The reads and the counts are one statement: nothing is counted past the first refusal.
+    The reads, the counts and the inserts are one statement: nothing is counted past the first
+    refusal, and the challenge and its SMS are stored only when nothing refused.
     """
     window = settings.otp_daily_window_seconds
     failed_mobile, failed_person = (
@@ -126,7 +144,7 @@ async def count_code_sent(
         Window.of(bucket, window_seconds=window, now=now)
         for bucket in _buckets(keys, _DAY, national_code=national_code, mobile=mobile)
     )
-    counted = await RateLimitRepository(session).count_code_sent(
+    counted = await RateLimitRepository(session).send_code(
         plain_mobile=mobile,
         resend_from=now - timedelta(seconds=settings.otp_resend_cooldown_seconds),
         failed_mobile=failed_mobile,
@@ -137,7 +155,12 @@ async def count_code_sent(
         ),
         sent_mobile=sent_mobile,
         sent_person=sent_person,
-        codes_per_mobile=settings.otp_daily_requests_per_mobile,
+        daily_caps=(
+            settings.otp_daily_requests_per_mobile,
+            settings.otp_daily_requests_per_national_code,
+        ),
+        challenge=challenge,
+        message=message,
     )
     _enforce_cooldown(counted.latest_sent, settings=settings, now=now)
     retry_after = (sent_mobile.end - now).total_seconds()
@@ -150,6 +173,9 @@ async def count_code_sent(
         or counted.sent_to_person > settings.otp_daily_requests_per_national_code
     ):
         _refuse(retry_after)
+    if not counted.stored:  # pragma: no cover - stored exactly when nothing above refused
+        msg = "a code within every limit was not stored"
+        raise RuntimeError(msg)
 
 
 async def count_failure(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,7 @@ from panjereh.identity.models import Citizen, MachineClient, RefreshToken, Refre
 from panjereh.identity.repository import (
     CitizenRepository,
     ClientRepository,
+    NewSession,
     RefreshTokenRepository,
     StaffRoleRepository,
 )
@@ -67,6 +69,55 @@ async def roles_of(session: AsyncSession, national_code: str) -> list[str]:
     return [access.CITIZEN, *await StaffRoleRepository(session).roles_of(national_code)]
 
 
+@dataclass(frozen=True)
+class PendingSession:
+    """A login session about to be stored: its row, and the tokens to hand out once it is."""
+
+    row: NewSession
+    refresh_token: str = field(repr=False)
+
+
+def new_session(*, keys: Keys, settings: Settings, now: datetime) -> PendingSession:
+    """A new login session (refresh-token family) and its first refresh token, not stored."""
+    family_expires_at = now + timedelta(seconds=settings.refresh_family_ttl_seconds)
+    refresh_token = new_opaque_token()
+    return PendingSession(
+        row=NewSession(
+            family_id=uuid.uuid4(),
+            family_expires_at=family_expires_at,
+            token_id=uuid.uuid4(),
+            token_hash=keys.token_hash(refresh_token),
+            access_token_id=uuid.uuid4().hex,
+            token_expires_at=_refresh_token_expiry(
+                settings, now=now, family_ends=family_expires_at
+            ),
+        ),
+        refresh_token=refresh_token,
+    )
+
+
+async def token_pair_of(
+    pending: PendingSession,
+    *,
+    citizen: Citizen,
+    staff_roles: Sequence[str],
+    key_source: KeySource,
+    settings: Settings,
+    now: datetime,
+) -> TokenPairRead:
+    """The token pair of a session stored for ``citizen`` (who holds ``staff_roles``)."""
+    return await _token_pair(
+        citizen=citizen,
+        family_id=pending.row.family_id,
+        roles=[access.CITIZEN, *staff_roles],
+        refresh_token=pending.refresh_token,
+        access_token_id=pending.row.access_token_id,
+        key_source=key_source,
+        settings=settings,
+        now=now,
+    )
+
+
 async def start_session(
     session: AsyncSession,
     *,
@@ -81,27 +132,14 @@ async def start_session(
     The family, its first refresh token and the read of the person's staff roles are one
     statement.
     """
-    family_id = uuid.uuid4()
-    family_expires_at = now + timedelta(seconds=settings.refresh_family_ttl_seconds)
-    refresh_token = new_opaque_token()
-    access_token_id = uuid.uuid4().hex
+    pending = new_session(keys=keys, settings=settings, now=now)
     staff_roles = await RefreshTokenRepository(session).start_session(
-        family_id=family_id,
-        citizen_id=citizen.id,
-        national_code=citizen.national_code,
-        family_expires_at=family_expires_at,
-        token_id=uuid.uuid4(),
-        token_hash=keys.token_hash(refresh_token),
-        access_token_id=access_token_id,
-        token_expires_at=_refresh_token_expiry(settings, now=now, family_ends=family_expires_at),
-        now=now,
+        citizen_id=citizen.id, national_code=citizen.national_code, session=pending.row, now=now
     )
-    return await _token_pair(
+    return await token_pair_of(
+        pending,
         citizen=citizen,
-        family_id=family_id,
-        roles=[access.CITIZEN, *staff_roles],
-        refresh_token=refresh_token,
-        access_token_id=access_token_id,
+        staff_roles=staff_roles,
         key_source=key_source,
         settings=settings,
         now=now,
