@@ -165,3 +165,78 @@ async def test_an_answer_handed_over_in_process_needs_no_read(
         assert listener.delivered == 1
     finally:
         await listener.stop()
+
+
+async def test_an_answer_whose_notify_beats_its_hand_over_needs_no_read(
+    migrated_database: MigratedDatabase,
+) -> None:
+    """This process records the answer: PostgreSQL may deliver its NOTIFY to the listener
+    before the recording unit of work's commit returns and hands the answer over. The waiter
+    takes the hand-over rather than reading the inquiry again."""
+    dsn = libpq_dsn(await migrated_database("panjereh.inquiry_broker"))
+    listener = AnswerListener(dsn, poll_interval=60)
+    await listener.start()
+    admin = await asyncpg.connect(dsn)
+    reads = 0
+
+    async def is_final() -> bool:
+        nonlocal reads
+        reads += 1
+        return True
+
+    try:
+        await _wait_for(lambda: listener.listening)
+        waiting = asyncio.create_task(
+            listener.wait(
+                "inquiry-4",
+                seconds=20,
+                is_final=is_final,
+                accept=lambda answer: answer == "answered",
+                look_first=False,
+            )
+        )
+        await asyncio.sleep(0.05)
+        # the recorder, before its commit: the answer will be handed over once committed
+        hand_over = listener.handover("inquiry-4", "answered")
+        await admin.execute("SELECT pg_notify($1, $2)", ANSWERED_CHANNEL, "inquiry-4")
+        await asyncio.sleep(0.02)  # the NOTIFY arrived; the commit's reply has not yet
+        hand_over()
+        assert await waiting is True
+        assert reads == 0
+        assert listener.delivered == 1
+    finally:
+        await admin.close()
+        await listener.stop()
+
+
+async def test_a_hand_over_that_never_comes_still_wakes_the_waiter(
+    migrated_database: MigratedDatabase,
+) -> None:
+    """The recording unit of work announced a hand-over and then rolled back after another
+    replica's answer was committed: the NOTIFY still wakes the waiter, a moment later."""
+    dsn = libpq_dsn(await migrated_database("panjereh.inquiry_broker"))
+    listener = AnswerListener(dsn, poll_interval=60)
+    await listener.start()
+    admin = await asyncpg.connect(dsn)
+    reads = 0
+
+    async def is_final() -> bool:  # the other replica's answer is committed
+        nonlocal reads
+        reads += 1
+        return True
+
+    try:
+        await _wait_for(lambda: listener.listening)
+        started = time.monotonic()
+        waiting = asyncio.create_task(
+            listener.wait("inquiry-5", seconds=20, is_final=is_final, look_first=False)
+        )
+        await asyncio.sleep(0.05)
+        listener.handover("inquiry-5", "answered")  # never called: rolled back
+        await admin.execute("SELECT pg_notify($1, $2)", ANSWERED_CHANNEL, "inquiry-5")
+        assert await waiting is True
+        assert time.monotonic() - started < 2
+        assert reads == 1
+    finally:
+        await admin.close()
+        await listener.stop()

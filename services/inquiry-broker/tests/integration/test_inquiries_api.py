@@ -19,6 +19,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from sqlalchemy import event as sa_event
 
 from panjereh.agency_sdk import KafkaSettings, fetch_input_schemas
 from panjereh.agency_simulators import special
@@ -69,6 +70,8 @@ class Broker:
         self, client: httpx.AsyncClient, url: str, kafka: str, tokens: TokenFactory
     ) -> None:
         self.client = client
+        #: the application under test (its runtime: ``app.state.broker``)
+        self.app: FastAPI | None = None
         self.url = url
         self.kafka = kafka
         self.tokens = tokens
@@ -247,8 +250,10 @@ async def broker(
         sweep_interval_seconds=0.05,
     )
     try:
-        async with running_app(create_app(settings)) as client:
+        app = create_app(settings)
+        async with running_app(app) as client:
             broker = Broker(client, url, kafka_bootstrap_servers, token_factory)
+            broker.app = app
             await publish_card(broker, TAX_CARD, "tax", ["tax.clearance", "civil-registry.person"])
             yield broker
     finally:
@@ -1257,6 +1262,53 @@ class TestAgencyActivity:
             "SELECT 1 FROM inquiry_broker.agency_announcement WHERE agency = 'civil-registry'"
         )
         assert throttle == []
+
+
+class TestStatementsPerInquiry:
+    """The round trip's units of work, statement by statement (``BEGIN``/``COMMIT`` aside)."""
+
+    async def _statements_of_one_inquiry(self, broker: Broker, subject: str) -> list[str]:
+        assert broker.app is not None
+        engine = broker.app.state.broker.database.engine.sync_engine
+        statements: list[str] = []
+
+        def record(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        sa_event.listen(engine, "before_cursor_execute", record)
+        try:
+            response = await broker.ask(
+                "civil-registry.person",
+                caller=broker.client_token("service:identity"),
+                subject=subject,
+                service_code="identity.registration",
+                tracking_code=None,
+            )
+        finally:
+            sa_event.remove(engine, "before_cursor_execute", record)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "answered"
+        return statements
+
+    async def test_a_new_inquiry_and_its_first_attempt_are_one_insert(self, broker: Broker) -> None:
+        statements = await self._statements_of_one_inquiry(
+            broker, complete_national_code("555000611")
+        )
+        inserts = [s for s in statements if "INSERT INTO inquiry_broker.inquiry " in s]
+        assert len(inserts) == 1
+        assert "INSERT INTO inquiry_broker.outbox_message" in inserts[0]
+        assert "pg_advisory_xact_lock" in inserts[0]  # the audit chain's lock, same round trip
+
+    async def test_a_reply_is_claimed_in_the_inbox_by_the_read_that_locks_its_inquiry(
+        self, broker: Broker
+    ) -> None:
+        statements = await self._statements_of_one_inquiry(
+            broker, complete_national_code("555000612")
+        )
+        claims = [s for s in statements if "INSERT INTO inquiry_broker.inbox_message" in s]
+        locks = [s for s in statements if s.endswith("FOR UPDATE OF inquiry")]
+        assert len(claims) == 1
+        assert claims == locks
 
 
 async def consume_event(broker: Broker, topic: str, event_id: str) -> CloudEvent:

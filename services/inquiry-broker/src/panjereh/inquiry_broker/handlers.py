@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.messaging.consumer import IdempotentConsumer, TopicHandler
+from panjereh.common.messaging.consumer import (
+    ClaimingHandler,
+    IdempotentConsumer,
+    InboxClaim,
+    TopicHandler,
+)
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.inquiry import InquiryReply
@@ -26,10 +31,24 @@ def reply_handler(signer: AnswerSigner, chain_key: bytes | None = None) -> Topic
     return on_reply
 
 
+def claiming_reply_handler(signer: AnswerSigner, chain_key: bytes | None = None) -> ClaimingHandler:
+    """:func:`reply_handler` that claims the reply's inbox row in the read that locks its
+    inquiry (one statement fewer per reply)."""
+
+    async def on_reply(
+        session: AsyncSession, event: CloudEvent, topic: str, claim: InboxClaim
+    ) -> None:
+        await answers.record_reply(
+            session, event, topic=topic, signer=signer, chain_key=chain_key, claim=claim
+        )
+
+    return on_reply
+
+
 def register_reply_handlers(
     consumer: IdempotentConsumer, *, signer: AnswerSigner, chain_key: bytes | None = None
 ) -> None:
-    consumer.register_with_topic(InquiryReply.event_type, reply_handler(signer, chain_key))
+    consumer.register_claiming(InquiryReply.event_type, claiming_reply_handler(signer, chain_key))
 
 
 def register_catalog_handlers(consumer: IdempotentConsumer) -> None:

@@ -6,12 +6,12 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from panjereh.common.app import create_service_app
+from panjereh.common.auth import install_auth
 from panjereh.common.db import Database, after_commit
 from panjereh.common.http import outbound_client
 from panjereh.common.lifespan import Resources
@@ -42,7 +42,6 @@ from panjereh.inquiry_broker.runtime import BrokerRuntime
 from panjereh.inquiry_broker.service import audit, registry, sweeping
 from panjereh.inquiry_broker.service.asking import BrokerKeys, state_of
 from panjereh.inquiry_broker.signing import AnswerSigner
-from panjereh.inquiry_broker.verification import install_remembering_auth
 from panjereh.inquiry_broker.waiting import AnswerListener, libpq_dsn
 
 logger = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Open in dependency order; the kernel closes everything in reverse at shutdown."""
         database = resources.database(settings)
         resources.ready_when("broker", broker_readiness_check(settings))
-        await resources.enter(install_remembering_auth(app, settings))
+        await resources.enter(install_auth(app, settings))
         # the chain key: on app.state for this app's endpoints and handlers, and installed for
         # the appends of the asking flow
         app.state.audit_chain_key = _audit_chain_key(settings)
@@ -220,8 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources.ready_when("answer_listener", listener.check)
         # an answer this process records reaches its own waiters without a re-read
         deliver_answers_locally(
-            database,
-            lambda inquiry: partial(listener.deliver, str(inquiry.id), state_of(inquiry)),
+            database, lambda inquiry: listener.handover(str(inquiry.id), state_of(inquiry))
         )
         relay = await resources.start(
             OutboxRelay(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Interval,
+    Select,
     Table,
     Text,
     and_,
@@ -31,8 +32,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from panjereh.common.db import Database, after_commit
+from panjereh.common.messaging import outbox
+from panjereh.common.messaging.consumer import InboxClaim
 from panjereh.inquiry_broker import policy
 from panjereh.inquiry_broker.audit import GENESIS, KEYED, KEYED_FIELDS, entry_mac
 from panjereh.inquiry_broker.models import (
@@ -49,6 +53,7 @@ from panjereh.inquiry_broker.models import (
 
 #: One advisory lock serialises appends to the audit chain across every replica.
 _AUDIT_CHAIN_LOCK = zlib.crc32(b"inquiry_broker.audit_entry")
+_LOCK_CHAIN = select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK))
 #: The entries a citizen's data tracker shows: access decisions (not refused agency replies).
 _ACCESS_DECISION = AuditEntry.decision.in_(("allowed", "denied"))
 #: The channel a committed answer is announced on (payload: the inquiry id).
@@ -450,6 +455,43 @@ _SAVED = _SAVE_PROGRESS.returning(_INQUIRY.c.id).cte("saved")
 _SAVE_ANSWER = select(func.pg_notify(ANSWERED_CHANNEL, sql_cast(_SAVED.c.id, Text))).select_from(
     _SAVED
 )
+#: The prefix of the inquiry's parameters in :func:`_locking_after_new_inquiry` (a column's own
+#: name is reserved for an INSERT's own values).
+_NEW_INQUIRY = "new_"
+_LOCKING_AFTER_NEW_INQUIRY: weakref.WeakKeyDictionary[Table, Select[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclass(frozen=True)
+class PendingWrites:
+    """Writes of a unit of work left to the statement that takes the audit chain's lock
+    (:meth:`AuditRepository.lock_chain`), which runs them as CTEs: one round trip fewer."""
+
+    #: the chain lock's statement with the writes as its CTEs
+    lock_statement: Select[Any]
+    params: dict[str, Any]
+
+
+def _locking_after_new_inquiry(outbox_table: Table) -> Select[Any]:
+    """The chain lock's statement that also inserts a new inquiry and the outbox row of its
+    first attempt, built once per outbox table."""
+    statement = _LOCKING_AFTER_NEW_INQUIRY.get(outbox_table)
+    if statement is None:
+        new_inquiry = insert(_INQUIRY).values(
+            {
+                name: bindparam(_NEW_INQUIRY + name, type_=_INQUIRY.c[name].type)
+                for name in _INQUIRY_COLUMNS
+            }
+        )
+        statement = _LOCK_CHAIN.add_cte(
+            new_inquiry.cte("new_inquiry"),
+            outbox.insert_statement(outbox_table).cte("first_attempt"),
+        )
+        _LOCKING_AFTER_NEW_INQUIRY[outbox_table] = statement
+    return statement
+
+
 _TYPE_PREFIX = "type__"
 _ANSWERING = (
     select(
@@ -467,6 +509,23 @@ _ANSWERING = (
     .where(_INQUIRY.c.id == bindparam("inquiry_id", type_=_INQUIRY.c.id.type))
     .with_for_update(of=_INQUIRY)
 )
+
+
+_CLAIMED = "claimed_event"
+_ANSWERING_CLAIMED: weakref.WeakKeyDictionary[Insert, Select[Any]] = weakref.WeakKeyDictionary()
+
+
+def _answering_claimed(claim: Insert) -> Select[Any]:
+    """:data:`_ANSWERING` that first claims a reply's inbox row (``claim``, a CTE whose
+    ``RETURNING`` says whether it inserted), built once per consumer's claim."""
+    statement = _ANSWERING_CLAIMED.get(claim)
+    if statement is None:
+        claimed = claim.cte("claimed")
+        statement = _ANSWERING.add_columns(
+            select(claimed.c.event_id).scalar_subquery().label(_CLAIMED)
+        ).add_cte(claimed)
+        _ANSWERING_CLAIMED[claim] = statement
+    return statement
 
 
 @dataclass(frozen=True)
@@ -495,6 +554,19 @@ class InquiryRepository:
             _INSERT_INQUIRY, {name: getattr(inquiry, name) for name in _INQUIRY_COLUMNS}
         )
 
+    def adding_and_sending(self, inquiry: Inquiry, attempt: outbox.Row) -> PendingWrites:
+        """The writes that insert ``inquiry`` and the outbox row of its first attempt, left to
+        the statement that takes the audit chain's lock for the decision allowing it (the
+        unit of work's next statement, :meth:`AuditRepository.lock_chain`): nothing is sent
+        to the database here."""
+        return PendingWrites(
+            lock_statement=_locking_after_new_inquiry(attempt.table),
+            params={
+                **{_NEW_INQUIRY + name: getattr(inquiry, name) for name in _INQUIRY_COLUMNS},
+                **attempt.values,
+            },
+        )
+
     async def save_progress(self, inquiry: Inquiry) -> None:
         """Write what an attempt or an answer changed on ``inquiry`` (read by
         :meth:`for_answer`)."""
@@ -512,19 +584,29 @@ class InquiryRepository:
         return await self.session.get(Inquiry, inquiry_id, populate_existing=True)
 
     async def for_answer(
-        self, inquiry_id: uuid.UUID, *, announce_every: timedelta
+        self,
+        inquiry_id: uuid.UUID,
+        *,
+        announce_every: timedelta,
+        claim: InboxClaim | None = None,
     ) -> Answering | None:
         """The inquiry, locked until commit, with its type and whether its agency was
-        announced within ``announce_every`` (by the database's clock), in one statement."""
-        row = (
-            (
-                await self.session.execute(
-                    _ANSWERING, {"inquiry_id": inquiry_id, "announce_every": announce_every}
-                )
-            )
-            .mappings()
-            .first()
-        )
+        announced within ``announce_every`` (by the database's clock), in one statement.
+
+        With ``claim``, the same statement claims the reply's inbox row first and sets
+        ``claim.taken``; ``None`` then also for a duplicate. A reply to an unknown inquiry
+        changes nothing either way: its claim counts as taken.
+        """
+        params: dict[str, Any] = {"inquiry_id": inquiry_id, "announce_every": announce_every}
+        statement = _ANSWERING
+        if claim is not None:
+            statement = _answering_claimed(claim.statement)
+            params.update(claim.values)
+        row = (await self.session.execute(statement, params)).mappings().first()
+        if claim is not None:
+            claim.taken = row is None or row[_CLAIMED] is not None
+            if not claim.taken:
+                return None
         if row is None:
             return None
         inquiry = Inquiry(**{name: row[name] for name in _INQUIRY_COLUMNS})
@@ -647,27 +729,32 @@ class _ChainHeads:
 
 
 _chain_heads = _ChainHeads()
-_LOCK_CHAIN = select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK))
 
 
 class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_chain(self) -> None:
-        """Serialise with every append (any replica) until this transaction ends."""
-        await self.session.execute(_LOCK_CHAIN)
+    async def lock_chain(self, along: PendingWrites | None = None) -> None:
+        """Serialise with every append (any replica) until this transaction ends; in the
+        same statement, the writes ``along`` left to it."""
+        if along is None:
+            await self.session.execute(_LOCK_CHAIN)
+        else:
+            await self.session.execute(along.lock_statement, along.params)
 
-    async def append(self, fields: dict[str, Any], *, key: bytes) -> AuditEntry:
+    async def append(
+        self, fields: dict[str, Any], *, key: bytes, along: PendingWrites | None = None
+    ) -> AuditEntry:
         """Chain ``fields`` after the last entry, MAC'd with ``key``. Holds the chain lock
         until commit.
 
         Two round trips when this process made the last append (the lock, then the insert
         that checks the head it remembers), three otherwise (the insert finds another head
         and is made again after it). The MAC is computed here: the key never reaches the
-        database.
+        database. ``along``: writes of this unit of work made by the lock's statement.
         """
-        await self.lock_chain()
+        await self.lock_chain(along)
         engine = self.session.sync_session.get_bind().engine
         values: dict[str, Any] = {name: fields.get(name) for name in KEYED_FIELDS}
         values["chain_version"] = KEYED

@@ -13,7 +13,8 @@ the broker heard of it (see :meth:`AnswerListener.wait_for_purpose`).
 
 Two refinements keep a wait cheap. When the answer is recorded by this very process (one
 replica, or the replica whose consumer got the reply), the recorder hands the answer to the
-local waiters right after its commit (:meth:`AnswerListener.deliver`): no re-read at all. And
+local waiters right after its commit (:meth:`AnswerListener.handover`): no re-read at all, even
+when the answer's own NOTIFY reaches the listener before that commit returns. And
 a caller that has just asked (its inquiry was pending when it committed) need not look before
 waiting: it is registered before its task yields, so no answer can be announced unseen.
 
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 PROBE_CHANNEL = "inquiry_broker_listener_probe"
 #: The channels listened on; a waiter waits for one payload on one of them.
 _CHANNELS = (ANSWERED_CHANNEL, PURPOSE_CHANNEL, PROBE_CHANNEL)
+
+#: How long a NOTIFY of an answer this process is committing waits for its hand-over before it
+#: wakes the waiters anyway (the hand-over normally follows within a millisecond).
+HANDOVER_GRACE = 0.05
 
 #: Sends ``NOTIFY channel, payload`` the way the service's own NOTIFYs go.
 Notify = Callable[[str, str], Awaitable[None]]
@@ -84,6 +89,8 @@ class AnswerListener:
         self._notify = notify or self._notify_directly
         self._probe_timeout = probe_timeout
         self._waiters: dict[tuple[str, str], set[_Waiter]] = defaultdict(set)
+        #: answers this process is committing, to be handed over (see :meth:`handover`)
+        self._handing_over: set[tuple[str, str]] = set()
         self._connection: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
@@ -141,9 +148,26 @@ class AnswerListener:
             look_first=look_first,
         )
 
+    def handover(self, inquiry_id: str, answer: Any) -> Callable[[], None]:
+        """Called by a unit of work of this process that records ``answer`` (before its
+        commit); returns what hands it to the local waiters once committed.
+
+        The answer's NOTIFY may reach the listener before the commit returns here: while a
+        hand-over is announced, a NOTIFY of that inquiry wakes its waiters only
+        :data:`HANDOVER_GRACE` seconds later, so they take the answer handed over instead of
+        reading it again. Should the unit of work roll back (another replica answered first),
+        that late wake is what they get.
+        """
+        key = (ANSWERED_CHANNEL, inquiry_id)
+        if key in self._waiters:
+            self._handing_over.add(key)
+        return lambda: self.deliver(inquiry_id, answer)
+
     def deliver(self, inquiry_id: str, answer: Any) -> None:
         """Hand ``answer`` (just committed by this process) to the local waiters of the inquiry."""
-        for waiter in self._waiters.get((ANSWERED_CHANNEL, inquiry_id), ()):
+        key = (ANSWERED_CHANNEL, inquiry_id)
+        self._handing_over.discard(key)
+        for waiter in self._waiters.get(key, ()):
             waiter.delivered = answer
             waiter.woken.set()
             self.delivered += 1
@@ -197,6 +221,7 @@ class AnswerListener:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[key]
+                    self._handing_over.discard(key)
 
     def _on_notification(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
         probe = self._probe
@@ -204,7 +229,16 @@ class AnswerListener:
             if probe is not None and payload == probe[0]:
                 probe[1].set()
             return
-        for waiter in self._waiters.get((channel, payload), ()):
+        key = (channel, payload)
+        if key in self._handing_over:
+            # this process is committing that answer: its hand-over is due at once
+            asyncio.get_running_loop().call_later(HANDOVER_GRACE, self._wake, key)
+            return
+        self._wake(key)
+
+    def _wake(self, key: tuple[str, str]) -> None:
+        self._handing_over.discard(key)
+        for waiter in self._waiters.get(key, ()):
             waiter.woken.set()
 
     def _on_termination(self, _connection: Any) -> None:

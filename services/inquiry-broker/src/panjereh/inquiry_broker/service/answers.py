@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.messaging import outbox
+from panjereh.common.messaging.consumer import InboxClaim
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquiryStatus
 from panjereh.contracts.topics import agency_replies
@@ -124,8 +125,12 @@ async def record_reply(
     topic: str,
     signer: AnswerSigner,
     chain_key: bytes | None = None,
+    claim: InboxClaim | None = None,
 ) -> None:
     """An agency's reply, on ``topic``: complete the pending inquiry it answers.
+
+    ``claim``: the reply's inbox row, claimed by the read that locks the inquiry (one round
+    trip for both); a duplicate then changes nothing.
 
     Only the replies topic of the agency the inquiry was sent to counts: Kafka ACLs let that
     agency alone write it, while the CloudEvent ``source`` is whatever the sender wrote. A
@@ -142,7 +147,9 @@ async def record_reply(
     except ValueError:
         logger.warning("reply names no inquiry id", extra={"event_id": event.id, "topic": topic})
         return
-    answering = await _for_answer(session, inquiry_id)
+    answering = await _for_answer(session, inquiry_id, claim=claim)
+    if claim is not None and not claim.taken:
+        return  # a duplicate: the consumer says so
     if answering is None:
         logger.info("reply to an unknown inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
         return
@@ -164,10 +171,12 @@ async def record_reply(
     await _apply(session, answering, status=reply.status, result=reply.result, signer=signer)
 
 
-async def _for_answer(session: AsyncSession, inquiry_id: uuid.UUID) -> Answering | None:
+async def _for_answer(
+    session: AsyncSession, inquiry_id: uuid.UUID, *, claim: InboxClaim | None = None
+) -> Answering | None:
     """The inquiry, locked, with its type and its agency's last announcement (one read)."""
     return await InquiryRepository(session).for_answer(
-        inquiry_id, announce_every=activity.ANNOUNCE_EVERY
+        inquiry_id, announce_every=activity.ANNOUNCE_EVERY, claim=claim
     )
 
 

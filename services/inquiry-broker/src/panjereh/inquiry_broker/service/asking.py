@@ -13,10 +13,11 @@
 4. an allowed inquiry is stored and answered from the cache, scheduled for the provider's
    HTTP connector, or sent through the outbox.
 
-An allowed inquiry's audit entry is the unit of work's last statement (after the inquiry, its
-outbox row and the idempotency record): appending takes the chain's lock, which every replica's
-appends wait for until the appending transaction ends, so it is held for the append and the
-commit only. The entry commits with the inquiry or not at all, as before.
+An allowed inquiry's audit entry is the unit of work's last statement (after the idempotency
+record): appending takes the chain's lock, which every replica's appends wait for until the
+appending transaction ends, so it is held for the append and the commit only. An inquiry sent
+through the outbox is inserted, with its outbox row, by the statement that takes that lock (one
+round trip fewer). The entry commits with the inquiry or not at all, as before.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from panjereh.inquiry_broker.models import Inquiry, InquiryType, idempotency_rec
 from panjereh.inquiry_broker.repository import (
     CachedAnswer,
     InquiryRepository,
+    PendingWrites,
     PolicyInputRepository,
     PolicyInputs,
 )
@@ -229,11 +231,12 @@ async def _ask(
         deadline_at=now + timedelta(milliseconds=inquiry_type.timeout_ms),
         connector_url=inquiry_type.connector_url if inquiry_type.delivery == "http" else None,
     )
-    queued_for = await _answer_or_send(
+    queued_for, pending = await _answer_or_send(
         session, inquiry, inquiry_type, cached=inputs.cached, signer=keys.signer, now=now
     )
     return _Allowed(
-        asked=Asked(state=state_of(inquiry), queued_for=queued_for), audit=record_decision
+        asked=Asked(state=state_of(inquiry), queued_for=queued_for),
+        audit=functools.partial(record_decision, along=pending),
     )
 
 
@@ -309,8 +312,13 @@ async def _answer_or_send(
     cached: CachedAnswer | None,
     signer: AnswerSigner,
     now: datetime,
-) -> Queue:
-    """Store ``inquiry`` answered from ``cached``, scheduled for its connector, or sent."""
+) -> tuple[Queue, PendingWrites | None]:
+    """Store ``inquiry`` answered from ``cached``, scheduled for its connector, or sent.
+
+    An inquiry sent through the outbox is stored with its outbox row by the statement that
+    takes the audit chain's lock for its decision (returned, for that append): the unit of
+    work's next statement, and one round trip fewer.
+    """
     repository = InquiryRepository(session)
     if cached is not None:
         # still a new inquiry: its own id, audit entry, signature and InquiryAnswered event
@@ -318,15 +326,13 @@ async def _answer_or_send(
         answers.complete(inquiry, status=cached.status, result=cached.result, signer=signer)
         await repository.add(inquiry)
         await answers.publish(session, inquiry)
-        return "outbox"
+        return "outbox", None
     if inquiry.connector_url is not None:
         inquiry.next_attempt_at = now  # the connector dispatcher calls it once this commits
         await repository.add(inquiry)
-        return "connector"
+        return "connector", None
     delivery.plan_attempt(inquiry, inquiry_type, now=now)
-    await repository.add(inquiry)
-    await delivery.queue(session, inquiry)
-    return "outbox"
+    return "outbox", repository.adding_and_sending(inquiry, delivery.attempt(session, inquiry))
 
 
 def state_of(inquiry: Inquiry) -> InquiryState:

@@ -33,7 +33,7 @@ from panjereh.inquiry_broker.errors import CheckpointInvalid, NoCheckpointYet
 from panjereh.inquiry_broker.metrics import AUDIT_VERIFICATION_FAILURES
 from panjereh.inquiry_broker.models import AuditCheckpoint, InquiryType
 from panjereh.inquiry_broker.policy import Decision
-from panjereh.inquiry_broker.repository import AuditRepository
+from panjereh.inquiry_broker.repository import AuditRepository, PendingWrites
 from panjereh.inquiry_broker.schemas import (
     AuditVerification,
     BrokenEntryRead,
@@ -96,10 +96,13 @@ async def record_decision(
     purpose: PurposeIn,
     legal_basis: str | None,
     chain_key: bytes | None = None,
+    along: PendingWrites | None = None,
 ) -> None:
     """Append the policy's decision on one request to the chain (refusals too).
 
     ``inquiry_id`` is the id the inquiry gets if allowed; a refusal's entry names none.
+    ``along``: the allowed inquiry's own writes, made by the statement that takes the
+    chain's lock.
     """
     await AuditRepository(session).append(
         {
@@ -120,6 +123,7 @@ async def record_decision(
             "claimed_agency": None,
         },
         key=_chain_key(chain_key),
+        along=along,
     )
 
 

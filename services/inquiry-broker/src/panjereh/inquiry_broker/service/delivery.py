@@ -45,12 +45,21 @@ async def send(
 
 
 async def queue(session: AsyncSession, inquiry: Inquiry) -> None:
-    """The attempt :func:`plan_attempt` counted, on the provider's topic (through the outbox).
-
-    A new inquiry is planned before it is inserted, then queued: one INSERT carries the
-    attempt, with no UPDATE after it.
-    """
+    """The attempt :func:`plan_attempt` counted, on the provider's topic (through the outbox)."""
     await outbox.add(
+        session,
+        message(inquiry),
+        key=str(inquiry.id),
+        topic=agency_inquiries(inquiry.provider_agency),
+    )
+
+
+def attempt(session: AsyncSession, inquiry: Inquiry) -> outbox.Row:
+    """:func:`queue`'s outbox row, for a new inquiry inserted with it in one statement
+    (:meth:`~panjereh.inquiry_broker.repository.InquiryRepository.adding_and_sending`). A new
+    inquiry is planned before it is inserted: that INSERT carries the attempt, with no
+    UPDATE after it."""
+    return outbox.row(
         session,
         message(inquiry),
         key=str(inquiry.id),
