@@ -1,16 +1,21 @@
 """The outbound client's transport on a real loopback server: a request's head and body reach
 the server together, every kind of body still arrives whole, a keep-alive connection the
-server closed while it was idle is never used again, and the caller's trace goes with the
-call."""
+server closed while it was idle is never used again, the caller's trace goes with the call,
+the pool's bookkeeping stays linear in its connections and keeps only as many idle ones as
+allowed, and cookies a server sets are kept while answers without any skip the jar."""
 
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpcore
+import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -25,6 +30,8 @@ class Server:
     would read them): echoes each request's body and records the pieces it received."""
 
     close_after_response: bool = False
+    #: a ``Set-Cookie`` header for every response
+    set_cookie: bytes = b""
     url: str = ""
     #: per connection, what each ``recv`` returned, in order
     received: list[list[bytes]] = field(default_factory=list)
@@ -64,7 +71,8 @@ class Server:
                     if not receive():
                         return
                 body, buffer = buffer[:length], buffer[length:]
-                reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+                cookie = b"Set-Cookie: %s\r\n" % self.set_cookie if self.set_cookie else b""
+                reply = b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n" % (cookie, len(body))
                 connection.sendall(reply + body)
                 if self.close_after_response:
                     return
@@ -133,3 +141,72 @@ class TestOutboundTransport:
         trace_id = format(span.get_span_context().trace_id, "032x")
         head = server.received[0][0].split(b"\r\n\r\n")[0].decode().lower()
         assert f"traceparent: 00-{trace_id}-" in head
+
+
+class TestOutboundPool:
+    async def test_a_call_looks_at_each_pooled_connection_a_bounded_number_of_times(
+        self, server: Server, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The pool's bookkeeping before a call and when its response closes asks each pooled
+        connection a few questions, not one per connection per connection (20 callers keep
+        20 connections: 800 questions a call instead of about 40)."""
+        asked = 0
+        is_idle = httpcore.AsyncHTTPConnection.is_idle
+
+        def counted(connection: httpcore.AsyncHTTPConnection) -> bool:
+            nonlocal asked
+            asked += 1
+            return is_idle(connection)
+
+        monkeypatch.setattr(httpcore.AsyncHTTPConnection, "is_idle", counted)
+        async with outbound_client() as client:
+            calls = [client.post(server.url, content=b"%d" % n) for n in range(20)]
+            assert len(await asyncio.gather(*calls)) == 20
+            assert len(server.received) == 20  # a connection per caller, all kept
+            asked = 0
+            assert (await client.post(server.url, content=b"one more")).content == b"one more"
+        assert len(server.received) == 20  # reused one of them
+        assert asked <= 4 * 20
+
+    async def test_idle_connections_beyond_the_kept_alive_limit_are_closed(
+        self, server: Server
+    ) -> None:
+        async with outbound_client(limits=httpx.Limits(max_keepalive_connections=3)) as client:
+            calls = [client.post(server.url, content=b"%d" % n) for n in range(8)]
+            assert len(await asyncio.gather(*calls)) == 8
+            assert len(server.received) == 8
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            assert len(pool.connections) == 3  # the other five were closed as they fell idle
+            await client.post(server.url, content=b"again")
+            await client.post(server.url, content=b"and again")
+            assert len(pool.connections) == 3
+        assert len(server.received) == 8  # the kept connections were reused
+
+
+class TestOutboundCookies:
+    async def test_a_cookie_the_server_sets_goes_with_the_next_call(self, server: Server) -> None:
+        server.set_cookie = b"affinity=replica-2; Path=/"
+        async with outbound_client() as client:
+            await client.post(server.url, content=b"first")
+            assert client.cookies.get("affinity") == "replica-2"
+            server.set_cookie = b""
+            await client.post(server.url, content=b"second")
+        second = b"".join(server.received[0]).split(b"second")[0].rsplit(b"POST", 1)[1]
+        assert b"cookie: affinity=replica-2" in second.lower()
+
+    async def test_an_answer_without_cookies_is_not_handed_to_the_cookie_jar(
+        self, server: Server, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Reading an answer that sets no cookie builds nothing for the jar (urllib stand-ins
+        of the request and the response): a call to another service sets none."""
+        handed: list[object] = []
+        extract = http.cookiejar.CookieJar.extract_cookies
+
+        def counted(jar: http.cookiejar.CookieJar, response: Any, request: Any) -> None:
+            handed.append(response)
+            extract(jar, response, request)
+
+        monkeypatch.setattr(http.cookiejar.CookieJar, "extract_cookies", counted)
+        async with outbound_client() as client:
+            assert (await client.post(server.url, content=b"plain")).content == b"plain"
+        assert handed == []
