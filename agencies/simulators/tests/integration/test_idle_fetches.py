@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from panjereh.agency_sdk import KafkaSettings
-from panjereh.agency_sdk.messages import INQUIRY_REQUESTED_TYPE
+from panjereh.agency_sdk.messages import inquiry_requested_event
 from panjereh.agency_simulators.__main__ import run
 from panjereh.agency_simulators.agencies import AGENCIES, Faults
 from panjereh.common.messaging.kafka import create_topics
@@ -52,22 +52,7 @@ async def counted_kafka(tmp_path: Path) -> AsyncIterator[KafkaRequestCounter]:
 
 def inquiry(agency_type: str, subject: str, params: dict[str, object]) -> tuple[str, bytes]:
     inquiry_id = str(uuid.uuid4())
-    event = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "inquiry-broker",
-        "type": INQUIRY_REQUESTED_TYPE,
-        "time": "2026-12-01T12:00:00Z",
-        "datacontenttype": "application/json",
-        "data": {
-            "inquiry_id": inquiry_id,
-            "type": agency_type,
-            "subject": subject,
-            "params": params,
-            "purpose": {"service_code": "S1", "tracking_code": "T1"},
-        },
-    }
-    return inquiry_id, json.dumps(event).encode()
+    return inquiry_id, inquiry_requested_event(inquiry_id, agency_type, subject, params)
 
 
 PARAMS: dict[str, dict[str, object]] = {"mobile-registry.ownership": {"mobile": "09121234567"}}

@@ -15,32 +15,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from panjereh.agency_sdk import Agency, Inquiry, KafkaSettings
 from panjereh.agency_sdk.host import AgencyHost
-from panjereh.agency_sdk.messages import INQUIRY_REQUESTED_TYPE, inquiries_topic, replies_topic
+from panjereh.agency_sdk.messages import inquiries_topic, inquiry_requested_event, replies_topic
 from panjereh.common.messaging.kafka import create_topics
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3  # create_topics' default: each agency's topic read on every partition
-
-
-def inquiry_event(inquiry_id: uuid.UUID, inquiry_type: str, subject: str) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "inquiry-broker",
-            "type": INQUIRY_REQUESTED_TYPE,
-            "time": "2026-12-01T12:00:00Z",
-            "datacontenttype": "application/json",
-            "data": {
-                "inquiry_id": str(inquiry_id),
-                "type": inquiry_type,
-                "subject": subject,
-                "params": {},
-                "purpose": {"service_code": "S1", "tracking_code": "T1"},
-            },
-        }
-    ).encode()
 
 
 class Hosted:
@@ -93,7 +73,7 @@ class Hosted:
         inquiry_id = uuid.uuid4()
         await self.producer.send_and_wait(
             inquiries_topic(code),
-            inquiry_event(inquiry_id, f"{code}.record", subject),
+            inquiry_requested_event(inquiry_id, f"{code}.record", subject),
             key=str(inquiry_id).encode(),
         )
         return str(inquiry_id)

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from panjereh.agency_sdk import Agency, Inquiry, InquiryNotFound, KafkaSettings
-from panjereh.agency_sdk.messages import INQUIRY_REQUESTED_TYPE, replies_topic
+from panjereh.agency_sdk.messages import inquiry_requested_event, replies_topic
 from panjereh.common.messaging.kafka import create_topics
 
 pytestmark = pytest.mark.integration
@@ -23,23 +23,7 @@ REPLIES = replies_topic(AGENCY)
 
 
 def inquiry_event(inquiry_id: uuid.UUID, subject: str, params: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "inquiry-broker",
-            "type": INQUIRY_REQUESTED_TYPE,
-            "time": "2026-11-28T12:00:00Z",
-            "datacontenttype": "application/json",
-            "data": {
-                "inquiry_id": str(inquiry_id),
-                "type": f"{AGENCY}.record",
-                "subject": subject,
-                "params": params,
-                "purpose": {"service_code": "S1", "tracking_code": "T1"},
-            },
-        }
-    ).encode()
+    return inquiry_requested_event(inquiry_id, f"{AGENCY}.record", subject, params)
 
 
 async def test_an_agency_answers_each_inquiry_on_its_own_replies_topic(

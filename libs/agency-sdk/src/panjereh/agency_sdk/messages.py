@@ -101,3 +101,32 @@ def encode_reply(reply: Reply, *, agency: str) -> bytes:
         data=reply.model_dump(mode="json", exclude_none=True),
     )
     return json.dumps(event.model_dump(mode="json"), ensure_ascii=False).encode()
+
+
+def inquiry_requested_event(
+    inquiry_id: uuid.UUID | str,
+    inquiry_type: str,
+    subject: str,
+    params: dict[str, Any] | None = None,
+    *,
+    service_code: str = "S1",
+    tracking_code: str = "T1",
+) -> bytes:
+    """An inquiry as the broker puts it on ``agency.<code>.inquiries``, for an agency's tests."""
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "inquiry-broker",
+            "type": INQUIRY_REQUESTED_TYPE,
+            "time": datetime.now(UTC).isoformat(),
+            "datacontenttype": "application/json",
+            "data": {
+                "inquiry_id": str(inquiry_id),
+                "type": inquiry_type,
+                "subject": subject,
+                "params": params or {},
+                "purpose": {"service_code": service_code, "tracking_code": tracking_code},
+            },
+        }
+    ).encode()
