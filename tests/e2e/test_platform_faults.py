@@ -154,6 +154,20 @@ class Platform:
             counts[name] = rows[0]["n"]
         return counts
 
+    async def evidence(self, tracking_codes: Sequence[str]) -> list[dict[str, Any]]:
+        """The evidence rows (inquiry type, status, attempts, error) of the given requests."""
+        rows = await self.query(
+            self.requests_url,
+            """
+            SELECT r.tracking_code, r.status AS request_status, i.inquiry_type, i.status,
+              i.attempts, i.error, i.broker_inquiry_id
+            FROM requests.request r JOIN requests.request_inquiry i ON i.request_id = r.id
+            WHERE r.tracking_code = ANY($1)
+            """,
+            list(tracking_codes),
+        )
+        return [dict(row) for row in rows]
+
     async def inquiries(self, tracking_codes: Sequence[str]) -> Counter[tuple[str, str]]:
         """(tracking code, type) → how many inquiries the broker holds."""
         rows = await self.query(
@@ -330,7 +344,11 @@ class TestPostgresRestartedUnderLoad:
             f"retried {dict(load.refused)}; statuses {Counter(statuses.values())}"
         )
         assert len(codes) == 30
-        assert set(statuses.values()) == {"approved"}, Counter(statuses.values())
+        undecided = [code for code, status in statuses.items() if status != "approved"]
+        assert not undecided, (
+            Counter(statuses.values()),
+            await platform_under_test.evidence(undecided),
+        )
         assert_decided_once(facts, codes)
         assert {row["documents"] for row in facts} == {1}
         await wait_ready(client, within=30)

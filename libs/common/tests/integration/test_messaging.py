@@ -456,6 +456,67 @@ class TestIdempotentConsumer:
         assert outcome("handled") == 1
         assert outcome("skipped") == 1  # the unknown type
 
+    async def test_a_record_met_by_a_database_outage_waits_for_it_and_is_never_parked(
+        self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
+    ) -> None:
+        """A restart of PostgreSQL cuts the handler's connection, and is over before three
+        attempts' backoff: the record must still be handled once, not dead-lettered."""
+        await create_topics(kafka_bootstrap_servers, [topic, f"{topic}.dlq"])
+        event = CloudEvent.from_event(ThingCounted(thing="a", n=1))
+        await produce(kafka_bootstrap_servers, topic, event.to_bytes(), key=b"a")
+        cuts = 0
+
+        async def handle(session: AsyncSession, event: CloudEvent) -> None:
+            nonlocal cuts
+            await count_effect(session, event)
+            if cuts < 5:  # more cuts than the consumer's attempts
+                cuts += 1
+                # the server ends this very connection, as a fast shutdown does to all
+                await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+        consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic, max_attempts=3)
+        consumer.register(ThingCounted.event_type, handle)
+        await consumer.start()
+        try:
+            await wait_until(lambda: _processed(consumer, 1))
+        finally:
+            await consumer.stop()
+        assert cuts == 5
+        assert consumer.dead_lettered == 0
+        assert await counters(database) == {event.id: 1}
+
+    async def test_stopping_while_the_database_is_away_leaves_the_record_for_later(
+        self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
+    ) -> None:
+        await create_topics(kafka_bootstrap_servers, [topic, f"{topic}.dlq"])
+        event = CloudEvent.from_event(ThingCounted(thing="a", n=1))
+        await produce(kafka_bootstrap_servers, topic, event.to_bytes(), key=b"a")
+        cut = asyncio.Event()
+
+        async def always_cut(session: AsyncSession, event: CloudEvent) -> None:
+            cut.set()
+            await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+        consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic, max_attempts=1)
+        consumer.register(ThingCounted.event_type, always_cut)
+        await consumer.start()
+        await asyncio.wait_for(cut.wait(), timeout=30)
+        await asyncio.wait_for(consumer.stop(), timeout=30)
+        assert consumer.dead_lettered == 0
+        assert consumer.processed == 0
+
+        # same group: the record was not committed, so the next member gets it
+        successor = consumer_for(
+            database, tables, kafka_bootstrap_servers, topic, name=consumer.name
+        )
+        successor.register(ThingCounted.event_type, count_effect)
+        await successor.start()
+        try:
+            await wait_until(lambda: _processed(successor, 1))
+        finally:
+            await successor.stop()
+        assert await counters(database) == {event.id: 1}
+
     async def test_stop_finishes_the_record_in_hand_and_commits_it(
         self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
     ) -> None:

@@ -5,7 +5,9 @@ the handler; only after it commits is the offset + 1 committed to Kafka (once pe
 batch, and before the consumer's partitions are revoked). A crash anywhere
 before the offset commit redelivers the record, and the inbox row turns the second delivery
 into a no-op. A record that keeps failing is parked on ``<topic>.dlq`` with the error in its
-headers, and consumption goes on: one poison event must not stop a service.
+headers, and consumption goes on: one poison event must not stop a service. A failure that
+says the database is away (a restart, a dropped connection) is no fault of the event: the
+record waits for the database, however long, and is never parked for it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from panjereh.common.db import Database
+from panjereh.common.errors import database_unavailable
 from panjereh.common.messaging.envelope import CloudEvent, extract_trace_context
 from panjereh.common.messaging.kafka import IDLE_FETCH_MAX_WAIT_MS, FetchPacer
 from panjereh.common.metrics import CONSUMER_LAG, CONSUMER_RECORDS
@@ -39,6 +42,11 @@ Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
 #: A handler that also gets the topic its record arrived on: for a consumer of topics whose
 #: name says who could write them (Kafka ACLs), where the event's own ``source`` proves nothing.
 TopicHandler = Callable[[AsyncSession, CloudEvent, str], Awaitable[None]]
+
+
+class _LeftForLater(Exception):
+    """The consumer stops while the record in hand waits for the database: it is left
+    uncommitted, and whichever member owns its partition next handles it."""
 
 
 @dataclass
@@ -202,7 +210,9 @@ class IdempotentConsumer:
             self._task = asyncio.create_task(self.run(), name=f"consumer-{self.name}")
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Finish the record in hand, commit it, leave the group. Cancelled after ``grace`` s."""
+        """Finish the record in hand, commit it, leave the group. Cancelled after ``grace`` s.
+
+        A record in hand that waits for the database is left uncommitted instead."""
         self._stopping.set()
         task, self._task = self._task, None
         if task is None:
@@ -280,6 +290,8 @@ class IdempotentConsumer:
                             await self._process(record)
                             self._handled[tp] = OffsetAndMetadata(record.offset + 1, "")
                         self.processed += 1
+            except _LeftForLater:
+                return  # stopping while the database is away
             finally:
                 # one offset commit per fetched batch (a request to Kafka and its wait), not
                 # one per record; a record handled and not committed (a crash in between) comes
@@ -341,10 +353,31 @@ class IdempotentConsumer:
                 "cloudevents.event_type": event.type,
             },
         ):
-            for attempt in range(1, self._max_attempts + 1):
+            attempt = 0
+            outage_wait = self._retry_backoff
+            while True:
                 try:
                     await self._handle_once(record, event)
                 except Exception as exc:
+                    if database_unavailable(exc):
+                        # Not the event's fault, and not one of its attempts: a restart cuts
+                        # every connection and is over in well under a second, faster than the
+                        # attempts' backoff. The record waits for the database, in hand.
+                        logger.warning(
+                            "database unavailable; the record waits for it",
+                            extra={
+                                "consumer": self.name,
+                                "event_id": event.id,
+                                "retry_in_seconds": outage_wait,
+                            },
+                        )
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stopping.wait(), timeout=outage_wait)
+                        if self._stopping.is_set():
+                            raise _LeftForLater from exc  # uncommitted: comes back
+                        outage_wait = min(outage_wait * 2, self._reconnect_backoff_max)
+                        continue
+                    attempt += 1
                     logger.warning(
                         "event handler failed",
                         extra={
@@ -355,10 +388,10 @@ class IdempotentConsumer:
                             "error": repr(exc),
                         },
                     )
-                    if attempt == self._max_attempts:
-                        # A database outage is not the event's fault: raise (the record stays
-                        # uncommitted and comes back after reconnecting) instead of parking
-                        # every event that arrives while PostgreSQL is down.
+                    if attempt >= self._max_attempts:
+                        # An outage the error did not name is not the event's fault either:
+                        # raise (the record stays uncommitted and comes back after
+                        # reconnecting) instead of parking every event met while it lasts.
                         await self._database.ping()
                         await self._dead_letter(record, exc, attempts=attempt)
                         return
