@@ -287,6 +287,16 @@ class TestConfiguration:
         assert host == "panjereh-kafka-bootstrap"
         assert port == "9093"
 
+    def test_the_brokers_fetches_wait_long_on_the_clusters_kafka(self, overlay):
+        # Apache Kafka answers a held fetch when a record lands: the short waits the embedded
+        # broker needs would only be empty fetches here
+        data = overlay.named("ConfigMap", "inquiry-broker-config")["data"]
+        settings = importlib.import_module("panjereh.inquiry_broker.config").Settings
+        prefix = settings.model_config["env_prefix"]
+        for name in ("replies_fetch_max_wait_ms", "purposes_fetch_max_wait_ms"):
+            assert int(data[f"{prefix}{name.upper()}"]) == 500
+            assert settings.model_fields[name].default < 500  # the local stack's own
+
     @pytest.mark.parametrize("component", SERVICES, ids=lambda component: component.name)
     def test_each_service_gets_its_database_url_under_its_own_prefix(self, overlay, component):
         settings = importlib.import_module(f"{component.package}.config").Settings

@@ -62,7 +62,9 @@ class Settings(ServiceSettings):
     #: How often a waiting caller re-reads its inquiry when no NOTIFY woke it (a safety net).
     answer_poll_interval_seconds: float = Field(default=1.0, gt=0)
     #: How long Kafka may hold an empty fetch of the agencies' replies topics. A caller pays up
-    #: to this per reply on brokers that do not wake a held fetch (Tansu): keep it short.
+    #: to this per reply on brokers that do not wake a held fetch (Tansu): keep it short there.
+    #: Apache Kafka answers a held fetch as soon as a record lands: 500 costs no latency, and
+    #: saves the empty fetches (the cluster's manifests set it).
     replies_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
     #: How long Kafka may hold an empty fetch of the requests service's topics: a request's
     #: first inquiries wait for its ``submitted`` event (see below), so keep it short too.
