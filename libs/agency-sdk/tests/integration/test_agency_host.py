@@ -121,6 +121,7 @@ async def echo(inquiry: Inquiry) -> dict[str, Any]:
 async def test_a_host_answers_each_agency_from_its_groups_offsets_and_commits_there(
     kafka_bootstrap_servers: str,
 ) -> None:
+    """And it is ready only once every group has assigned, no longer once stopped."""
     async with Hosted(kafka_bootstrap_servers) as hosted:
         a, b = hosted.codes
         # b's group has already read its first inquiry (an earlier run of the agency): a host
@@ -128,9 +129,22 @@ async def test_a_host_answers_each_agency_from_its_groups_offsets_and_commits_th
         earlier = await hosted.ask(b)
         await hosted.read_to_end(b)
         asked = [await hosted.ask(a), await hosted.ask(a), await hosted.ask(b)]
-        host = AgencyHost(hosted.agencies({}), kafka=hosted.kafka)
+        agencies = hosted.agencies({})
+        host = AgencyHost(agencies, kafka=hosted.kafka)
         running = asyncio.create_task(host.run())
         try:
+            async with asyncio.timeout(20):
+                await asyncio.gather(*(agency.connected.wait() for agency in agencies))
+            # connected (clients started, topics subscribed), no group joined yet: a join
+            # takes several round trips (seconds on the embedded broker), and nobody reads the
+            # topics until then
+            assert not any(agency.is_ready for agency in agencies)
+            assert not host.ready
+            async with asyncio.timeout(20):
+                await asyncio.gather(*(agency.ready.wait() for agency in agencies))
+            assert host.ready
+            # joined: the host's one fetch reads every partition the groups gave its members
+            assert {tp.topic for tp in host._held} == {agency.topic for agency in agencies}
             answers = await hosted.answers(*asked)
             assert {data["status"] for data in answers.values()} == {"ok"}
             assert await hosted.committed(a) == 2
@@ -143,6 +157,10 @@ async def test_a_host_answers_each_agency_from_its_groups_offsets_and_commits_th
         finally:
             host.stop()
             await running
+        # stopped: disconnected, and no longer joined (ready again only after a new join)
+        assert not any(agency.connected.is_set() for agency in agencies)
+        assert not any(agency.ready.is_set() for agency in agencies), "still ready once stopped"
+        assert not host.ready
 
 
 async def test_a_slow_agency_holds_up_no_other_agency_of_its_host(

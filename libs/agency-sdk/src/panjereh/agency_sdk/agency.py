@@ -109,10 +109,20 @@ class Agency:
         }
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
-        #: Set once connected to Kafka (a health check's "ready").
+        #: Set while connected to Kafka (its clients started), cleared when it stops.
         self.connected = asyncio.Event()
-        #: Set once the consumer has its partitions (tests await it).
+        #: Set once its consumer group has given it its partitions since it connected,
+        #: cleared when it stops (tests await it; :attr:`is_ready` is a probe's "ready").
         self.ready = asyncio.Event()
+
+    @property
+    def is_ready(self) -> bool:
+        """Connected and a member of its group, partitions assigned: it reads its inquiries.
+
+        Connected alone is not enough: until the group has assigned, nobody reads the topic,
+        and an inquiry sent then waits for the join (a caller with a short deadline sees none).
+        """
+        return self.connected.is_set() and self.ready.is_set()
 
     def handler(self, inquiry_type: str) -> Callable[[Handler], Handler]:
         """Register the function that answers ``inquiry_type``."""
@@ -192,6 +202,7 @@ class Agency:
                 await self._loop(consumer, producer)
             finally:
                 self.connected.clear()
+                self.ready.clear()
                 await consumer.stop()
         finally:
             await producer.stop()

@@ -19,6 +19,11 @@ consumer, outside any group, fetches every partition the host's members hold, in
 - Offsets are committed in the agency's group when a batch is read, before it is answered, as
   an agency alone does; each agency answers its batches in turn (its partition is paused while
   one is answered), and a slow agency holds up no other.
+
+The host is :attr:`~AgencyHost.ready` once every agency is connected and its group has
+assigned its member here (an empty assignment too: the member has joined), not when its
+clients have merely started: until then nobody reads the agency's topic. A stopped host is
+no longer ready, and a host started again is ready only after its groups have assigned again.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ _MEMBER_TICK_MS = 60_000
 class AgencyHost:
     """Answers the inquiries of every agency in ``agencies`` with one fetch and one producer.
 
-    Each agency keeps its handlers, input schemas and events (``connected``, ``ready``); the
-    host's ``kafka`` settings (one identity for all) replace the agencies' own.
+    Each agency keeps its handlers, input schemas and events (``connected``: the host's
+    clients started; ``ready``: its group has assigned since); the host's ``kafka`` settings
+    (one identity for all) replace the agencies' own.
     """
 
     def __init__(
@@ -64,6 +70,11 @@ class AgencyHost:
         self._members: dict[str, AIOKafkaConsumer] = {}
         #: the partitions the host's members hold, and the next offset to read in each
         self._held: dict[TopicPartition, int | None] = {}
+
+    @property
+    def ready(self) -> bool:
+        """Every agency connected and its group joined (:attr:`Agency.is_ready`)."""
+        return all(agency.is_ready for agency in self.agencies)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -101,6 +112,8 @@ class AgencyHost:
             linger_ms=0,
         )
         started: list[AIOKafkaConsumer | AIOKafkaProducer] = []
+        for agency in self.agencies:
+            agency.ready.clear()  # joined since this run connected, not in an earlier one
         try:
             for client in (producer, fetch, *self._members.values()):
                 await client.start()
@@ -109,16 +122,21 @@ class AgencyHost:
             for agency in self.agencies:
                 member = self._members[agency.code]
                 member.subscribe([agency.topic], listener=_Membership(self, agency, member))
-                agency.connected.set()
+                agency.connected.set()  # ready once its group has assigned (_Membership)
             await self._loop(fetch, producer)
         finally:
             for agency in self.agencies:
                 agency.connected.clear()
-            for task in list(self._answering.values()):
-                task.cancel()
-            await asyncio.gather(*self._answering.values(), return_exceptions=True)
-            for client in reversed(started):
-                await client.stop()
+            try:
+                for task in list(self._answering.values()):
+                    task.cancel()
+                await asyncio.gather(*self._answering.values(), return_exceptions=True)
+                for client in reversed(started):
+                    await client.stop()
+            finally:
+                # after the members stopped: a join completing meanwhile sets no one ready again
+                for agency in self.agencies:
+                    agency.ready.clear()
 
     # ------------------------------------------------------------------ the members' partitions
     async def _hold(self, member: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
@@ -215,5 +233,6 @@ class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
         self._host._release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        """After every join, an empty assignment too: the member has joined its group."""
         await self._host._hold(self._member, set(assigned))
         self._agency.ready.set()
