@@ -8,19 +8,30 @@ from panjereh.agency_simulators.health import serve_health
 from panjereh.devstack.embedded import free_port
 
 
-async def test_probes_report_live_and_ready_only_when_every_agency_is_connected() -> None:
-    agencies = [build(code, kafka=KafkaSettings()) for code in ("tax", "police")]
+async def test_probes_report_ready_only_when_every_agency_is_connected_and_has_joined() -> None:
+    tax, police = agencies = [build(code, kafka=KafkaSettings()) for code in ("tax", "police")]
     port = free_port()
-    server = await serve_health(agencies, port=port)
+    server = await serve_health(agencies, port=port, host="127.0.0.1")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert (await client.get("/livez")).json() == {"status": "live"}
-            agencies[0].connected.set()
+            tax.connected.set()
+            tax.ready.set()
+            police.connected.set()  # connected, its group not joined yet
             not_ready = await client.get("/readyz")
             assert not_ready.status_code == 503
-            assert not_ready.json()["components"] == {"tax": "ready", "police": "unavailable"}
-            agencies[1].connected.set()
-            assert (await client.get("/readyz")).status_code == 200
+            assert not_ready.json() == {
+                "status": "unavailable",
+                "components": {"tax": "ready", "police": "joining"},
+            }
+            police.ready.set()
+            assert (await client.get("/readyz")).json()["status"] == "ready"
+            # disconnected (the host stopped): no longer ready, live as long as the loop runs
+            police.connected.clear()
+            gone = await client.get("/readyz")
+            assert gone.status_code == 503
+            assert gone.json()["components"]["police"] == "unavailable"
+            assert (await client.get("/livez")).status_code == 200
             assert (await client.get("/other")).status_code == 404
     finally:
         server.close()

@@ -59,8 +59,11 @@ class SimulatorSettings(BaseSettings):
     kafka_ssl_cafile: str | None = Field(
         default=None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "kafka_ssl_cafile")
     )
-    #: Port of ``/livez`` and ``/readyz`` (0: no health endpoint, as under ``make run``).
+    #: Port of ``/livez`` and ``/readyz`` (0: no health endpoint). ``make run`` gives one and
+    #: waits for ``/readyz`` (every agency's group joined) before it reports ready.
     health_port: int = Field(default=0, ge=0, le=65535)
+    #: Where the probes listen: every interface of the pod, 127.0.0.1 under ``make run``.
+    health_host: str = "0.0.0.0"  # noqa: S104 - the pod's network only
     #: Longest a Kafka fetch may wait for inquiries. Tansu does not wake a held fetch, so this
     #: bounds the latency each inquiry waits; shorter costs idle CPU (7 agencies at 25 ms:
     #: a few percent of a core, at 10 ms about 15 % plus as much in the broker).
@@ -96,13 +99,20 @@ def parse(args: Sequence[str] | None, settings: SimulatorSettings) -> argparse.N
 
 
 async def run(
-    codes: Sequence[str], *, kafka: KafkaSettings, faults: Faults, health_port: int = 0
+    codes: Sequence[str],
+    *,
+    kafka: KafkaSettings,
+    faults: Faults,
+    health_port: int = 0,
+    health_host: str = "0.0.0.0",  # noqa: S104 - the pod's network only
 ) -> None:
     agencies = [build(code, kafka=kafka, faults=faults) for code in codes]
     # one identity plays every simulated agency: one fetch reads all their topics instead of
     # one fetch per agency (each agency is still a member of its own group and commits there)
     host = AgencyHost(agencies, kafka=kafka, client_id="agency-simulators")
-    health = await serve_health(agencies, port=health_port) if health_port else None
+    health = (
+        await serve_health(agencies, port=health_port, host=health_host) if health_port else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -151,7 +161,13 @@ def main(args: Sequence[str] | None = None) -> int:
         failure_rate=options.failure_rate,
         seed=options.seed,
     )
-    main_task = run(codes, kafka=kafka, faults=faults, health_port=settings.health_port)
+    main_task = run(
+        codes,
+        kafka=kafka,
+        faults=faults,
+        health_port=settings.health_port,
+        health_host=settings.health_host,
+    )
     try:
         import uvloop  # noqa: PLC0415 - optional: a faster event loop where it installs
     except ImportError:

@@ -1,7 +1,10 @@
 """``/livez`` and ``/readyz`` for orchestrators, on a port of its own (off by default).
 
 The simulators serve no API, so a few lines of asyncio answer the two probes instead of a
-web framework: live while the event loop runs, ready while every agency is connected.
+web framework: live while the event loop runs; ready while every agency is connected and a
+member of its consumer group (the group has assigned its partitions: it reads its inquiries).
+Each agency is reported ``ready``, ``joining`` (connected, its group not joined yet) or
+``unavailable`` (not connected).
 """
 
 from __future__ import annotations
@@ -15,8 +18,20 @@ from panjereh.agency_sdk import Agency
 _REASONS = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}
 
 
-async def serve_health(agencies: Sequence[Agency], *, port: int) -> asyncio.Server:
-    """Start answering the probes on ``0.0.0.0:port`` (the pod's network only)."""
+def _state(agency: Agency) -> str:
+    if agency.is_ready:
+        return "ready"
+    return "joining" if agency.connected.is_set() else "unavailable"
+
+
+async def serve_health(
+    agencies: Sequence[Agency],
+    *,
+    port: int,
+    host: str = "0.0.0.0",  # noqa: S104 - the pod's network only
+) -> asyncio.Server:
+    """Start answering the probes on ``host:port`` (every interface of the pod by default;
+    the local stack listens on 127.0.0.1)."""
 
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -27,10 +42,7 @@ async def serve_health(agencies: Sequence[Agency], *, port: int) -> asyncio.Serv
             if path == "/livez":
                 status, body = 200, {"status": "live"}
             elif path == "/readyz":
-                components = {
-                    agency.code: "ready" if agency.connected.is_set() else "unavailable"
-                    for agency in agencies
-                }
+                components = {agency.code: _state(agency) for agency in agencies}
                 ready = all(state == "ready" for state in components.values())
                 status = 200 if ready else 503
                 body = {"status": "ready" if ready else "unavailable", "components": components}
@@ -48,4 +60,4 @@ async def serve_health(agencies: Sequence[Agency], *, port: int) -> asyncio.Serv
         finally:
             writer.close()
 
-    return await asyncio.start_server(respond, host="0.0.0.0", port=port)  # noqa: S104
+    return await asyncio.start_server(respond, host=host, port=port)
