@@ -3,7 +3,9 @@
 Order: embedded PostgreSQL (unless every service has an external database URL), the embedded
 broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), one database per service, topics,
 migrations, seed data, then every service and the gateway under uvicorn, then wait for the
-gateway's ``/readyz``. Ctrl-C or SIGTERM stops everything in reverse order.
+gateway's ``/readyz`` and the simulated agencies' own (each agency's consumer group joined:
+they are not behind the gateway, which fronts the platform's services only). Ctrl-C or
+SIGTERM stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from panjereh.devstack.embedded import (
     PortInUseError,
     die_with_parent,
     ensure_port_free,
+    free_port,
 )
 from panjereh.devstack.heads import at_head
 from panjereh.devstack.prepare import DONE_PREFIX
@@ -84,14 +87,23 @@ def replica_names(component: Component, replicas: int) -> list[str]:
 
 @dataclass(frozen=True)
 class ExtraProcess:
-    """A process beyond the FastAPI components: ``python -m <module>``, no port of its own."""
+    """A process beyond the FastAPI components: ``python -m <module>``, no API port.
+
+    With an ``env_prefix`` it serves ``/livez`` and ``/readyz`` on ``<prefix>HEALTH_PORT``
+    (``<prefix>HEALTH_HOST``): the stack gives it a free port on 127.0.0.1 (or the one the
+    environment names) and waits for its ``/readyz`` before it reports ready.
+    """
 
     name: str
     module: str
+    env_prefix: str | None = None
 
 
-#: The simulated agencies answer inquiries from their topics (started after topics exist).
-SIMULATORS = ExtraProcess("agency-simulators", "panjereh.agency_simulators")
+#: The simulated agencies answer inquiries from their topics (started after topics exist);
+#: ready once every agency's group has assigned, so a login right after "ready" is answered.
+SIMULATORS = ExtraProcess(
+    "agency-simulators", "panjereh.agency_simulators", env_prefix="PANJEREH_SIMULATORS_"
+)
 EXTRAS: tuple[ExtraProcess, ...] = (SIMULATORS,)
 
 
@@ -139,6 +151,8 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.kafka: EmbeddedKafka | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: the ``/readyz`` of each extra process that serves one, by process name
+        self.ready_urls: dict[str, str] = {}
         self.log_dir = config.var_dir / "log"
         self.state_file = config.var_dir / "run" / "stack.json"
 
@@ -164,6 +178,8 @@ class Stack:
         say(f"  health       {gateway}/readyz")
         for component in SERVICES:
             say(f"  {component.name:<12} http://127.0.0.1:{self.config.port(component)}/docs")
+        for name, url in self.ready_urls.items():
+            say(f"  {name:<12} {url}")
         say(f"  logs         {self.log_dir}")
         say("Press Ctrl-C to stop.")
 
@@ -392,10 +408,20 @@ class Stack:
         log.close()
 
     def _spawn_extra(self, extra: ExtraProcess) -> None:
+        env = self.env
+        if extra.env_prefix:
+            # a free port on 127.0.0.1, unless the environment names the port (or the host)
+            port = int(self.env.get(f"{extra.env_prefix}HEALTH_PORT") or 0) or free_port()
+            env = {
+                f"{extra.env_prefix}HEALTH_HOST": "127.0.0.1",
+                **self.env,
+                f"{extra.env_prefix}HEALTH_PORT": str(port),
+            }
+            self.ready_urls[extra.name] = f"http://127.0.0.1:{port}/readyz"
         log = (self.log_dir / f"{extra.name}.log").open("ab")
         self.processes[extra.name] = subprocess.Popen(  # noqa: S603 - our own command
             [sys.executable, "-m", extra.module],
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -413,18 +439,28 @@ class Stack:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     async def _wait_ready(self) -> None:
-        url = f"http://127.0.0.1:{self.config.port(GATEWAY)}/readyz"
-        say("Waiting for every service to report ready ...")
+        """Until the gateway's ``/readyz`` (every service) and each extra process's (the
+        simulated agencies: every agency's group joined) have answered 200."""
+        waiting = {
+            GATEWAY.name: f"http://127.0.0.1:{self.config.port(GATEWAY)}/readyz",
+            **self.ready_urls,
+        }
+        say("Waiting for every service and the simulated agencies to report ready ...")
         deadline = time.monotonic() + self.config.ready_timeout
-        last: object = None
+        last: dict[str, object] = {}
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 self.check_processes()
-                with contextlib.suppress(httpx.HTTPError):
-                    response = await client.get(url)
-                    if response.status_code == 200:
-                        return
-                    last = response.json().get("components")
+                names = list(waiting)
+                reports = await asyncio.gather(*(_readiness(client, waiting[n]) for n in names))
+                for name, report in zip(names, reports, strict=True):
+                    if report is True:
+                        del waiting[name]
+                        last.pop(name, None)
+                    else:
+                        last[name] = report
+                if not waiting:
+                    return
                 await asyncio.sleep(0.2)
         msg = f"not ready after {self.config.ready_timeout:.0f} s (last report: {last})"
         raise StackError(msg)
@@ -466,6 +502,19 @@ class Stack:
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
         say("Stopped.")
+
+
+async def _readiness(client: httpx.AsyncClient, url: str) -> object:
+    """True when ``url`` answers 200; otherwise what it reports (its components), if any."""
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    if response.status_code == 200:
+        return True
+    with contextlib.suppress(ValueError, AttributeError):
+        return response.json().get("components")
+    return response.status_code
 
 
 def _libpq_url(url: str) -> str:
