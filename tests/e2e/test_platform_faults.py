@@ -281,6 +281,21 @@ async def until(condition: Any, *, within: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
+async def simulators_ready(client: httpx.AsyncClient, launch: Launch, *, within: float) -> None:
+    """Until restarted simulators' ``/readyz`` says every agency has joined its group."""
+    url = f"http://127.0.0.1:{launch.env['PANJEREH_SIMULATORS_HEALTH_PORT']}/readyz"
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if (await client.get(url)).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the simulators not ready within {within:.0f} s")
+        await asyncio.sleep(0.2)
+
+
 def assert_decided_once(facts: Sequence[asyncpg.Record], tracking_codes: Sequence[str]) -> None:
     assert sorted(row["tracking_code"] for row in facts) == sorted(tracking_codes)
     assert len(set(tracking_codes)) == len(tracking_codes), "one submission became two"
@@ -498,6 +513,8 @@ class TestAgencyDown:
         finally:
             # started again whatever happens: the session's other modules need it
             restart_component(platform, "agency-simulators", launch)
+        # and in their groups again before the next test logs anyone in
+        await simulators_ready(client, launch, within=30)
         assert read, "the police read no inquiry"
         # a smart card whose rules cannot run without the answer ("otherwise: reject"): failed,
         # with the inquiry named; an agency-mode card: to its officers, with the same reason
