@@ -235,3 +235,29 @@ async def test_a_joined_database_reads_the_outer_transaction_and_still_refuses_w
     async with database.reading() as session:
         left = (await session.scalars(select(NOTE.c.id).where(NOTE.c.id >= 5))).all()
     assert [n for n in left if n != 8] == []
+
+
+WAL_POSITIONS = text("SELECT pg_current_wal_insert_lsn() AS written, pg_current_wal_flush_lsn()")
+
+
+async def test_flush_wal_makes_a_commit_that_did_not_wait_for_the_disk_durable(
+    database: Database,
+) -> None:
+    """``synchronous_commit`` off: the commit returns before its WAL is flushed; flush_wal
+    returns only once it is (and everything before it)."""
+    for attempt in range(20):
+        async with database.transaction() as session:
+            await session.execute(text("SELECT set_config('synchronous_commit', 'off', true)"))
+            await session.execute(insert(NOTE).values(id=100 + attempt, body="quick"))
+        async with database.reading() as session:
+            written, flushed = (await session.execute(WAL_POSITIONS)).one()
+        if flushed < written:
+            break  # caught before the WAL writer's own flush: the case to show
+    else:
+        pytest.fail("every commit was flushed at once: nothing to show")
+    await database.flush_wal()
+    async with database.reading() as session:
+        flushed_now = await session.scalar(text("SELECT pg_current_wal_flush_lsn()"))
+    assert flushed_now >= written
+    async with database.engine.begin() as connection:
+        await connection.execute(delete(NOTE).where(NOTE.c.id >= 100))

@@ -1267,7 +1267,9 @@ class TestAgencyActivity:
 class TestStatementsPerInquiry:
     """The round trip's units of work, statement by statement (``BEGIN``/``COMMIT`` aside)."""
 
-    async def _statements_of_one_inquiry(self, broker: Broker, subject: str) -> list[str]:
+    async def _statements_of_one_inquiry(
+        self, broker: Broker, subject: str, *, wait: float | None = None
+    ) -> list[str]:
         assert broker.app is not None
         engine = broker.app.state.broker.database.engine.sync_engine
         statements: list[str] = []
@@ -1283,7 +1285,15 @@ class TestStatementsPerInquiry:
                 subject=subject,
                 service_code="identity.registration",
                 tracking_code=None,
+                **({} if wait is None else {"wait": wait}),
             )
+            if wait == 0:
+                assert response.status_code == 202, response.text
+                inquiry_id = response.json()["inquiry_id"]
+                response = await broker.client.get(
+                    f"/api/v1/inquiries/{inquiry_id}?wait=5",
+                    headers=broker.client_token("service:identity"),
+                )
         finally:
             sa_event.remove(engine, "before_cursor_execute", record)
         assert response.status_code == 200, response.text
@@ -1298,6 +1308,39 @@ class TestStatementsPerInquiry:
         assert len(inserts) == 1
         assert "INSERT INTO inquiry_broker.outbox_message" in inserts[0]
         assert "pg_advisory_xact_lock" in inserts[0]  # the audit chain's lock, same round trip
+
+    async def test_only_the_answers_commit_waits_for_the_disk_when_an_answer_is_returned(
+        self, broker: Broker
+    ) -> None:
+        statements = await self._statements_of_one_inquiry(
+            broker, complete_national_code("555000613")
+        )
+        # set_config('synchronous_commit', 'off', true): the setting's name is a bound value;
+        # the relay's mark of a published row is the other such unit (a lost mark republishes)
+        unflushed = [
+            s
+            for s in statements
+            if "set_config(" in s and not s.startswith("UPDATE inquiry_broker.outbox_message")
+        ]
+        # the new inquiry's unit: released to no one before the answer's commit flushes it
+        assert len(unflushed) == 1
+        assert "INSERT INTO inquiry_broker.inquiry " in unflushed[0]
+        # the answer's unit (its inquiry locked, its inbox row claimed) waits for the disk
+        assert all("FOR UPDATE OF inquiry" not in s for s in unflushed)
+        assert not [s for s in statements if "pg_logical_emit_message" in s]
+
+    async def test_pending_is_answered_only_once_the_new_inquiry_is_on_disk(
+        self, broker: Broker
+    ) -> None:
+        statements = await self._statements_of_one_inquiry(
+            broker, complete_national_code("555000614"), wait=0
+        )
+        inserted = next(
+            n for n, s in enumerate(statements) if "INSERT INTO inquiry_broker.inquiry " in s
+        )
+        flushes = [n for n, s in enumerate(statements) if "pg_logical_emit_message" in s]
+        assert len(flushes) == 1
+        assert flushes[0] > inserted
 
     async def test_a_reply_is_claimed_in_the_inbox_by_the_read_that_locks_its_inquiry(
         self, broker: Broker

@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import MetaData, Row, event, text
+from sqlalchemy import MetaData, Row, event, func, select, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -290,12 +290,33 @@ class Database:
             result = await connection.execute(statement, parameters)
             return result.first() if result.returns_rows else None
 
+    async def flush_wal(self) -> None:
+        """Return once every transaction committed so far (by this process or any other) is
+        durable, as a commit with ``synchronous_commit`` on would be.
+
+        For a unit of work that committed with ``synchronous_commit`` off, before anything
+        that must not be lost is told it was accepted: one statement, a transaction of its
+        own that writes a WAL record (a transactional logical message, read by no one) and
+        commits with ``synchronous_commit`` on. WAL is flushed in order, so that commit, and
+        the standbys' confirmation where synchronous replication is configured, covers every
+        earlier commit. A later synchronous commit of any unit of work does the same.
+        """
+        await self.statement(_FLUSH_WAL)
+
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+#: :meth:`Database.flush_wal`'s statement (``synchronous_commit`` on for its transaction,
+#: whatever the role's or database's default)
+_FLUSH_WAL = select(
+    func.set_config("synchronous_commit", "on", True),
+    func.pg_logical_emit_message(True, "panjereh.flush_wal", ""),
+)
 
 
 def _restore(token: contextvars.Token[int], depth: int) -> None:

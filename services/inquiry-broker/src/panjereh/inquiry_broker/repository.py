@@ -54,6 +54,12 @@ from panjereh.inquiry_broker.models import (
 #: One advisory lock serialises appends to the audit chain across every replica.
 _AUDIT_CHAIN_LOCK = zlib.crc32(b"inquiry_broker.audit_entry")
 _LOCK_CHAIN = select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK))
+#: The same, its transaction committing without waiting for the WAL flush (see
+#: :func:`_locking_after_new_inquiry`)
+_LOCK_CHAIN_WITHOUT_FLUSH_WAIT: Select[Any] = select(
+    func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK),
+    func.set_config("synchronous_commit", "off", True),
+)
 #: The entries a citizen's data tracker shows: access decisions (not refused agency replies).
 _ACCESS_DECISION = AuditEntry.decision.in_(("allowed", "denied"))
 #: The channel a committed answer is announced on (payload: the inquiry id).
@@ -475,7 +481,19 @@ class PendingWrites:
 
 def _locking_after_new_inquiry(outbox_table: Table) -> Select[Any]:
     """The chain lock's statement that also inserts a new inquiry and the outbox row of its
-    first attempt, built once per outbox table."""
+    first attempt, built once per outbox table.
+
+    Its transaction commits without waiting for its WAL to reach the disk
+    (``synchronous_commit`` off, set by this statement for this transaction only). Nothing it
+    writes is released to anyone before a commit that does wait: the inquiry's answer (or
+    time-out) is recorded by a synchronous commit, which flushes the WAL in order, this
+    transaction's records included, before any caller is handed the answer; and a caller
+    told "pending" (202) is told so only after :meth:`~panjereh.common.db.Database.flush_wal`.
+    A server crash in between loses an inquiry nobody was told of, with its audit entry and
+    outbox row together: at most its agency was asked a question whose answer no one reads.
+    One disk flush fewer on each inquiry's way, where this machine's slowest round trips
+    waited (pg_stat_activity: ``WalSync`` at ``COMMIT``).
+    """
     statement = _LOCKING_AFTER_NEW_INQUIRY.get(outbox_table)
     if statement is None:
         new_inquiry = insert(_INQUIRY).values(
@@ -484,7 +502,7 @@ def _locking_after_new_inquiry(outbox_table: Table) -> Select[Any]:
                 for name in _INQUIRY_COLUMNS
             }
         )
-        statement = _LOCK_CHAIN.add_cte(
+        statement = _LOCK_CHAIN_WITHOUT_FLUSH_WAIT.add_cte(
             new_inquiry.cte("new_inquiry"),
             outbox.insert_statement(outbox_table).cte("first_attempt"),
         )

@@ -89,6 +89,11 @@ class BrokerRuntime:
         state = await self.wait_for_answer(
             asked.state, caller=principal.subject, wait=wait, fresh=not asked.replayed
         )
+        if not state.final:
+            # "accepted, pending" is a promise: a new inquiry sent through the outbox was
+            # committed without waiting for the disk (an answer's commit waits, so a final
+            # state needs nothing more; see the repository's _locking_after_new_inquiry)
+            await self.database.flush_wal()
         return Reply(
             inquiry=state.answer,
             status_code=200 if state.final else 202,

@@ -17,7 +17,9 @@ An allowed inquiry's audit entry is the unit of work's last statement (after the
 record): appending takes the chain's lock, which every replica's appends wait for until the
 appending transaction ends, so it is held for the append and the commit only. An inquiry sent
 through the outbox is inserted, with its outbox row, by the statement that takes that lock (one
-round trip fewer). The entry commits with the inquiry or not at all, as before.
+round trip fewer). The entry commits with the inquiry or not at all, as before; that commit
+does not wait for the disk, because nothing it wrote reaches anyone before a commit that does
+(the answer's, or the flush before a 202: see the repository's ``_locking_after_new_inquiry``).
 """
 
 from __future__ import annotations
