@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -146,13 +147,21 @@ class Transactions:
 
 class Calls:
     """The two timed calls of both phases: an inquiry (fresh subject ``n``) and the reference
-    read; each returns its milliseconds."""
+    read; each returns its milliseconds. With ``asked``, each inquiry's wall-clock start,
+    milliseconds and id are appended to it (for :func:`slow_round_trips`)."""
 
-    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        headers: dict[str, str],
+        asked: list[tuple[float, float, str]] | None = None,
+    ) -> None:
         self._client = client
         self._headers = headers
+        self._asked = asked
 
     async def ask(self, n: int) -> float:
+        wall = time.time()
         started = time.perf_counter()
         response = await self._client.post(
             "/api/v1/inquiries?wait=5", json=inquiry_body(n), headers=self._headers
@@ -160,12 +169,60 @@ class Calls:
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200 or response.json()["status"] != "answered":
             raise SystemExit(f"unexpected answer: {response.status_code} {response.text}")
+        if self._asked is not None:
+            self._asked.append((wall, elapsed, response.json()["inquiry_id"]))
         return elapsed
 
     async def read(self, _: int = 0) -> float:
         started = time.perf_counter()
         (await self._client.get("/api/v1/inquiry-types", headers=self._headers)).raise_for_status()
         return (time.perf_counter() - started) * 1000
+
+
+#: The legs of one round trip, from the inquiry's own timestamps (one clock: one machine)
+LEGS = ("asked → stored", "stored → published", "published → answered", "answered → returned")
+
+
+async def slow_round_trips(
+    admin_url: str, asked: list[tuple[float, float, str]], *, slower_than_ms: float
+) -> dict[str, Any]:
+    """The round trips slower than ``slower_than_ms``, counted by the leg that took longest:
+    the inquiry stored (its ``created_at``), its outbox row published (``sent_at``), its answer
+    recorded (``answered_at``), the answer returned. A leg that holds most slow round trips
+    is where to look (docs/profiling.md, "Sixth round")."""
+    connection = await asyncpg.connect(admin_url, database="bench")
+    try:
+        rows = await connection.fetch(
+            # the outbox row of an inquiry's first attempt is keyed by the inquiry's id
+            "SELECT i.id::text AS id, extract(epoch FROM i.created_at) AS stored,"
+            " extract(epoch FROM min(o.sent_at)) AS published,"
+            " extract(epoch FROM i.answered_at) AS answered"
+            " FROM inquiry_broker.inquiry i"
+            " JOIN inquiry_broker.outbox_message o ON o.key = i.id::text"
+            " WHERE i.id = ANY($1::uuid[]) GROUP BY i.id",
+            [inquiry_id for _, _, inquiry_id in asked],
+        )
+    finally:
+        await connection.close()
+    times = {row["id"]: row for row in rows}
+    by_leg: dict[str, int] = dict.fromkeys(LEGS, 0)
+    longest: dict[str, float] = dict.fromkeys(LEGS, 0.0)
+    for wall, elapsed, inquiry_id in asked:
+        row = times.get(inquiry_id)
+        if elapsed <= slower_than_ms or row is None or None in row.values():
+            continue
+        marks = [wall, float(row["stored"]), float(row["published"]), float(row["answered"])]
+        marks.append(wall + elapsed / 1000)
+        legs = [1000 * (later - earlier) for earlier, later in itertools.pairwise(marks)]
+        leg = LEGS[legs.index(max(legs))]
+        by_leg[leg] += 1
+        longest[leg] = max(longest[leg], round(max(legs), 1))
+    return {
+        "slower_than_ms": slower_than_ms,
+        "count": sum(by_leg.values()),
+        "by_longest_leg": by_leg,
+        "longest_leg_ms": longest,
+    }
 
 
 class Phase:
@@ -224,7 +281,9 @@ async def measure_concurrent(
 
 async def measure(
     url: str, token: str, requests: int, warmup: int, *, groups: ProcessGroups, admin_url: str
-) -> tuple[list[float], list[float], CpuWindow, CpuWindow, Transactions, Transactions]:
+) -> tuple[
+    list[float], list[float], CpuWindow, CpuWindow, Transactions, Transactions, dict[str, Any]
+]:
     """Round trips, then side by side a reference: an authenticated registry read (HTTP, token
     verification and PostgreSQL, no Kafka), so the ratio isolates the broker-agency hops. Each
     phase in a CPU window of its own, with the database transactions it took (the pool's
@@ -233,12 +292,14 @@ async def measure(
     timings: list[float] = []
     reference: list[float] = []
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        calls = Calls(client, headers)
+        asked: list[tuple[float, float, str]] = []
+        calls = Calls(client, headers, asked)
         ask, read = calls.ask, calls.read
 
         for n in range(warmup):
             await ask(n)
             await read()
+        asked.clear()
         inquiries_cpu, inquiries_db = CpuWindow(groups), Transactions(admin_url)
         await inquiries_db.start()
         inquiries_cpu.start()
@@ -251,7 +312,8 @@ async def measure(
         reference = [await read() for _ in range(requests)]
         reference_cpu.stop()
         await reference_db.stop()
-    return timings, reference, inquiries_cpu, reference_cpu, inquiries_db, reference_db
+    slow = await slow_round_trips(admin_url, asked, slower_than_ms=TARGET_P99_MS)
+    return timings, reference, inquiries_cpu, reference_cpu, inquiries_db, reference_db, slow
 
 
 def parse_options() -> argparse.Namespace:
@@ -360,7 +422,9 @@ async def main() -> int:
                 groups=groups,
                 admin_url=postgres.url("postgres", driver="postgresql"),
             )
-            timings, reference, inquiries_cpu, reference_cpu, inquiries_db, reference_db = measured
+            timings, reference, inquiries_cpu, reference_cpu, inquiries_db, reference_db, slow = (
+                measured
+            )
             concurrent = (
                 await measure_concurrent(
                     url,
@@ -410,6 +474,7 @@ async def main() -> int:
         "target_broker_cpu_ms_per_inquiry": TARGET_BROKER_CPU_MS,
         "met": p99 <= TARGET_P99_MS
         and cpu_per(inquiries_cpu, len(timings))["inquiry-broker"] <= TARGET_BROKER_CPU_MS,
+        "slow_round_trips": slow,
         "fetch_max_wait_ms": options.fetch_max_wait_ms,
         "concurrent": concurrent_report(concurrent, options.clients),
         "load_average_1m": round(os.getloadavg()[0], 2),
