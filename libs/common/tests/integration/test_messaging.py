@@ -30,6 +30,7 @@ from panjereh.common.messaging import outbox
 from panjereh.common.messaging.consumer import (
     DLQ_ATTEMPTS_HEADER,
     DLQ_ERROR_HEADER,
+    Handler,
     IdempotentConsumer,
     InboxClaim,
 )
@@ -400,12 +401,7 @@ class TestIdempotentConsumer:
         for _ in range(2):
             await produce(kafka_bootstrap_servers, topic, event.to_bytes(), key=b"a")
         consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic)
-        consumer.register(ThingCounted.event_type, count_effect)
-        await consumer.start()
-        try:
-            await wait_until(lambda: _processed(consumer, 2))
-        finally:
-            await consumer.stop()
+        await consume(consumer, count_effect, records=2)
         assert await counters(database) == {event.id: 1}
 
     async def test_a_poison_event_goes_to_the_dlq_after_n_tries_and_consumption_goes_on(
@@ -427,12 +423,7 @@ class TestIdempotentConsumer:
                 raise RuntimeError("cannot digest this")
 
         consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic, max_attempts=3)
-        consumer.register(ThingCounted.event_type, handle)
-        await consumer.start()
-        try:
-            await wait_until(lambda: _processed(consumer, 4))
-        finally:
-            await consumer.stop()
+        await consume(consumer, handle, records=4)
 
         assert tries.count(poison.id) == 3
         assert await counters(database) == {good.id: 1}
@@ -477,12 +468,7 @@ class TestIdempotentConsumer:
         consumer = consumer_for(
             database, tables, kafka_bootstrap_servers, topic, max_attempts=3, retry_backoff=0.02
         )
-        consumer.register(ThingCounted.event_type, handle)
-        await consumer.start()
-        try:
-            await wait_until(lambda: _processed(consumer, 1))
-        finally:
-            await consumer.stop()
+        await consume(consumer, handle, records=1)
         assert cuts == 5
         assert consumer.dead_lettered == 0
         assert await counters(database) == {event.id: 1}
@@ -565,12 +551,7 @@ class TestIdempotentConsumer:
         assert len(records) == 20  # every event twice on the topic
 
         consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic)
-        consumer.register(ThingCounted.event_type, count_effect)
-        await consumer.start()
-        try:
-            await wait_until(lambda: _processed(consumer, 20))
-        finally:
-            await consumer.stop()
+        await consume(consumer, count_effect, records=20)
         state = await counters(database)
         assert len(state) == 10
         assert set(state.values()) == {1}
@@ -599,14 +580,22 @@ class TestIdempotentConsumer:
             seen.append(trace.get_current_span().get_span_context().trace_id)
 
         consumer = consumer_for(database, tables, kafka_bootstrap_servers, topic)
-        consumer.register(ThingCounted.event_type, handle)
-        await consumer.start()
         try:
-            await wait_until(lambda: _processed(consumer, 1))
+            await consume(consumer, handle, records=1)
         finally:
-            await consumer.stop()
             await relay.stop()
         assert seen == [writer.trace_id]
+
+
+async def consume(consumer: IdempotentConsumer, handler: Handler, *, records: int) -> None:
+    """Run ``consumer`` with ``handler`` for the test's events until it has dealt with
+    ``records`` records, then stop it."""
+    consumer.register(ThingCounted.event_type, handler)
+    await consumer.start()
+    try:
+        await wait_until(lambda: _processed(consumer, records))
+    finally:
+        await consumer.stop()
 
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> list[int]:
@@ -764,12 +753,7 @@ async def test_the_records_of_one_fetch_are_committed_together(
         consumer_factory=counting,
         producer_factory=lambda: create_producer(settings),
     )
-    consumer.register(ThingCounted.event_type, count_effect)
-    await consumer.start()
-    try:
-        await wait_until(lambda: _processed(consumer, 6))
-    finally:
-        await consumer.stop()
+    await consume(consumer, count_effect, records=6)
     assert await counters(database) == {event.id: 1 for event in events}
     committed = [
         offset.offset for commit in _CountingConsumer.commits for offset in commit.values()
