@@ -1,18 +1,16 @@
 """Units of work without ``BEGIN`` and ``COMMIT``, on a real PostgreSQL: the read-only unit
-(``Database.reading``, nothing but plain reads let through) and the unit that is one
-statement (``Database.statement``)."""
+(``Database.reading``, nothing but plain reads let through); the unit that is one statement
+(``Database.statement``) is tested with the driver's units (``test_direct_units.py``), and
+here as a savepoint of a test's transaction."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, Text, delete, event, insert, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Column, Integer, MetaData, Table, Text, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped
 
@@ -146,55 +144,6 @@ async def test_an_orm_change_is_refused_when_it_would_be_flushed(database: Datab
         assert await session.get(Note, 4) is None
 
 
-@contextmanager
-def autocommit_seen(database: Database) -> Iterator[list[bool]]:
-    """Whether each statement sent meanwhile went out on a connection in autocommit (asyncpg
-    then sends no ``BEGIN`` before it)."""
-    seen: list[bool] = []
-
-    def record(connection: Any, *_: Any) -> None:
-        seen.append(bool(connection.connection.dbapi_connection.autocommit))
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
-
-
-async def test_a_one_statement_unit_commits_by_itself_without_begin(database: Database) -> None:
-    with autocommit_seen(database) as seen:
-        row = await database.statement(
-            text(f"INSERT INTO {SCHEMA}.note (id, body) VALUES (:id, 'alone') RETURNING id"),
-            {"id": 8},
-        )
-        assert row is not None
-        assert tuple(row) == (8,)
-        # a statement that returns no rows returns nothing
-        updated = await database.statement(
-            text(f"UPDATE {SCHEMA}.note SET body = 'updated' WHERE id = :id"), {"id": 8}
-        )
-        assert updated is None
-    assert seen == [True, True]
-    # committed when it answered: another unit sees it
-    async with database.reading() as session:
-        assert await session.scalar(select(NOTE.c.body).where(NOTE.c.id == 8)) == "updated"
-    # and the connection went back to the pool as it came
-    with autocommit_seen(database) as seen:
-        async with database.transaction() as session:
-            await session.execute(delete(NOTE).where(NOTE.c.id == 8))
-    assert seen == [False]
-
-
-async def test_a_failed_one_statement_unit_changes_nothing(database: Database) -> None:
-    with pytest.raises(DBAPIError):
-        await database.statement(
-            text(f"INSERT INTO {SCHEMA}.note (id, body) VALUES (9, 'half'), (1, 'duplicate')")
-        )
-    async with database.reading() as session:
-        assert await session.scalar(select(NOTE.c.id).where(NOTE.c.id == 9)) is None
-
-
 async def test_a_reading_unit_counts_as_a_unit_of_work_for_the_network_rule(
     database: Database,
 ) -> None:
@@ -234,7 +183,7 @@ async def test_a_joined_database_reads_the_outer_transaction_and_still_refuses_w
         await outer.rollback()
     async with database.reading() as session:
         left = (await session.scalars(select(NOTE.c.id).where(NOTE.c.id >= 5))).all()
-    assert [n for n in left if n != 8] == []
+    assert left == []
 
 
 WAL_POSITIONS = text("SELECT pg_current_wal_insert_lsn() AS written, pg_current_wal_flush_lsn()")

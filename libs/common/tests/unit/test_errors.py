@@ -77,6 +77,12 @@ def build_app() -> FastAPI:
         except RuntimeError as exc:
             raise sa_exc.DBAPIError("SELECT 1", {}, exc) from exc
 
+    @router.get("/database-connection-closed")
+    async def database_connection_closed() -> None:
+        # what the driver raises, unwrapped (a unit sent by the driver itself), when asked to
+        # use a connection the server ended while it was idle
+        raise asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed")
+
     @router.get("/agency-down")
     async def agency_down() -> None:
         async with httpx.AsyncClient() as outside:
@@ -173,6 +179,12 @@ class TestDatabaseOutage:
 
     async def test_a_database_shutting_down_is_a_503(self, client: httpx.AsyncClient) -> None:
         assert_problem(await client.get("/database-shutting-down"), 503, "database_unavailable")
+
+    async def test_a_connection_the_driver_found_closed_is_a_503(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/database-connection-closed")
+        assert_problem(response, 503, "database_unavailable")
 
     async def test_another_system_down_is_not_taken_for_the_database(
         self, client: httpx.AsyncClient

@@ -2,9 +2,9 @@
 
 Every statement each pooled connection runs is recorded in order, per connection, with
 whether it runs inside a transaction (SQLAlchemy's asyncpg adapter sends ``BEGIN`` before the
-first statement of a unit of work unless the connection is in autocommit), and each ``COMMIT``.
-Background loops use connections of their own meanwhile, so the order on one connection is
-exact.
+first statement of a unit of work unless the connection is in autocommit), and each ``COMMIT``;
+the one-statement units, sent by the driver itself, from the driver's own log. Background
+loops use connections of their own meanwhile, so the order on one connection is exact.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
+from panjereh.common.testing.queries import DriverLog, driver_queries
 from panjereh.identity.testing import mobile_for, national_code_for
 
 pytestmark = pytest.mark.integration
@@ -64,9 +65,12 @@ async def login(client: httpx.AsyncClient, seed: int) -> dict[str, Any]:
 
 @dataclass
 class Queries:
-    """What each connection ran, in order: (statement or ``COMMIT``, inside a transaction)."""
+    """What each connection ran, in order: (statement or ``COMMIT``, inside a transaction);
+    through SQLAlchemy (``sent``) and by the driver itself (``driver``: the one-statement
+    units of ``Database.statement``)."""
 
     sent: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
+    driver: DriverLog = field(default_factory=DriverLog)
 
     def record(self, connection: Any, statement: str, *, transactional: bool) -> None:
         self.sent.setdefault(id(connection), []).append(
@@ -80,12 +84,12 @@ class Queries:
             for queries in self.sent.values()
             for statement, transactional in queries
             if fragment in statement
-        ]
+        ] + self.driver.in_transaction(fragment)
 
     def around(self, fragment: str) -> list[tuple[str | None, str, str | None]]:
         """Each statement containing ``fragment``, with what ran before and after it there."""
         found = []
-        for queries in self.sent.values():
+        for queries in [*self.sent.values(), *self.driver.sent.values()]:
             statements = [statement for statement, _ in queries]
             for index, statement in enumerate(statements):
                 if fragment in statement:
@@ -112,7 +116,8 @@ def queries(app: FastAPI) -> Iterator[Queries]:
     event.listen(engine, "before_cursor_execute", before_execute)
     event.listen(engine, "commit", on_commit)
     try:
-        yield recorded
+        with driver_queries(app.state.database) as recorded.driver:
+            yield recorded
     finally:
         event.remove(engine, "before_cursor_execute", before_execute)
         event.remove(engine, "commit", on_commit)

@@ -28,6 +28,7 @@ from panjereh.common.jwk import b64url, b64url_decode
 from panjereh.common.messaging.envelope import CloudEvent
 from panjereh.common.messaging.kafka import create_topics
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
+from panjereh.common.testing.queries import DriverLog, driver_queries
 from panjereh.common.testing.tokens import TokenFactory, bearer
 from panjereh.contracts.catalog import ServicePublished, ServiceRetired
 from panjereh.contracts.identifiers import complete_national_code
@@ -1271,29 +1272,41 @@ class TestStatementsPerInquiry:
         self, broker: Broker, subject: str, *, wait: float | None = None
     ) -> list[str]:
         assert broker.app is not None
-        engine = broker.app.state.broker.database.engine.sync_engine
+        database = broker.app.state.broker.database
+        engine = database.engine.sync_engine
         statements: list[str] = []
 
         def record(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
             statements.append(statement)
 
+        class SentByTheDriver(DriverLog):
+            """The statements of units sent by the driver (the relay's, ``flush_wal``), in
+            the same sequence."""
+
+            def record(self, connection: Any, query: str) -> None:
+                super().record(connection, query)
+                # the platform's statements (not the driver's own type introspection)
+                if "inquiry_broker." in query or "pg_logical_emit_message" in query:
+                    statements.append(query)
+
         sa_event.listen(engine, "before_cursor_execute", record)
         try:
-            response = await broker.ask(
-                "civil-registry.person",
-                caller=broker.client_token("service:identity"),
-                subject=subject,
-                service_code="identity.registration",
-                tracking_code=None,
-                **({} if wait is None else {"wait": wait}),
-            )
-            if wait == 0:
-                assert response.status_code == 202, response.text
-                inquiry_id = response.json()["inquiry_id"]
-                response = await broker.client.get(
-                    f"/api/v1/inquiries/{inquiry_id}?wait=5",
-                    headers=broker.client_token("service:identity"),
+            with driver_queries(database, SentByTheDriver()):
+                response = await broker.ask(
+                    "civil-registry.person",
+                    caller=broker.client_token("service:identity"),
+                    subject=subject,
+                    service_code="identity.registration",
+                    tracking_code=None,
+                    **({} if wait is None else {"wait": wait}),
                 )
+                if wait == 0:
+                    assert response.status_code == 202, response.text
+                    inquiry_id = response.json()["inquiry_id"]
+                    response = await broker.client.get(
+                        f"/api/v1/inquiries/{inquiry_id}?wait=5",
+                        headers=broker.client_token("service:identity"),
+                    )
         finally:
             sa_event.remove(engine, "before_cursor_execute", record)
         assert response.status_code == 200, response.text

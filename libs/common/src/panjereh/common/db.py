@@ -18,6 +18,14 @@ A read that changes nothing and needs no snapshot shared between statements (one
 or several whose answers need not agree with each other) takes :meth:`Database.reading`
 instead: its statements run without ``BEGIN`` and ``COMMIT``, two round trips fewer, and it
 refuses anything but a plain read.
+
+A hot path whose unit of work is a few Core statements (the outbox relay's claim and mark, one
+statement committed by itself, a broker answer) takes :meth:`Database.direct`: the same unit
+of work, sent by the database driver itself on a pooled connection, without the ORM session.
+Each statement is compiled by SQLAlchemy once (:class:`DriverStatement`); what the session
+adds around it (its state machine, a greenlet switch per call, the execution context, the
+result's wrapping) costs about as much client CPU again as the driver's own work, and on these
+paths it bought nothing.
 """
 
 from __future__ import annotations
@@ -25,12 +33,14 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import MetaData, Row, event, func, select, text
+from sqlalchemy import MetaData, event, func, select, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -39,6 +49,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import ClauseElement
 
 from panjereh.common.metrics import POOLS
 from panjereh.common.telemetry import instrument_engine
@@ -143,6 +156,180 @@ def _connections_kept(pool_size: int) -> int:
     return 2 * pool_size
 
 
+class RowByName(Protocol):
+    """A row of :meth:`Database.direct` or :meth:`Database.statement`, read by column name:
+    ``row["id"]`` (the driver's record, or a mapping where a type converts values)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+#: when a parameter was not given and its bind has no value: SQLAlchemy's own marker
+_MISSING = object()
+
+
+class DriverStatement:
+    """A Core statement compiled once by SQLAlchemy into what the driver sends: its SQL with
+    ``$n`` placeholders, its parameters in that order (with their values bound in the
+    statement, and the types' conversions), and the conversions of its result columns.
+
+    Only what compiles to one fixed SQL text qualifies: a statement with expanding
+    parameters (``IN`` lists rendered per call), or an ``INSERT``/``UPDATE`` whose columns
+    take Python-side defaults (computed per execution by SQLAlchemy), is refused with
+    ``TypeError`` at its first use; write it with an array parameter or explicit values.
+    An ``INSERT`` without ``values()`` is compiled for the parameter names it is given, as
+    SQLAlchemy compiles it.
+    """
+
+    __slots__ = ("columns", "converters", "parameters", "sql")
+
+    def __init__(
+        self, statement: Executable, dialect: Dialect, column_keys: Sequence[str] | None
+    ) -> None:
+        if not isinstance(statement, ClauseElement):
+            msg = f"not a Core statement: {statement!r}"
+            raise TypeError(msg)
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        if not isinstance(compiled, SQLCompiler):
+            msg = f"not a SQL statement: {statement!r}"
+            raise TypeError(msg)
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            msg = f"a statement with expanding parameters cannot be sent as is: {compiled}"
+            raise TypeError(msg)
+        if getattr(compiled, "insert_prefetch", ()) or getattr(compiled, "update_prefetch", ()):
+            msg = (
+                f"a statement whose columns take Python-side defaults needs them given: {compiled}"
+            )
+            raise TypeError(msg)
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        parameters: list[tuple[str, Any, Callable[[Any], Any] | None]] = []
+        for name in compiled.positiontup or ():
+            bind = binds[name]
+            if bind.callable is not None:
+                msg = f"a parameter computed per execution ({name}) cannot be sent as is"
+                raise TypeError(msg)
+            default = _MISSING if bind.required else bind.value
+            convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            parameters.append((bind.key, default, convert))
+        self.sql: str = compiled.string
+        self.parameters = tuple(parameters)
+        columns = list(getattr(statement, "exported_columns", ()))
+        self.columns = tuple(column.key for column in columns)
+        converters = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        #: positions whose values a type converts (JSON and UUIDs come from the driver's codecs)
+        self.converters = tuple(
+            (position, convert) for position, convert in enumerate(converters) if convert
+        )
+
+    def arguments(self, values: Mapping[str, Any] | None) -> list[Any]:
+        """The driver's positional arguments for ``values`` (parameter name → value)."""
+        given = values or {}
+        arguments = []
+        for name, default, convert in self.parameters:
+            value = given.get(name, default)
+            if value is _MISSING:
+                msg = f"parameter {name!r} is required by: {self.sql.split(None, 1)[0]} ..."
+                raise KeyError(msg)
+            arguments.append(convert(value) if convert is not None else value)
+        return arguments
+
+    def row(self, record: Any) -> RowByName:
+        """``record`` as read by column name, its values converted where a type says so."""
+        if not self.converters:
+            return record  # type: ignore[no-any-return]
+        values = dict(record.items())
+        keys = list(values)
+        for position, convert in self.converters:
+            values[keys[position]] = convert(values[keys[position]])
+        return values
+
+
+_COMPILED: weakref.WeakKeyDictionary[Executable, dict[tuple[str, ...] | None, DriverStatement]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def driver_statement(
+    statement: Executable, dialect: Dialect, values: Mapping[str, Any] | None = None
+) -> DriverStatement:
+    """``statement`` compiled for the driver, once per statement; an ``INSERT`` or
+    ``UPDATE`` once per set of parameter names, as SQLAlchemy compiles them (its columns may
+    come from the parameters)."""
+    by_keys = _COMPILED.get(statement)
+    if by_keys is None:
+        by_keys = _COMPILED[statement] = {}
+    keys = tuple(sorted(values)) if values and isinstance(statement, Insert | Update) else None
+    compiled = by_keys.get(keys)
+    if compiled is None:
+        compiled = by_keys[keys] = DriverStatement(statement, dialect, keys)
+    return compiled
+
+
+class DirectUnit:
+    """A unit of work of :meth:`Database.direct`: statements sent by the driver on one pooled
+    connection, in one transaction begun at the first statement.
+
+    Rows are read by column name (``row["id"]``). Errors are the driver's (``asyncpg``'s):
+    a broken connection or a server going away is what
+    :func:`panjereh.common.errors.database_unavailable` recognises, as for any unit of work.
+    """
+
+    __slots__ = ("_begun", "_broken", "_callbacks", "_connection", "_dialect", "_session")
+
+    def __init__(
+        self, dialect: Dialect, connection: Any = None, session: AsyncSession | None = None
+    ) -> None:
+        self._dialect = dialect
+        self._connection = connection
+        self._session = session
+        self._begun = False
+        #: a round trip failed in a way that may have left the connection unusable
+        self._broken = False
+        self._callbacks: list[AfterCommit] = []
+
+    async def fetch(
+        self, statement: Executable, values: Mapping[str, Any] | None = None
+    ) -> list[RowByName]:
+        """Every row ``statement`` returns."""
+        prepared = driver_statement(statement, self._dialect, values)
+        arguments = prepared.arguments(values)
+        if self._session is not None:
+            connection = await self._session.connection()
+            result = await connection.exec_driver_sql(prepared.sql, tuple(arguments))
+            if not result.returns_rows:
+                return []
+            return [prepared.row(row._mapping) for row in result]
+        try:
+            if not self._begun:
+                await self._connection.execute("BEGIN")
+                self._begun = True
+            records = await self._connection.fetch(prepared.sql, *arguments)
+        except BaseException as exc:
+            self._broken = self._broken or not _connection_survives(exc)
+            raise
+        return [prepared.row(record) for record in records]
+
+    async def fetchrow(
+        self, statement: Executable, values: Mapping[str, Any] | None = None
+    ) -> RowByName | None:
+        """The first row ``statement`` returns, if any."""
+        rows = await self.fetch(statement, values)
+        return rows[0] if rows else None
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        """Run ``callback`` once this unit has committed (never on rollback)."""
+        if self._session is not None:
+            after_commit(self._session, callback)
+        else:
+            self._callbacks.append(callback)
+
+    async def _end(self, *, commit: bool) -> None:
+        if self._begun:
+            self._begun = False
+            await self._connection.execute("COMMIT" if commit else "ROLLBACK")
+
+
 class Database:
     """Owns one engine and its session factory; created in a lifespan, disposed at shutdown.
 
@@ -242,8 +429,8 @@ class Database:
                     callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
         finally:
             _restore(token, depth)
-        if committed:
-            await _run_after_commit(callbacks)
+            if committed:  # a KeepChanges error propagates after them
+                await _run_after_commit(callbacks)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -269,9 +456,63 @@ class Database:
                 _reading.set(False)
             _restore(token, depth)
 
+    @asynccontextmanager
+    async def direct(self) -> AsyncIterator[DirectUnit]:
+        """A unit of work of Core statements sent by the driver (:class:`DirectUnit`).
+
+        The same boundary as :meth:`transaction`: commits when the block ends normally, rolls
+        back on any error, commits first for a :class:`KeepChanges` error, runs its
+        :meth:`~DirectUnit.after_commit` callbacks after the commit, and counts for
+        :func:`in_transaction`. ``BEGIN`` goes with the first statement; a block that sends
+        none costs no round trip. A connection that failed mid-unit is closed, never handed
+        out again. Joined to a test's transaction (:meth:`joined_to`), the unit is a savepoint
+        of it, sent through SQLAlchemy like every other unit of that test.
+        """
+        depth = _open_transactions.get()
+        token = _open_transactions.set(depth + 1)
+        dialect = self.engine.dialect
+        committed = False
+        try:
+            if self._single is None:
+                async with self.transaction() as session:
+                    yield DirectUnit(dialect, session=session)
+                return
+            raw = await self.engine.raw_connection()
+            unit = DirectUnit(dialect, connection=raw.driver_connection)
+            healthy = False
+            try:
+                try:
+                    yield unit
+                except BaseException as exc:
+                    keep = isinstance(exc, KeepChanges)
+                    try:
+                        await unit._end(commit=keep)
+                    except BaseException:
+                        if keep:
+                            raise  # the changes were not kept after all: that is the outcome
+                        # the rollback failed too (a lost connection): the error that ended
+                        # the unit is the one to report
+                    else:
+                        healthy = not unit._broken
+                        committed = keep
+                    raise
+                await unit._end(commit=True)
+                healthy = not unit._broken
+                committed = True
+            finally:
+                if not healthy:
+                    # a statement, or its end, failed in a way that may leave the connection
+                    # broken or mid-protocol: the pool never hands it out again
+                    raw.invalidate()
+                raw.close()
+        finally:
+            _restore(token, depth)
+            if committed:  # a KeepChanges error propagates after them
+                await _run_after_commit(unit._callbacks)
+
     async def statement(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
-    ) -> Row[Any] | None:
+    ) -> RowByName | None:
         """A unit of work that is one statement, sent without ``BEGIN`` and ``COMMIT``.
 
         One ``INSERT``, ``UPDATE`` or data-modifying ``WITH`` is atomic by itself: in
@@ -279,16 +520,30 @@ class Database:
         transaction it would cost two more round trips, and each row it locks would stay
         locked until the client has read the answer and sent ``COMMIT``: on a busy event loop
         that wait is longer than the statement. Several statements that must commit together
-        stay in :meth:`transaction`. Returns the first row, if the statement returns rows.
+        stay in :meth:`transaction`. Sent by the driver as :meth:`direct` sends statements;
+        returns the first row, if the statement returns rows.
         """
         if self._single is None:
-            async with self.transaction() as session:
-                joined = await session.connection()
-                result = await joined.execute(statement, parameters)
-                return result.first() if result.returns_rows else None
-        async with self._single.connect() as connection:
-            result = await connection.execute(statement, parameters)
-            return result.first() if result.returns_rows else None
+            async with self.direct() as unit:
+                return await unit.fetchrow(statement, parameters)
+        depth = _open_transactions.get()
+        token = _open_transactions.set(depth + 1)
+        try:
+            prepared = driver_statement(statement, self.engine.dialect, parameters)
+            arguments = prepared.arguments(parameters)
+            raw = await self.engine.raw_connection()
+            try:
+                driver: Any = raw.driver_connection
+                record = await driver.fetchrow(prepared.sql, *arguments)
+            except BaseException as exc:
+                if not _connection_survives(exc):
+                    raw.invalidate()
+                raise
+            finally:
+                raw.close()
+        finally:
+            _restore(token, depth)
+        return None if record is None else prepared.row(record)
 
     async def flush_wal(self) -> None:
         """Return once every transaction committed so far (by this process or any other) is
@@ -317,6 +572,24 @@ _FLUSH_WAL = select(
     func.set_config("synchronous_commit", "on", True),
     func.pg_logical_emit_message(True, "panjereh.flush_wal", ""),
 )
+
+
+#: errors the server reports about a connection rather than a statement (SQLSTATE classes 08
+#: and 57P0x): the connection is gone or going
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def _connection_survives(exc: BaseException) -> bool:
+    """Whether a connection whose statement raised ``exc`` may go back to the pool: only
+    after an error the server reported about the statement (the protocol is in step, and
+    the failed statement's transaction is over), never after a lost connection, a timeout
+    or a cancellation in the middle of a round trip."""
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _CONNECTION_ERRORS)
 
 
 def _restore(token: contextvars.Token[int], depth: int) -> None:

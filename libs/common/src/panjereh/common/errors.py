@@ -170,6 +170,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+#: what the driver says when asked to use a connection it knows to be closed
+_CLOSED = "connection is closed"
+
+
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and everything it was raised from: causes, contexts, and a DB-API ``orig``."""
     seen: set[int] = set()
@@ -206,6 +210,10 @@ def database_unavailable(exc: BaseException) -> bool:
                 return True
             continue
         if isinstance(cause, _UNAVAILABLE):
+            return True
+        if isinstance(cause, asyncpg.InterfaceError) and _CLOSED in str(cause):
+            # the driver's own word for a connection it found closed before sending (the
+            # server ended it while it was idle, or a statement before lost it)
             return True
     return False
 

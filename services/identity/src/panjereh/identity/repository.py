@@ -638,9 +638,9 @@ async def count_otp_request(
         msg = "counting an OTP request answered nothing"
         raise RuntimeError(msg)
     return RequestCount(
-        by_address=int(row.by_address),
-        by_mobile=None if row.by_mobile is None else int(row.by_mobile),
-        latest_sent=row.latest,
+        by_address=int(row["by_address"]),
+        by_mobile=None if row["by_mobile"] is None else int(row["by_mobile"]),
+        latest_sent=row["latest"],
     )
 
 

@@ -111,7 +111,7 @@ class ConsoleSmsGateway:
         if row is None:  # pragma: no cover - an INSERT … RETURNING answers its row
             msg = "the dev SMS was not stored"
             raise RuntimeError(msg)
-        return f"dev-{row.id}"
+        return f"dev-{row['id']}"
 
 
 #: the console gateway's INSERT (built once: compiled once)

@@ -49,7 +49,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from panjereh.common.db import Database, after_commit
+from panjereh.common.db import Database, RowByName, after_commit
 from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
 from panjereh.common.metrics import (
     OUTBOX_FAILURES,
@@ -410,11 +410,13 @@ class OutboxRelay:
         the producer's request timeout bounds how long they are held.
         """
         producer = await self._ensure_producer()
-        async with self._database.transaction() as session:
-            rows = await self._claim(session)
+        # the claim and the mark are sent by the driver (Database.direct): the relay's
+        # transaction is two statements, run for every batch and every empty poll
+        async with self._database.direct() as unit:
+            rows = await unit.fetch(self._claim_statement)
             if not rows:
                 return 0
-            ids = [row.id for row in rows]
+            ids = [row["id"] for row in rows]
             try:
                 await self._publish(producer, rows)
             except Exception as exc:
@@ -423,13 +425,13 @@ class OutboxRelay:
                 failure = None
                 if self._after_ack is not None:
                     await self._after_ack(ids)
-                await session.execute(self._mark_sent, {"ids": ids})
+                await unit.fetch(self._mark_sent, {"ids": ids})
         if failure is not None:
             OUTBOX_FAILURES.inc()
             await self._record_failure(ids, failure)
             raise failure
         for row in rows:
-            OUTBOX_PUBLISHED.labels(row.topic).inc()
+            OUTBOX_PUBLISHED.labels(row["topic"]).inc()
         self.published += len(ids)
         return len(ids)
 
@@ -452,25 +454,16 @@ class OutboxRelay:
         OUTBOX_OLDEST_AGE.set(float(row[1]))
         return int(row[0])
 
-    async def _claim(self, session: AsyncSession) -> Sequence[Any]:
-        """Lock the keys of the oldest unsent rows that no other relay holds; their rows.
-
-        One statement (:func:`claim_statement`), built once per relay: its parameters are
-        bound, so it is compiled once and the server keeps it prepared.
-        """
-        rows: Sequence[Any] = (await session.execute(self._claim_statement)).all()
-        return rows
-
-    async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
+    async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[RowByName]) -> None:
         with tracer.start_as_current_span(
             "outbox publish", kind=trace.SpanKind.PRODUCER, attributes={"batch.size": len(rows)}
         ):
             pending = [
                 await producer.send(
-                    row.topic,
-                    value=_encode(row.payload),
-                    key=row.key.encode(),
-                    headers=kafka_headers(row.headers or {}),
+                    row["topic"],
+                    value=_encode(row["payload"]),
+                    key=row["key"].encode(),
+                    headers=kafka_headers(row["headers"] or {}),
                 )
                 for row in rows
             ]

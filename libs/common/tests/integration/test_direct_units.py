@@ -1,0 +1,360 @@
+"""Units of work sent by the driver (``Database.direct``, ``Database.statement``), on a real
+PostgreSQL: the same boundary as ``Database.transaction`` (commit, rollback, errors that keep
+changes, callbacks after the commit, the network rule), statements compiled once by
+SQLAlchemy, and a pool that never hands out a connection a unit left broken."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Enum,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from panjereh.common.db import Database, KeepChanges, ensure_databases, in_transaction
+from panjereh.common.errors import database_unavailable
+from panjereh.common.http import NetworkCallInTransaction, outbound_client
+from panjereh.common.testing.plugin import PostgresServer
+from panjereh.common.testing.queries import driver_queries
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = "direct"
+
+
+class Colour(enum.Enum):
+    red = "red"
+    blue = "blue"
+
+
+ITEM = Table(
+    "item",
+    MetaData(schema=SCHEMA),
+    Column("id", Integer, primary_key=True),
+    Column("body", JSONB),
+    Column("colour", Enum(Colour, native_enum=False, length=10)),
+    Column("tags", ARRAY(Text)),
+    Column("state", Text, default="new"),
+)
+
+INSERT_ITEM = (
+    insert(ITEM)
+    .values(
+        id=bindparam("id"),
+        body=bindparam("body"),
+        colour=bindparam("colour"),
+        tags=bindparam("tags"),
+        state="new",
+    )
+    .returning(ITEM.c.id, ITEM.c.body, ITEM.c.colour, ITEM.c.tags)
+)
+READ_ITEM = select(ITEM.c.id, ITEM.c.body, ITEM.c.colour, ITEM.c.tags, ITEM.c.state).where(
+    ITEM.c.id == bindparam("id")
+)
+#: a value bound in the statement itself ("done"), the other one given per call
+FINISH_ITEM = (
+    update(ITEM).where(ITEM.c.id == bindparam("item")).values(state="done").returning(ITEM.c.id)
+)
+BACKEND = select(func.pg_backend_pid().label("pid"))
+
+
+class Refused(RuntimeError, KeepChanges):
+    """A refusal whose own record is kept."""
+
+
+@pytest.fixture(scope="module")
+async def database_url(postgres_server: PostgresServer) -> str:
+    name = f"test_direct_{secrets.token_hex(4)}"
+    await ensure_databases(postgres_server.admin_url, [name])
+    url = postgres_server.url(name)
+    database = Database(url, pool_size=1)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+            await connection.run_sync(ITEM.metadata.create_all)
+    finally:
+        await database.dispose()
+    return url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url, pool_size=1)
+    try:
+        yield db
+    finally:
+        async with db.engine.begin() as connection:
+            await connection.execute(delete(ITEM))
+        await db.dispose()
+
+
+@contextmanager
+def invalidations(database: Database) -> Iterator[list[BaseException | None]]:
+    """The pooled connections closed for good meanwhile, each with the error that did it."""
+    seen: list[BaseException | None] = []
+
+    def record(_dbapi_connection: Any, _record: Any, exception: BaseException | None) -> None:
+        seen.append(exception)
+
+    event.listen(database.engine.sync_engine, "invalidate", record)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine.sync_engine, "invalidate", record)
+
+
+async def stored(database: Database, item: int) -> Any:
+    async with database.reading() as session:
+        return (await session.execute(READ_ITEM, {"id": item})).first()
+
+
+async def test_a_unit_commits_its_statements_together_and_then_runs_its_callbacks(
+    database: Database,
+) -> None:
+    ran: list[str] = []
+    with driver_queries(database) as log:
+        async with database.direct() as unit:
+            assert in_transaction()
+            row = await unit.fetchrow(
+                INSERT_ITEM,
+                {"id": 1, "body": {"a": [1, 2]}, "colour": Colour.red, "tags": ["x", "y"]},
+            )
+            assert row is not None
+            # what the types convert comes back as SQLAlchemy would give it
+            assert (row["id"], row["body"], row["colour"], row["tags"]) == (
+                1,
+                {"a": [1, 2]},
+                Colour.red,
+                ["x", "y"],
+            )
+            finished = await unit.fetch(FINISH_ITEM, {"item": 1})
+            assert [r["id"] for r in finished] == [1]
+            unit.after_commit(lambda: ran.append("after"))
+            assert ran == []
+    assert not in_transaction()
+    assert ran == ["after"]
+    sent = (await log.settled()).statements()
+    assert sent[0] == "BEGIN"
+    assert sent[-1] == "COMMIT"
+    assert len(sent) == 4
+    assert log.in_transaction("UPDATE direct.item") == [True]
+    kept = await stored(database, 1)
+    assert (kept.body, kept.colour, kept.tags, kept.state) == (
+        {"a": [1, 2]},
+        Colour.red,
+        ["x", "y"],
+        "done",
+    )
+
+
+async def test_a_unit_that_sends_nothing_costs_no_round_trip(database: Database) -> None:
+    with driver_queries(database) as log:
+        async with database.direct() as unit:
+            unit.after_commit(lambda: None)
+    assert (await log.settled()).statements() == []
+
+
+async def test_an_error_rolls_the_unit_back_and_the_connection_goes_back_to_the_pool(
+    database: Database,
+) -> None:
+    ran: list[str] = []
+
+    async def write_then_fail() -> None:
+        async with database.direct() as unit:
+            await unit.fetch(
+                INSERT_ITEM, {"id": 2, "body": None, "colour": Colour.blue, "tags": []}
+            )
+            unit.after_commit(lambda: ran.append("after"))
+            raise ValueError("undone")
+
+    with invalidations(database) as closed, pytest.raises(ValueError, match="undone"):
+        await write_then_fail()
+    assert await stored(database, 2) is None
+    assert ran == []
+    assert closed == []
+    assert not in_transaction()
+
+
+async def test_a_statement_the_server_refuses_rolls_back_and_keeps_the_connection(
+    database: Database,
+) -> None:
+    values = {"id": 3, "body": None, "colour": Colour.red, "tags": []}
+    await database.statement(INSERT_ITEM, values)
+
+    async def insert_twice() -> None:
+        async with database.direct() as unit:
+            await unit.fetch(INSERT_ITEM, {**values, "id": 4})
+            await unit.fetch(INSERT_ITEM, values)
+
+    with invalidations(database) as closed:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await insert_twice()
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await database.statement(INSERT_ITEM, values)
+    assert closed == []
+    assert await stored(database, 4) is None
+    # the same connections serve the next units
+    async with database.direct() as unit:
+        await unit.fetch(INSERT_ITEM, {**values, "id": 5})
+    assert await stored(database, 5) is not None
+
+
+async def test_an_error_that_keeps_changes_commits_first_then_propagates(
+    database: Database,
+) -> None:
+    ran: list[str] = []
+
+    async def refuse() -> None:
+        async with database.direct() as unit:
+            await unit.fetch(
+                INSERT_ITEM, {"id": 6, "body": {"denied": True}, "colour": None, "tags": None}
+            )
+            unit.after_commit(lambda: ran.append("after"))
+            raise Refused("denied")
+
+    with pytest.raises(Refused):
+        await refuse()
+    assert (await stored(database, 6)).body == {"denied": True}
+    assert ran == ["after"]
+
+
+async def test_a_connection_lost_mid_unit_is_unavailable_and_never_handed_out_again(
+    database: Database,
+) -> None:
+    pid = 0
+
+    async def lose_the_connection() -> None:
+        nonlocal pid
+        async with database.direct() as unit:
+            row = await unit.fetchrow(BACKEND)
+            assert row is not None
+            pid = row["pid"]
+            async with database.reading() as other:
+                await other.execute(select(func.pg_terminate_backend(pid)))
+            await unit.fetch(READ_ITEM, {"id": 1})
+
+    with invalidations(database) as closed:
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - the driver's own error class
+            await lose_the_connection()
+        assert database_unavailable(raised.value)
+        assert len(closed) == 1
+    assert not in_transaction()
+    # the pool opens a new connection for the next unit
+    async with database.direct() as unit:
+        row = await unit.fetchrow(BACKEND)
+    assert row is not None
+    assert row["pid"] != pid
+
+
+async def test_a_unit_counts_for_the_network_rule(database: Database) -> None:
+    async with outbound_client() as client, database.direct():
+        with pytest.raises(NetworkCallInTransaction):
+            await client.get("http://127.0.0.1:9/")
+
+
+async def test_one_statement_commits_by_itself_without_begin(database: Database) -> None:
+    with driver_queries(database) as log:
+        row = await database.statement(
+            INSERT_ITEM, {"id": 7, "body": [1], "colour": Colour.blue, "tags": ["t"]}
+        )
+    assert row is not None
+    assert (row["id"], row["body"], row["colour"]) == (7, [1], Colour.blue)
+    assert (await log.settled()).in_transaction("INSERT INTO direct.item") == [False]
+    assert len(log.statements()) == 1
+    assert (await stored(database, 7)).tags == ["t"]
+    # a statement that returns no rows returns nothing
+    assert await database.statement(delete(ITEM).where(ITEM.c.id == 7)) is None
+    assert await stored(database, 7) is None
+
+
+async def test_a_failed_statement_changes_nothing(database: Database) -> None:
+    twice = text(f"INSERT INTO {SCHEMA}.item (id, state) VALUES (12, 'half'), (12, 'duplicate')")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await database.statement(twice)
+    assert await stored(database, 12) is None
+
+
+async def test_statements_that_do_not_compile_to_one_text_are_refused(
+    database: Database,
+) -> None:
+    expanding = select(ITEM.c.id).where(ITEM.c.id.in_(bindparam("ids", expanding=True)))
+    with pytest.raises(TypeError, match="expanding"):
+        await database.statement(expanding, {"ids": [1, 2]})
+    # "state" takes its default in Python, per execution
+    python_default = insert(ITEM).values(id=bindparam("id")).returning(ITEM.c.id)
+    with pytest.raises(TypeError, match="Python-side defaults"):
+        await database.statement(python_default, {"id": 8})
+    with pytest.raises(KeyError, match="'id' is required"):
+        await database.statement(READ_ITEM, {})
+    assert await stored(database, 8) is None
+
+
+async def test_an_insert_without_values_takes_its_columns_from_the_parameters(
+    database: Database,
+) -> None:
+    plain = insert(ITEM).returning(ITEM.c.id, ITEM.c.state)
+    first = await database.statement(plain, {"id": 9, "state": "given"})
+    second = await database.statement(plain, {"id": 10, "state": "other", "tags": ["z"]})
+    assert first is not None
+    assert second is not None
+    assert (first["id"], first["state"], second["id"]) == (9, "given", 10)
+    assert (await stored(database, 10)).tags == ["z"]
+
+
+async def test_a_joined_unit_is_a_savepoint_of_the_outer_transaction(database: Database) -> None:
+    ran: list[str] = []
+    async with database.engine.connect() as connection:
+        outer = await connection.begin()
+        joined = Database.joined_to(connection)
+        async with joined.direct() as unit:
+            row = await unit.fetchrow(
+                INSERT_ITEM, {"id": 11, "body": {"k": 1}, "colour": Colour.red, "tags": []}
+            )
+            assert row is not None
+            assert (row["body"], row["colour"]) == ({"k": 1}, Colour.red)
+            unit.after_commit(lambda: ran.append("after"))
+        assert ran == ["after"]
+
+        async def finish_then_fail() -> None:
+            async with joined.direct() as unit:
+                await unit.fetch(FINISH_ITEM, {"item": 11})
+                raise ValueError("undone")
+
+        with pytest.raises(ValueError, match="undone"):
+            await finish_then_fail()
+        async with joined.reading() as session:
+            seen = (await session.execute(READ_ITEM, {"id": 11})).first()
+        assert seen is not None
+        assert seen.state == "new"
+        await outer.rollback()
+    assert await stored(database, 11) is None
+
+
+ARRAY_IDS = select(func.unnest(bindparam("ids", type_=ARRAY(BigInteger))).label("id"))
+
+
+async def test_an_array_parameter_stands_in_for_a_list(database: Database) -> None:
+    async with database.direct() as unit:
+        rows = await unit.fetch(ARRAY_IDS, {"ids": [3, 1, 2]})
+    assert [row["id"] for row in rows] == [3, 1, 2]
