@@ -32,7 +32,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from panjereh.common.db import Database, KeepChanges, ensure_databases, in_transaction
+from panjereh.common.db import (
+    Database,
+    DirectUnit,
+    KeepChanges,
+    ensure_databases,
+    in_transaction,
+)
 from panjereh.common.errors import database_unavailable
 from panjereh.common.http import NetworkCallInTransaction, outbound_client
 from panjereh.common.testing.plugin import PostgresServer
@@ -358,3 +364,35 @@ async def test_an_array_parameter_stands_in_for_a_list(database: Database) -> No
     async with database.direct() as unit:
         rows = await unit.fetch(ARRAY_IDS, {"ids": [3, 1, 2]})
     assert [row["id"] for row in rows] == [3, 1, 2]
+
+
+async def test_a_sessions_statements_sent_by_the_driver_share_its_transaction(
+    database: Database,
+) -> None:
+    ran: list[str] = []
+    with driver_queries(database) as log:
+        async with database.transaction() as session:
+            unit = DirectUnit.of(session)
+            assert DirectUnit.of(session) is unit
+            # the first statement goes through the session, which begins the transaction
+            await unit.fetch(INSERT_ITEM, {"id": 13, "body": None, "colour": None, "tags": []})
+            # the session's own statements and the driver's see each other's writes
+            await session.execute(update(ITEM).where(ITEM.c.id == 13).values(state="session"))
+            row = await unit.fetchrow(READ_ITEM, {"id": 13})
+            assert row is not None
+            assert row["state"] == "session"
+            unit.after_commit(lambda: ran.append("after"))
+    assert ran == ["after"]
+    assert (await log.settled()).in_transaction("FROM direct.item") == [True]
+    assert (await stored(database, 13)).state == "session"
+
+    async def written_then_undone() -> None:
+        async with database.transaction() as session:
+            unit = DirectUnit.of(session)
+            await session.execute(select(1))
+            await unit.fetch(INSERT_ITEM, {"id": 14, "body": None, "colour": None, "tags": []})
+            raise ValueError("undone")
+
+    with pytest.raises(ValueError, match="undone"):
+        await written_then_undone()
+    assert await stored(database, 14) is None

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.app import create_service_app
-from panjereh.common.db import Database, service_metadata
+from panjereh.common.db import Database, DirectUnit, service_metadata
 from panjereh.common.lifespan import Resources
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.consumer import (
@@ -144,15 +144,16 @@ def consumer_for(
     )
 
 
+#: The handlers' business effect: +1 on the event's counter.
+COUNT_EFFECT = text(
+    "INSERT INTO catalog.kernel_test_counter VALUES (:id, 1) "
+    "ON CONFLICT (event_id) DO UPDATE SET n = kernel_test_counter.n + 1"
+)
+
+
 async def count_effect(session: AsyncSession, event: CloudEvent) -> None:
     """The handlers' business effect: +1 on the event's counter."""
-    await session.execute(
-        text(
-            "INSERT INTO catalog.kernel_test_counter VALUES (:id, 1) "
-            "ON CONFLICT (event_id) DO UPDATE SET n = kernel_test_counter.n + 1"
-        ),
-        {"id": event.id},
-    )
+    await session.execute(COUNT_EFFECT, {"id": event.id})
 
 
 async def counters(database: Database) -> dict[str, int]:
@@ -686,17 +687,18 @@ class TestHandlersClaimingTheirRecord:
         handled: list[bool | None] = []
 
         async def claims_itself(
-            session: AsyncSession, event: CloudEvent, _topic: str, claim: InboxClaim
+            unit: DirectUnit, event: CloudEvent, _topic: str, claim: InboxClaim
         ) -> None:
-            claim.taken = (await session.execute(claim.statement, claim.values)).first() is not None
+            claim.taken = await unit.fetchrow(claim.statement, claim.values) is not None
             handled.append(claim.taken)
             if claim.taken:
-                await count_effect(session, event)
+                await unit.fetch(COUNT_EFFECT, {"id": event.id})
 
         async def never_claims(
-            session: AsyncSession, event: CloudEvent, _topic: str, claim: InboxClaim
+            unit: DirectUnit, event: CloudEvent, _topic: str, claim: InboxClaim
         ) -> None:
-            await count_effect(session, event)  # before any claim: rolled back if a duplicate
+            # before any claim: rolled back if a duplicate
+            await unit.fetch(COUNT_EFFECT, {"id": event.id})
 
         consumer.register_claiming(ThingCounted.event_type, claims_itself)
         for _ in range(2):

@@ -9,11 +9,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event
 
 from panjereh.common.db import Database
 from panjereh.common.migrations import downgrade, upgrade
 from panjereh.common.testing.plugin import MigratedDatabase
+from panjereh.common.testing.queries import driver_queries
 from panjereh.inquiry_broker.audit import ChainVerifier
 from panjereh.inquiry_broker.repository import AuditRepository
 
@@ -141,22 +141,22 @@ async def test_queued_appends_of_one_process_each_insert_once(
     second time under the lock after a stale guess."""
     url = await migrated_database(PACKAGE)
     database = Database(url)
-    # statements that insert an entry: the first try (a CTE checking the guessed head) or,
-    # after a wrong guess, a plain INSERT
-    inserts: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "INSERT INTO inquiry_broker.audit_entry" in statement:
-            inserts.append("again" if statement.lstrip().startswith("INSERT") else "first")
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
 
     async def append(n: int) -> None:
         async with database.transaction() as session:
             await AuditRepository(session).append(fields(n), key=KEY)
 
     try:
-        await asyncio.gather(*(append(n) for n in range(8)))
+        # the appends are sent by the driver (after the lock, which begins the transaction)
+        with driver_queries(database) as log:
+            await asyncio.gather(*(append(n) for n in range(8)))
+        # statements that insert an entry: the first try (a CTE checking the guessed head)
+        # or, after a wrong guess, a plain INSERT
+        inserts = [
+            "again" if statement.startswith("INSERT") else "first"
+            for statement in (await log.settled()).statements()
+            if "INSERT INTO inquiry_broker.audit_entry" in statement
+        ]
         assert await verify(database) == (8, None)
         assert inserts == ["first"] * 8
     finally:

@@ -36,11 +36,11 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 from sqlalchemy import MetaData, event, func, select, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -90,13 +90,17 @@ def in_transaction() -> bool:
     return _open_transactions.get() > 0
 
 
-def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
-    """Run ``callback`` once ``session``'s unit of work has committed (never on rollback).
+def after_commit(unit: AsyncSession | DirectUnit, callback: AfterCommit) -> None:
+    """Run ``callback`` once ``unit`` (a session's unit of work, or a
+    :class:`DirectUnit`) has committed (never on rollback).
 
     For waking a worker whose work the transaction just queued (an SMS, an outbox row): the
     worker then sees the committed rows at once instead of at its next poll.
     """
-    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+    if isinstance(unit, DirectUnit):
+        unit.after_commit(callback)
+    else:
+        unit.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 class WriteInReadingUnit(RuntimeError):
@@ -193,7 +197,10 @@ class DriverStatement:
             msg = f"not a SQL statement: {statement!r}"
             raise TypeError(msg)
         if compiled.post_compile_params or compiled.literal_execute_params:
-            msg = f"a statement with expanding parameters cannot be sent as is: {compiled}"
+            msg = (
+                "a statement with expanding parameters (an IN list) cannot be sent as is; "
+                f"compare with any_() of an array instead: {compiled}"
+            )
             raise TypeError(msg)
         if getattr(compiled, "insert_prefetch", ()) or getattr(compiled, "update_prefetch", ()):
             msg = (
@@ -273,20 +280,73 @@ class DirectUnit:
     Rows are read by column name (``row["id"]``). Errors are the driver's (``asyncpg``'s):
     a broken connection or a server going away is what
     :func:`panjereh.common.errors.database_unavailable` recognises, as for any unit of work.
+    :attr:`info` is what a session's ``info`` is to a session: what the service bound to its
+    units of work (its outbox table, the relay's wake-up; see
+    :func:`panjereh.common.messaging.outbox.bind`).
+
+    :meth:`of` sends statements the same way inside a session's unit of work: for code shared
+    by a hot unit of its own and a unit that also needs the ORM.
     """
 
-    __slots__ = ("_begun", "_broken", "_callbacks", "_connection", "_dialect", "_session")
+    __slots__ = (
+        "_begun",
+        "_broken",
+        "_callbacks",
+        "_connection",
+        "_dialect",
+        "_session",
+        "_through_session",
+        "engine",
+        "info",
+    )
 
     def __init__(
-        self, dialect: Dialect, connection: Any = None, session: AsyncSession | None = None
+        self,
+        engine: Engine,
+        connection: Any = None,
+        *,
+        info: dict[str, Any] | None = None,
+        session: AsyncSession | None = None,
+        through_session: bool = False,
     ) -> None:
-        self._dialect = dialect
+        #: the database this unit works on (as SQLAlchemy's engine names it)
+        self.engine = engine
+        self._dialect = engine.dialect
         self._connection = connection
         self._session = session
+        #: every statement through SQLAlchemy (a test's joined connection, shared by tasks)
+        self._through_session = through_session
         self._begun = False
         #: a round trip failed in a way that may have left the connection unusable
         self._broken = False
         self._callbacks: list[AfterCommit] = []
+        self.info: dict[str, Any] = {} if info is None else info
+
+    @classmethod
+    def of(cls, session: AsyncSession) -> DirectUnit:
+        """Statements sent by the driver in ``session``'s unit of work (its transaction, its
+        connection, its after-commit callbacks and ``info``).
+
+        Changes the session holds unflushed are flushed before each statement, as the
+        session's autoflush would. Until the session has begun its transaction on the
+        server, a statement goes through the session (which sends ``BEGIN`` with it).
+        """
+        unit = session.info.get(_DIRECT_UNIT)
+        if unit is None:
+            bind = session.bind
+            if bind is None:
+                msg = "the session is bound to no engine or connection"
+                raise TypeError(msg)
+            unit = cls(
+                session.sync_session.get_bind().engine,
+                session=session,
+                info=session.info,
+                # a session joined to a test's connection shares it with other tasks: the
+                # session serialises their statements, the driver would refuse them
+                through_session=isinstance(bind, AsyncConnection),
+            )
+            session.info[_DIRECT_UNIT] = unit
+        return cast("DirectUnit", unit)
 
     async def fetch(
         self, statement: Executable, values: Mapping[str, Any] | None = None
@@ -295,11 +355,23 @@ class DirectUnit:
         prepared = driver_statement(statement, self._dialect, values)
         arguments = prepared.arguments(values)
         if self._session is not None:
-            connection = await self._session.connection()
-            result = await connection.exec_driver_sql(prepared.sql, tuple(arguments))
-            if not result.returns_rows:
-                return []
-            return [prepared.row(row._mapping) for row in result]
+            if self._session.new or self._session.dirty or self._session.deleted:
+                await self._session.flush()
+            if self._connection is None or not self._connection.is_in_transaction():
+                # not begun on the server yet (or a later transaction of the same session):
+                # through the session, which sends BEGIN first
+                connection = await self._session.connection()
+                if not self._through_session:
+                    raw = await connection.get_raw_connection()
+                    self._connection = raw.driver_connection
+                result = await connection.exec_driver_sql(prepared.sql, tuple(arguments))
+                if not result.returns_rows:
+                    return []
+                return [prepared.row(row._mapping) for row in result]
+            return [
+                prepared.row(record)
+                for record in await self._connection.fetch(prepared.sql, *arguments)
+            ]
         try:
             if not self._begun:
                 await self._connection.execute("BEGIN")
@@ -328,6 +400,13 @@ class DirectUnit:
         if self._begun:
             self._begun = False
             await self._connection.execute("COMMIT" if commit else "ROLLBACK")
+
+
+#: ``session.info`` key of the session's :class:`DirectUnit` (:meth:`DirectUnit.of`)
+_DIRECT_UNIT = "panjereh.direct_unit"
+
+#: A unit of work as service code receives it: a session, or statements sent by the driver.
+Unit = AsyncSession | DirectUnit
 
 
 class Database:
@@ -470,15 +549,19 @@ class Database:
         """
         depth = _open_transactions.get()
         token = _open_transactions.set(depth + 1)
-        dialect = self.engine.dialect
+        engine = self.engine.sync_engine
         committed = False
         try:
             if self._single is None:
                 async with self.transaction() as session:
-                    yield DirectUnit(dialect, session=session)
+                    yield DirectUnit(
+                        engine, session=session, info=session.info, through_session=True
+                    )
                 return
             raw = await self.engine.raw_connection()
-            unit = DirectUnit(dialect, connection=raw.driver_connection)
+            unit = DirectUnit(
+                engine, connection=raw.driver_connection, info=dict(self._unit_info())
+            )
             healthy = False
             try:
                 try:
@@ -509,6 +592,11 @@ class Database:
             _restore(token, depth)
             if committed:  # a KeepChanges error propagates after them
                 await _run_after_commit(unit._callbacks)
+
+    def _unit_info(self) -> dict[str, Any]:
+        """What the service bound to its sessions' ``info`` (copied into each direct unit)."""
+        info: dict[str, Any] = self.sessions.kw.get("info") or {}
+        return info
 
     async def statement(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import DirectUnit
 from panjereh.common.messaging.consumer import (
     ClaimingHandler,
     IdempotentConsumer,
@@ -33,13 +34,11 @@ def reply_handler(signer: AnswerSigner, chain_key: bytes | None = None) -> Topic
 
 def claiming_reply_handler(signer: AnswerSigner, chain_key: bytes | None = None) -> ClaimingHandler:
     """:func:`reply_handler` that claims the reply's inbox row in the read that locks its
-    inquiry (one statement fewer per reply)."""
+    inquiry (one statement fewer per reply), its unit of work sent by the driver."""
 
-    async def on_reply(
-        session: AsyncSession, event: CloudEvent, topic: str, claim: InboxClaim
-    ) -> None:
+    async def on_reply(unit: DirectUnit, event: CloudEvent, topic: str, claim: InboxClaim) -> None:
         await answers.record_reply(
-            session, event, topic=topic, signer=signer, chain_key=chain_key, claim=claim
+            unit, event, topic=topic, signer=signer, chain_key=chain_key, claim=claim
         )
 
     return on_reply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 import weakref
 import zlib
@@ -19,9 +20,11 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     exists,
     func,
+    literal,
     or_,
     select,
     true,
@@ -30,11 +33,11 @@ from sqlalchemy import (
 from sqlalchemy import (
     cast as sql_cast,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from panjereh.common.db import Database, after_commit
+from panjereh.common.db import Database, DirectUnit, Unit, after_commit
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.consumer import InboxClaim
 from panjereh.inquiry_broker import policy
@@ -84,9 +87,23 @@ def deliver_answers_locally(database: Database, prepare: LocalAnswers) -> None:
 _NOTIFY = select(func.pg_notify(bindparam("channel", type_=Text), bindparam("payload", type_=Text)))
 
 
-async def send_notification(session: AsyncSession, channel: str, payload: str) -> None:
+def driver(unit: Unit) -> DirectUnit:
+    """``unit``'s statements sent by the driver: the hot paths' Core statements (built once,
+    at module level: a statement built per call would be compiled per call)."""
+    return unit if isinstance(unit, DirectUnit) else DirectUnit.of(unit)
+
+
+def orm(unit: Unit) -> AsyncSession:
+    """``unit`` as the session an ORM query needs."""
+    if isinstance(unit, DirectUnit):
+        msg = "this query loads ORM objects: it needs a session's unit of work"
+        raise TypeError(msg)
+    return unit
+
+
+async def send_notification(unit: Unit, channel: str, payload: str) -> None:
     """``NOTIFY channel, payload``, delivered when the unit of work commits."""
-    await session.execute(_NOTIFY, {"channel": channel, "payload": payload})
+    await driver(unit).fetch(_NOTIFY, {"channel": channel, "payload": payload})
 
 
 class InquiryTypeRepository:
@@ -146,7 +163,8 @@ _CACHED = (
         Inquiry.answered_at
         >= bindparam("now", type_=DateTime(timezone=True))
         - func.make_interval(0, 0, 0, 0, 0, 0, InquiryType.cache_ttl_seconds),
-        Inquiry.status.in_(("answered", "not_found")),
+        # an array, not IN: one SQL text for the driver (an IN list is rendered per call)
+        Inquiry.status == any_(literal(["answered", "not_found"], type_=ARRAY(Text))),
     )
     .order_by(Inquiry.answered_at.desc())
     .limit(1)
@@ -154,12 +172,17 @@ _CACHED = (
 )
 
 
+#: The prefix of the registered type's columns in :data:`_POLICY_INPUTS`.
+_REGISTERED = "registered__"
 #: The type, the platform purpose and its grants of the type, the card, the live purpose and
 #: the cached answer, in one statement (one row per grant; at least one row when the type is
 #: registered).
 _POLICY_INPUTS = (
     select(
-        InquiryType,
+        *(
+            column.label(_REGISTERED + column.key)
+            for column in cast(Table, InquiryType.__table__).c
+        ),
         PlatformPurpose.name.label("purpose_name"),
         PlatformPurpose.owner.label("purpose_owner"),
         AccessGrant.principal.label("grant_principal"),
@@ -204,8 +227,8 @@ _POLICY_INPUTS = (
 
 
 class PolicyInputRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, unit: Unit) -> None:
+        self.unit = driver(unit)
 
     async def read(
         self,
@@ -219,62 +242,65 @@ class PolicyInputRepository:
         """Everything the policy needs for one inquiry, and the cached answer to
         ``cache_key`` (``None``: none is wanted), in one round trip; ``None`` when the type is
         not registered. A purpose without a tracking code names no live purpose."""
-        rows = (
-            await self.session.execute(
-                _POLICY_INPUTS,
-                {
-                    "inquiry_type": inquiry_type,
-                    "service_code": service_code,
-                    "tracking_code": tracking_code,
-                    "cache_key": cache_key,
-                    "now": now,
-                },
-            )
-        ).all()
+        rows = await self.unit.fetch(
+            _POLICY_INPUTS,
+            {
+                "inquiry_type": inquiry_type,
+                "service_code": service_code,
+                "tracking_code": tracking_code,
+                "cache_key": cache_key,
+                "now": now,
+            },
+        )
         if not rows:
             return None
         first = rows[0]
-        registered: InquiryType = first[0]
+        registered = InquiryType(
+            **{
+                column.key: first[_REGISTERED + column.key]
+                for column in cast(Table, InquiryType.__table__).c
+            }
+        )
         cached = None
-        if first.cached_id is not None:
+        if first["cached_id"] is not None:
             cached = CachedAnswer(
-                id=first.cached_id, status=first.cached_status, result=first.cached_result
+                id=first["cached_id"], status=first["cached_status"], result=first["cached_result"]
             )
-        if first.purpose_name is not None:
+        if first["purpose_name"] is not None:
             return PolicyInputs(
                 inquiry_type=registered,
                 platform_purpose=policy.PlatformPurposeView(
-                    name=first.purpose_name, owner=first.purpose_owner
+                    name=first["purpose_name"], owner=first["purpose_owner"]
                 ),
                 grants=tuple(
                     policy.GrantView(
-                        row.grant_principal,
-                        first.purpose_name,
+                        row["grant_principal"],
+                        first["purpose_name"],
                         registered.name,
-                        row.grant_legal_basis,
+                        row["grant_legal_basis"],
                     )
                     for row in rows
-                    if row.grant_principal is not None
+                    if row["grant_principal"] is not None
                 ),
                 card=None,
                 live_purpose=None,
                 cached=cached,
             )
         card = None
-        if first.card_service_code is not None:
+        if first["card_service_code"] is not None:
             card = policy.CardView(
-                service_code=first.card_service_code,
-                agency=first.card_agency,
-                inquiry_types=first.card_inquiry_types,
-                legal_basis=first.card_legal_basis,
-                retired=first.card_retired,
+                service_code=first["card_service_code"],
+                agency=first["card_agency"],
+                inquiry_types=first["card_inquiry_types"],
+                legal_basis=first["card_legal_basis"],
+                retired=first["card_retired"],
             )
         live = None
-        if first.live_service_code is not None:
+        if first["live_service_code"] is not None:
             live = policy.LivePurposeView(
-                service_code=first.live_service_code,
-                subject_hash=first.live_subject_hash,
-                closed_at=first.live_closed_at,
+                service_code=first["live_service_code"],
+                subject_hash=first["live_subject_hash"],
+                closed_at=first["live_closed_at"],
             )
         return PolicyInputs(
             inquiry_type=registered,
@@ -357,18 +383,70 @@ class LivePurposeRepository:
         await self.session.execute(select(func.pg_notify(PURPOSE_CHANNEL, tracking_code)))
 
 
+_ANNOUNCED_WITHIN = select(AgencyAnnouncement.agency).where(
+    AgencyAnnouncement.agency == bindparam("agency", type_=Text),
+    AgencyAnnouncement.announced_at > func.now() - bindparam("period", type_=Interval()),
+)
+_NEW_ANNOUNCEMENT = insert(AgencyAnnouncement).values(
+    agency=bindparam("agency", type_=Text), announced_at=func.now()
+)
+_CLAIM_ANNOUNCEMENT = _NEW_ANNOUNCEMENT.on_conflict_do_update(
+    index_elements=[AgencyAnnouncement.agency],
+    set_={"announced_at": _NEW_ANNOUNCEMENT.excluded.announced_at},
+    where=AgencyAnnouncement.announced_at
+    <= _NEW_ANNOUNCEMENT.excluded.announced_at - bindparam("period", type_=Interval()),
+).returning(AgencyAnnouncement.agency)
+
+
+_PLATFORM_PURPOSE = select(PlatformPurpose.name).where(
+    PlatformPurpose.name == bindparam("name", type_=Text)
+)
+#: How long this process trusts what it read about a name being a platform purpose.
+PLATFORM_PURPOSE_TTL_SECONDS = 60.0
+
+
+class _PlatformPurposes:
+    """Which service codes name a platform purpose, per database, as last read.
+
+    Platform purposes are made by migrations only (0005 and later), so what was read stays
+    true until a deployment changes it; the answer is still read again after
+    :data:`PLATFORM_PURPOSE_TTL_SECONDS`. It decides no access (the policy reads purposes in
+    the statement that decides): only whether an answer gets an ``InquiryAnswered`` event,
+    which for a platform purpose nobody consumes.
+    """
+
+    def __init__(self) -> None:
+        self._known: weakref.WeakKeyDictionary[Engine, dict[str, tuple[bool, float]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def named(self, unit: Unit, name: str) -> bool:
+        direct = driver(unit)
+        known = self._known.setdefault(direct.engine, {})
+        now = time.monotonic()
+        cached = known.get(name)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = await direct.fetchrow(_PLATFORM_PURPOSE, {"name": name}) is not None
+        known[name] = (found, now + PLATFORM_PURPOSE_TTL_SECONDS)
+        return found
+
+
+_platform_purposes = _PlatformPurposes()
+
+
+async def is_platform_purpose(unit: Unit, name: str) -> bool:
+    """Whether ``name`` is one of the platform's own purposes (read at most once a minute)."""
+    return await _platform_purposes.named(unit, name)
+
+
 class AgencyAnnouncementRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, unit: Unit) -> None:
+        self.unit = driver(unit)
 
     async def announced_within(self, agency: str, period: timedelta) -> bool:
         """Whether ``agency`` was announced in the last ``period`` (by the database's clock)."""
-        found = await self.session.scalar(
-            select(AgencyAnnouncement.agency).where(
-                AgencyAnnouncement.agency == agency,
-                AgencyAnnouncement.announced_at > func.now() - period,
-            )
-        )
+        found = await self.unit.fetchrow(_ANNOUNCED_WITHIN, {"agency": agency, "period": period})
         return found is not None
 
     async def claim(self, agency: str, period: timedelta) -> bool:
@@ -376,13 +454,10 @@ class AgencyAnnouncementRepository:
 
         Concurrent claims (any replica) wait on the row's lock for each other: one of them wins.
         """
-        statement = insert(AgencyAnnouncement).values(agency=agency, announced_at=func.now())
-        claimed = statement.on_conflict_do_update(
-            index_elements=[AgencyAnnouncement.agency],
-            set_={"announced_at": statement.excluded.announced_at},
-            where=AgencyAnnouncement.announced_at <= statement.excluded.announced_at - period,
-        ).returning(AgencyAnnouncement.agency)
-        return (await self.session.execute(claimed)).first() is not None
+        claimed = await self.unit.fetchrow(
+            _CLAIM_ANNOUNCEMENT, {"agency": agency, "period": period}
+        )
+        return claimed is not None
 
 
 class CardRepository:
@@ -563,12 +638,15 @@ class Answering:
 
 
 class InquiryRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Inquiries: the hot path's statements sent by the driver, whichever unit of work runs
+    them; the ORM loads (``get``, the sweeper's and the dispatcher's claims) need a session."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
 
     async def add(self, inquiry: Inquiry) -> None:
         """Insert ``inquiry`` (one prepared statement; the object stays out of the session)."""
-        await self.session.execute(
+        await driver(self.unit).fetch(
             _INSERT_INQUIRY, {name: getattr(inquiry, name) for name in _INQUIRY_COLUMNS}
         )
 
@@ -589,17 +667,17 @@ class InquiryRepository:
         """Write what an attempt or an answer changed on ``inquiry`` (read by
         :meth:`for_answer`)."""
         values = {name: getattr(inquiry, name) for name in _PROGRESS_COLUMNS}
-        await self.session.execute(_SAVE_PROGRESS, {"inquiry_id": inquiry.id, **values})
+        await driver(self.unit).fetch(_SAVE_PROGRESS, {"inquiry_id": inquiry.id, **values})
 
     async def save_answer(self, inquiry: Inquiry) -> None:
         """:meth:`save_progress` for an inquiry made final, announced in the same statement
         (as :meth:`announce_answer` does)."""
         values = {name: getattr(inquiry, name) for name in _PROGRESS_COLUMNS}
-        await self.session.execute(_SAVE_ANSWER, {"inquiry_id": inquiry.id, **values})
+        await driver(self.unit).fetch(_SAVE_ANSWER, {"inquiry_id": inquiry.id, **values})
         self._deliver_locally(inquiry)
 
     async def get(self, inquiry_id: uuid.UUID) -> Inquiry | None:
-        return await self.session.get(Inquiry, inquiry_id, populate_existing=True)
+        return await orm(self.unit).get(Inquiry, inquiry_id, populate_existing=True)
 
     async def for_answer(
         self,
@@ -620,7 +698,7 @@ class InquiryRepository:
         if claim is not None:
             statement = _answering_claimed(claim.statement)
             params.update(claim.values)
-        row = (await self.session.execute(statement, params)).mappings().first()
+        row = await driver(self.unit).fetchrow(statement, params)
         if claim is not None:
             claim.taken = row is None or row[_CLAIMED] is not None
             if not claim.taken:
@@ -653,7 +731,7 @@ class InquiryRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return (await self.session.scalars(query)).all()
+        return (await orm(self.unit).scalars(query)).all()
 
     async def due_connector_calls(self, *, now: datetime, limit: int = 50) -> Sequence[Inquiry]:
         """Pending HTTP-connector inquiries due an attempt, locked for this replica."""
@@ -669,19 +747,19 @@ class InquiryRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return (await self.session.scalars(query)).all()
+        return (await orm(self.unit).scalars(query)).all()
 
     async def announce_answer(self, inquiry: Inquiry) -> None:
         """NOTIFY waiting callers on every replica, delivered when this transaction commits;
         this process's own waiters get the answer itself (``inquiry``, as this unit of work
         completed it), with no re-read."""
-        await send_notification(self.session, ANSWERED_CHANNEL, str(inquiry.id))
+        await send_notification(self.unit, ANSWERED_CHANNEL, str(inquiry.id))
         self._deliver_locally(inquiry)
 
     def _deliver_locally(self, inquiry: Inquiry) -> None:
-        prepare: LocalAnswers | None = self.session.info.get(_LOCAL_ANSWERS_KEY)
+        prepare: LocalAnswers | None = self.unit.info.get(_LOCAL_ANSWERS_KEY)
         if prepare is not None:
-            after_commit(self.session, prepare(inquiry))
+            after_commit(self.unit, prepare(inquiry))
 
 
 #: The columns an append writes (``seq`` is the table's own).
@@ -750,16 +828,23 @@ _chain_heads = _ChainHeads()
 
 
 class AuditRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """The audit chain: appends sent by the driver, whichever unit of work makes them; the
+    reads (walk, checkpoints, a citizen's tracker) through a session."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+
+    @property
+    def session(self) -> AsyncSession:
+        return orm(self.unit)
 
     async def lock_chain(self, along: PendingWrites | None = None) -> None:
         """Serialise with every append (any replica) until this transaction ends; in the
         same statement, the writes ``along`` left to it."""
         if along is None:
-            await self.session.execute(_LOCK_CHAIN)
+            await driver(self.unit).fetch(_LOCK_CHAIN)
         else:
-            await self.session.execute(along.lock_statement, along.params)
+            await driver(self.unit).fetch(along.lock_statement, along.params)
 
     async def append(
         self, fields: dict[str, Any], *, key: bytes, along: PendingWrites | None = None
@@ -773,23 +858,24 @@ class AuditRepository:
         database. ``along``: writes of this unit of work made by the lock's statement.
         """
         await self.lock_chain(along)
-        engine = self.session.sync_session.get_bind().engine
+        unit = driver(self.unit)
+        engine = unit.engine
         values: dict[str, Any] = {name: fields.get(name) for name in KEYED_FIELDS}
         values["chain_version"] = KEYED
         prev_hash = _chain_heads.guess(engine)
         entry_hash = entry_mac(key, prev_hash, fields)
-        row = (
-            await self.session.execute(
-                _APPEND_AFTER_HEAD, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
-            )
-        ).one()
-        seq: int | None = row.appended_seq
+        row = await unit.fetchrow(
+            _APPEND_AFTER_HEAD, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
+        )
+        assert row is not None  # a SELECT of two scalar subqueries answers one row
+        seq: int | None = row["appended_seq"]
         if seq is None:
-            prev_hash = row.head_hash or GENESIS
+            prev_hash = row["head_hash"] or GENESIS
             entry_hash = entry_mac(key, prev_hash, fields)
-            seq = await self.session.scalar(
+            appended = await unit.fetchrow(
                 _APPEND, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
             )
+            seq = None if appended is None else appended["seq"]
         assert seq is not None  # RETURNING of a one-row insert
         # this entry is the head the next append guesses, from now on rather than from the
         # commit: the next append takes the chain's lock only once this transaction ended,

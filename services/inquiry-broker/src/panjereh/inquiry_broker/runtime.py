@@ -70,9 +70,14 @@ class BrokerRuntime:
             principal, request.purpose, card_acting_services=self.keys.card_acting_services
         ):
             await self.wait_for_purpose(request)
-        async with self.database.transaction() as session:
+        # the idempotency store works on a session; without a key the unit of work is a few
+        # Core statements, sent by the driver (Database.direct)
+        unit_of_work = (
+            self.database.direct() if idempotency_key is None else self.database.transaction()
+        )
+        async with unit_of_work as unit:
             asked = await asking.ask(
-                session,
+                unit,
                 principal=principal,
                 request=request,
                 keys=self.keys,
@@ -80,11 +85,11 @@ class BrokerRuntime:
             )
             # publish (or call the connector) right after the commit, not at the next poll
             if asked.queued_for == "outbox":
-                after_commit(session, self.relay.wake)
+                after_commit(unit, self.relay.wake)
                 if self.expect_replies is not None:
-                    after_commit(session, self.expect_replies)
+                    after_commit(unit, self.expect_replies)
             elif asked.queued_for == "connector":
-                after_commit(session, self.connectors.wake)
+                after_commit(unit, self.connectors.wake)
         # a new inquiry was pending at the commit just made: no need to look again first
         state = await self.wait_for_answer(
             asked.state, caller=principal.subject, wait=wait, fresh=not asked.replayed

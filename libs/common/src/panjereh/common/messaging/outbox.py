@@ -46,10 +46,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from panjereh.common.db import Database, RowByName, after_commit
+from panjereh.common.db import Database, DirectUnit, RowByName, Unit, after_commit
 from panjereh.common.messaging.envelope import CloudEvent, inject_trace_context, kafka_headers
 from panjereh.common.metrics import (
     OUTBOX_FAILURES,
@@ -75,7 +74,7 @@ AfterAckHook = Callable[[Sequence[int]], Awaitable[None]]
 
 
 async def add(
-    session: AsyncSession,
+    session: Unit,
     event: Event,
     *,
     key: str,
@@ -90,10 +89,13 @@ async def add(
     ``topic`` overrides the contract's topic and is required for templated ones
     (``agency.{agency}.inquiries``). The outbox table is found on the session's mapped
     session unless given (see :func:`bind`). The session is never committed: the boundary
-    commits.
+    commits. ``session`` may be a :class:`~panjereh.common.db.DirectUnit`.
     """
     added = row(session, event, key=key, topic=topic, table=table, subject=subject, source=source)
-    await session.execute(insert_statement(added.table), added.values)
+    if isinstance(session, DirectUnit):
+        await session.fetch(insert_statement(added.table), added.values)
+    else:
+        await session.execute(insert_statement(added.table), added.values)
     return added.event_id
 
 
@@ -110,7 +112,7 @@ class Row:
 
 
 def row(
-    session: AsyncSession,
+    session: Unit,
     event: Event,
     *,
     key: str,
@@ -182,7 +184,7 @@ def bind(database: Database, table: Table, *, wake: Callable[[], None] | None = 
     database.sessions.configure(info=info)
 
 
-def _outbox_table(session: AsyncSession) -> Table:
+def _outbox_table(session: Unit) -> Table:
     table = session.info.get(SESSION_INFO_KEY)
     if not isinstance(table, Table):
         msg = "which outbox table? call outbox.bind(database, table) or pass table=..."

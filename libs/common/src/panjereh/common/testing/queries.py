@@ -35,7 +35,7 @@ class DriverLog:
     def record(self, connection: Any, query: str) -> None:
         key = id(connection)
         text = " ".join(query.split())
-        word = text.split(None, 1)[0].upper() if text else ""
+        word = text.split(None, 1)[0].rstrip(";").upper() if text else ""
         if word in _ENDS:
             self._open[key] = False
         self.sent.setdefault(key, []).append((text, self._open.get(key, False)))

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from panjereh.common.db import Unit
 from panjereh.common.messaging import outbox
 from panjereh.contracts.inquiry import AgencyActive
 from panjereh.inquiry_broker.repository import AgencyAnnouncementRepository
@@ -21,7 +20,7 @@ ANNOUNCE_EVERY = timedelta(minutes=1)
 
 
 async def agency_answered(
-    session: AsyncSession, *, agency: str, at: datetime, announced_recently: bool | None = None
+    session: Unit, *, agency: str, at: datetime, announced_recently: bool | None = None
 ) -> bool:
     """Announce ``agency`` as active unless it was within the last minute; whether it was.
 

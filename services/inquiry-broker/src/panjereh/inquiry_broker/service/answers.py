@@ -14,8 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from panjereh.common.db import Unit
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.consumer import InboxClaim
 from panjereh.common.messaging.envelope import CloudEvent
@@ -23,8 +22,8 @@ from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquirySta
 from panjereh.contracts.topics import agency_replies
 from panjereh.inquiry_broker import validation
 from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY, REPLIES_REFUSED
-from panjereh.inquiry_broker.models import Inquiry, PlatformPurpose
-from panjereh.inquiry_broker.repository import Answering, InquiryRepository
+from panjereh.inquiry_broker.models import Inquiry
+from panjereh.inquiry_broker.repository import Answering, InquiryRepository, is_platform_purpose
 from panjereh.inquiry_broker.service import activity, audit, delivery
 from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
 
@@ -77,14 +76,14 @@ def answer_payload(inquiry: Inquiry) -> dict[str, Any]:
     }
 
 
-async def publish(session: AsyncSession, inquiry: Inquiry) -> None:
+async def publish(session: Unit, inquiry: Inquiry) -> None:
     """``InquiryAnswered`` through the outbox (when a request waits on it), and a NOTIFY for
     callers waiting anywhere."""
     await _answered_event(session, inquiry)
     await InquiryRepository(session).announce_answer(inquiry)
 
 
-async def _answered_event(session: AsyncSession, inquiry: Inquiry) -> None:
+async def _answered_event(session: Unit, inquiry: Inquiry) -> None:
     """``InquiryAnswered`` through the outbox, for an inquiry a request waits on.
 
     Its one consumer is the requests service, which wakes the request with that tracking
@@ -101,7 +100,7 @@ async def _answered_event(session: AsyncSession, inquiry: Inquiry) -> None:
     """
     if inquiry.tracking_code is None or (
         inquiry.service_code is not None
-        and await session.get(PlatformPurpose, inquiry.service_code) is not None
+        and await is_platform_purpose(session, inquiry.service_code)
     ):
         return
     await outbox.add(
@@ -119,7 +118,7 @@ async def _answered_event(session: AsyncSession, inquiry: Inquiry) -> None:
 
 
 async def record_reply(
-    session: AsyncSession,
+    session: Unit,
     event: CloudEvent,
     *,
     topic: str,
@@ -172,7 +171,7 @@ async def record_reply(
 
 
 async def _for_answer(
-    session: AsyncSession, inquiry_id: uuid.UUID, *, claim: InboxClaim | None = None
+    session: Unit, inquiry_id: uuid.UUID, *, claim: InboxClaim | None = None
 ) -> Answering | None:
     """The inquiry, locked, with its type and its agency's last announcement (one read)."""
     return await InquiryRepository(session).for_answer(
@@ -181,7 +180,7 @@ async def _for_answer(
 
 
 async def _refuse(
-    session: AsyncSession,
+    session: Unit,
     inquiry: Inquiry,
     *,
     event: CloudEvent,
@@ -230,7 +229,7 @@ def _agency_of_source(source: str) -> str | None:
 
 
 async def record_connector_answer(
-    session: AsyncSession,
+    session: Unit,
     *,
     inquiry_id: uuid.UUID,
     status: str,
@@ -245,7 +244,7 @@ async def record_connector_answer(
 
 
 async def _apply(
-    session: AsyncSession,
+    session: Unit,
     answering: Answering,
     *,
     status: str,

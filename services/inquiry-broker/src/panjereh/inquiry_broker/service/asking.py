@@ -36,6 +36,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from panjereh.common.auth import Principal
+from panjereh.common.db import Unit
 from panjereh.common.fields import field_error
 from panjereh.common.idempotency import IdempotencyStore, Outcome
 from panjereh.contracts import access
@@ -59,6 +60,7 @@ from panjereh.inquiry_broker.repository import (
     PendingWrites,
     PolicyInputRepository,
     PolicyInputs,
+    orm,
 )
 from panjereh.inquiry_broker.schemas import TERMINAL_STATUSES, InquiryCreate, InquiryRead
 from panjereh.inquiry_broker.service import answers, audit, delivery
@@ -109,7 +111,7 @@ class Asked:
 
 
 async def ask(
-    session: AsyncSession,
+    unit: Unit,
     *,
     principal: Principal,
     request: InquiryCreate,
@@ -119,12 +121,15 @@ async def ask(
     """Ask once per ``idempotency_key``: a repeat replays, another body is 409.
 
     Concurrent repeats wait for the first one's transaction (an advisory lock on the key) and
-    then replay it: never two inquiries, never a unique-key violation.
+    then replay it: never two inquiries, never a unique-key violation. Without a key,
+    ``unit`` may be a :class:`~panjereh.common.db.DirectUnit`; with one, it is a session
+    (the idempotency store's).
     """
     if idempotency_key is None:
-        allowed = await _ask(session, principal=principal, request=request, keys=keys)
+        allowed = await _ask(unit, principal=principal, request=request, keys=keys)
         await allowed.audit()
         return allowed.asked
+    session = orm(unit)
     request_hash = _request_hash(request)
     earlier = await _IDEMPOTENCY.claim(
         session,
@@ -173,7 +178,7 @@ class _Allowed:
 
 
 async def _ask(
-    session: AsyncSession, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
+    session: Unit, *, principal: Principal, request: InquiryCreate, keys: BrokerKeys
 ) -> _Allowed:
     now = datetime.now(UTC)
     inputs = await _policy_inputs(session, request, now=now)
@@ -242,9 +247,7 @@ async def _ask(
     )
 
 
-async def _policy_inputs(
-    session: AsyncSession, request: InquiryCreate, *, now: datetime
-) -> PolicyInputs:
+async def _policy_inputs(session: Unit, request: InquiryCreate, *, now: datetime) -> PolicyInputs:
     """The registered type, what the policy decides on and the cached answer to the same
     question, in one read; 404 for an unknown type.
 
@@ -307,7 +310,7 @@ def _decide(
 
 
 async def _answer_or_send(
-    session: AsyncSession,
+    session: Unit,
     inquiry: Inquiry,
     inquiry_type: InquiryType,
     *,

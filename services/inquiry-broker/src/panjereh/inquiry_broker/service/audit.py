@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import Unit
 from panjereh.common.messaging import outbox
 from panjereh.contracts.inquiry import AuditCheckpointed
 from panjereh.inquiry_broker.audit import (
@@ -84,7 +85,7 @@ def _chain_key(given: bytes | None) -> bytes:
 
 
 async def record_decision(
-    session: AsyncSession,
+    session: Unit,
     *,
     decision: Decision,
     at: datetime,
@@ -128,7 +129,7 @@ async def record_decision(
 
 
 async def record_refused_reply(
-    session: AsyncSession,
+    session: Unit,
     *,
     at: datetime,
     inquiry_id: uuid.UUID,

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import Unit
 from panjereh.common.messaging import outbox
 from panjereh.contracts.inquiry import InquiryPurpose, InquiryToAgency
 from panjereh.contracts.topics import agency_inquiries
@@ -36,15 +37,18 @@ class ConnectorCall:
 
 
 async def send(
-    session: AsyncSession, inquiry: Inquiry, inquiry_type: InquiryType, *, now: datetime
+    session: Unit, inquiry: Inquiry, inquiry_type: InquiryType, *, now: datetime
 ) -> None:
-    """Route one attempt to the provider's topic (through the outbox) and plan the next."""
+    """Route one attempt to the provider's topic (through the outbox) and plan the next
+    (written by the session's flush for an inquiry it loaded; the caller writes a detached
+    one)."""
     plan_attempt(inquiry, inquiry_type, now=now)
     await queue(session, inquiry)
-    await session.flush()
+    if isinstance(session, AsyncSession):
+        await session.flush()
 
 
-async def queue(session: AsyncSession, inquiry: Inquiry) -> None:
+async def queue(session: Unit, inquiry: Inquiry) -> None:
     """The attempt :func:`plan_attempt` counted, on the provider's topic (through the outbox)."""
     await outbox.add(
         session,
@@ -54,7 +58,7 @@ async def queue(session: AsyncSession, inquiry: Inquiry) -> None:
     )
 
 
-def attempt(session: AsyncSession, inquiry: Inquiry) -> outbox.Row:
+def attempt(session: Unit, inquiry: Inquiry) -> outbox.Row:
     """:func:`queue`'s outbox row, for a new inquiry inserted with it in one statement
     (:meth:`~panjereh.inquiry_broker.repository.InquiryRepository.adding_and_sending`). A new
     inquiry is planned before it is inserted: that INSERT carries the attempt, with no
