@@ -19,6 +19,7 @@ from panjereh.common.health import ReadinessCheck
 from panjereh.common.lifespan import Resources
 from panjereh.common.logging import configure_logging
 from panjereh.common.telemetry import tracer_provider
+from panjereh.common.upstream import UpstreamPool
 from panjereh.common.workers import PeriodicWorker
 from panjereh.gateway.config import Settings
 from panjereh.gateway.edge_auth import EdgeAuthenticator
@@ -26,7 +27,6 @@ from panjereh.gateway.metrics import MetricsServer
 from panjereh.gateway.openapi import ApiDocument
 from panjereh.gateway.proxy import Gateway
 from panjereh.gateway.routing import PORTAL
-from panjereh.gateway.upstream import UpstreamPool
 
 #: How often the refresher looks whether the merged OpenAPI document is due (it fetches only
 #: when a service is missing from it or the document is older than the configured refresh).

@@ -30,6 +30,13 @@ from panjereh.common.errors import AppError, PayloadTooLarge, Text, TooManyReque
 from panjereh.common.errors import problem_response as render_problem
 from panjereh.common.logging import request_id_var
 from panjereh.common.telemetry import current_traceparent
+from panjereh.common.upstream import (
+    RequestBody,
+    UpstreamBroken,
+    UpstreamPool,
+    UpstreamTimedOut,
+    UpstreamUnreachable,
+)
 from panjereh.gateway import forwarding as fw
 from panjereh.gateway.config import RouteClass, Settings
 from panjereh.gateway.edge_auth import EdgeAuthenticator
@@ -54,13 +61,6 @@ from panjereh.gateway.routing import (
     is_api,
     normalise,
     route_class,
-)
-from panjereh.gateway.upstream import (
-    RequestBody,
-    UpstreamBroken,
-    UpstreamPool,
-    UpstreamTimedOut,
-    UpstreamUnreachable,
 )
 
 logger = logging.getLogger("panjereh.gateway.access")

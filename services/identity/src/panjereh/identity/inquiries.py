@@ -8,12 +8,13 @@ behind these checks, so each one names a platform purpose the broker reserves to
 are bound to those names: neither check is allowed under the other's. When the broker cannot
 answer within the timeout, callers fail closed: no SMS is sent on an unverified pair.
 
-The HTTP client is the kernel's ``outbound_client`` (made in the service's setup): asking while
-a database transaction is open raises ``NetworkCallInTransaction`` instead of holding a pooled
+The HTTP client is the kernel's ``ServiceClient`` (made in the service's setup): the broker is a
+service of the platform, reached over its own HTTP/1.1 pool, and asking while a database
+transaction is open raises ``NetworkCallInTransaction`` instead of holding a pooled
 connection, and perhaps row locks, for as long as an agency takes to answer.
 
-Every login asks twice, so each call does only what varies: the URL (with ``?wait=``) is
-parsed once, the ``Authorization`` header is built again only when the token changes, and
+Every login asks twice, so each call does only what varies: the target (with ``?wait=``) is
+built once, the ``Authorization`` header is built again only when the token changes, and
 the answer is read from the response's bytes by one pydantic validation. An answer that is
 not the broker's JSON fails closed like any other unusable answer.
 """
@@ -26,8 +27,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ValidationError
+
+from panjereh.common.http import ServiceClient
+from panjereh.common.upstream import UpstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +69,12 @@ class _BrokerAnswer(BaseModel):
 
 
 class InquiryClient:
-    """Asks the broker; ``http`` is an ``outbound_client``, ``token`` mints identity's own token."""
+    """Asks the broker; ``http`` is a ``ServiceClient`` of it, ``token`` mints identity's own
+    token."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, token: TokenProvider) -> None:
+    def __init__(self, http: ServiceClient, token: TokenProvider) -> None:
         self._http = http
-        self._url = httpx.URL(f"{base_url.rstrip('/')}/api/v1/inquiries").copy_merge_params(
-            {"wait": WAIT_SECONDS}
-        )
+        self._target = f"/api/v1/inquiries?wait={WAIT_SECONDS}"
         self._token = token
         self._headers: tuple[str, dict[str, str]] = ("", {})
 
@@ -144,10 +146,10 @@ class InquiryClient:
             },
         }
         try:
-            response = await self._http.post(
-                self._url, json=body, headers=await self._authorization()
+            response = await self._http.post_json(
+                self._target, body, headers=await self._authorization()
             )
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             logger.warning(
                 "inquiry broker unreachable", extra={"type": inquiry_type, "error": repr(exc)}
             )

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import REVOKED_SESSIONS_PATH, TokenVerifier
 from panjereh.common.db import Database
-from panjereh.common.http import outbound_client
+from panjereh.common.http import ServiceClient, outbound_client
 from panjereh.common.lifespan import Resources
 from panjereh.common.logging import configure_logging
 from panjereh.common.messaging.consumer import IdempotentConsumer
@@ -86,9 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         # every call to another system goes through a client that refuses to send while a
         # transaction is open (claim, commit, call, record)
-        broker_http = await resources.enter(
-            outbound_client(timeout=httpx.Timeout(settings.inquiry_timeout_seconds))
+        broker_http = ServiceClient(
+            "inquiry-broker",
+            settings.inquiry_broker_url,
+            timeout=settings.inquiry_timeout_seconds,
         )
+        resources.on_close(broker_http.aclose)
         sms_http = await resources.enter(_sms_client(settings))
 
         # identity verifies bearer tokens like every service, through its JWKS, but reads it
@@ -118,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         own_token = ReusedToken(
             mint_own_token, source, lifetime=tokens.token_policy(settings).lifetime
         )
-        app.state.inquiries = InquiryClient(broker_http, settings.inquiry_broker_url, own_token)
+        app.state.inquiries = InquiryClient(broker_http, own_token)
 
         await resources.start(
             OutboxRelay(

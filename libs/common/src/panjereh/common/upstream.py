@@ -4,7 +4,9 @@ Why not httpx or aiohttp: on the gateway's hot path every microsecond is paid tw
 (once per hop) and this pool does only what a reverse proxy needs — write a request head and a
 body, parse a response with the same C parser uvicorn uses (httptools, already a dependency
 through ``uvicorn[standard]``) and hand the body on as it arrives. ``docs/gateway.md`` has the
-measurements that chose it over both clients.
+measurements that chose it over both clients. Services calling another service of the platform
+use it through :class:`panjereh.common.http.ServiceClient` (a call's client CPU: about 0.04 ms
+here against 0.9–1.1 ms through httpx, ``docs/profiling.md``).
 
 The upstreams are our own services on the cluster network: plain HTTP/1.1, no proxies, no
 redirects, no cookies, no TLS (the mesh or the network policy protects the hop).
