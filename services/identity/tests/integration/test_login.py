@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -13,8 +14,11 @@ import pytest
 from fastapi import FastAPI
 from jose import jwt
 
+from panjereh.common.db import in_transaction
+from panjereh.common.messaging import outbox
 from panjereh.common.testing.plugin import MigratedDatabase, running_app
 from panjereh.identity.main import create_app
+from panjereh.identity.models import messaging
 from panjereh.identity.testing import (
     UNKNOWN_TO_REGISTRY,
     InquiryBrokerDouble,
@@ -75,6 +79,36 @@ async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Re
     try:
         return list(await connection.fetch(query, *args))
     finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def inserts_refused(
+    database_url: str, table: str, *, when: str, name: str
+) -> AsyncIterator[None]:
+    """PostgreSQL refuses (raises on) inserts into ``identity.<table>`` whose new row meets
+    ``when``, for the block: a statement that fails half-way through a unit of work."""
+    connection = await asyncpg.connect(libpq(database_url))
+    try:
+        await connection.execute(
+            f"""
+            CREATE FUNCTION identity.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF {when} THEN
+                    RAISE EXCEPTION 'refused by the test';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER {name} BEFORE INSERT ON identity.{table}
+                FOR EACH ROW EXECUTE FUNCTION identity.{name}();
+            """
+        )
+        yield
+    finally:
+        await connection.execute(
+            f"DROP TRIGGER IF EXISTS {name} ON identity.{table};"
+            f" DROP FUNCTION IF EXISTS identity.{name}();"
+        )
         await connection.close()
 
 
@@ -420,6 +454,44 @@ class TestVerifyCode:
         assert dead.status_code == 410
         assert dead.json()["code"] == "otp_attempts_exhausted"
 
+    async def test_a_wrong_code_is_counted_once_against_the_challenge_and_the_days_caps(
+        self, client: httpx.AsyncClient, app: FastAPI, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        buckets = [
+            app.state.keys.lookup_key("otp-failed-mobile", mobile),
+            app.state.keys.lookup_key("otp-failed-national-code", national_code),
+        ]
+        seen = []
+        for _ in range(2):
+            response = await client.post(
+                "/api/v1/auth/otp/verify",
+                json={"challenge_id": challenge["challenge_id"], "code": wrong(code)},
+            )
+            assert response.status_code == 400
+            [row] = await fetch(
+                identity_database,
+                "SELECT failed_attempts, consumed_at FROM identity.otp_challenge WHERE id = $1",
+                uuid.UUID(challenge["challenge_id"]),
+            )
+            hits = await fetch(
+                identity_database,
+                "SELECT hits FROM identity.rate_limit_counter WHERE bucket = ANY($1::text[])",
+                buckets,
+            )
+            seen.append(
+                (
+                    response.json()["attempts_left"],
+                    row["failed_attempts"],
+                    row["consumed_at"],
+                    [counter["hits"] for counter in hits],
+                )
+            )
+        # the refusal kept its counts (committed), one per wrong code on each of them
+        assert seen == [(4, 1, None, [1, 1]), (3, 2, None, [2, 2])]
+
     async def test_a_code_is_bound_to_its_challenge(
         self, client: httpx.AsyncClient, seed: int
     ) -> None:
@@ -592,6 +664,75 @@ class TestVerifyClaimsTheChallenge:
         )
         assert len(registered) == 1
 
+    async def test_a_sign_in_refused_half_way_spends_no_code_and_records_no_login(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code = national_code_for(seed)
+        subject = jwt.get_unverified_claims((await login(client, seed))["access_token"])["sub"]
+        citizen = "SELECT mobile, last_login_at FROM identity.citizen WHERE id = $1"
+        registered = await fetch(identity_database, citizen, uuid.UUID(subject))
+        mobile = mobile_for(seed + 60_000)  # the first mobile is in its resend cooldown
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        # the unit's last statement (the login and its session) fails after the code was spent
+        async with inserts_refused(
+            identity_database,
+            "refresh_token_family",
+            when=f"NEW.citizen_id = '{subject}'",
+            name=f"refuse_session_{seed}",
+        ):
+            refused = await client.post("/api/v1/auth/otp/verify", json=body)
+        assert refused.status_code == 500
+        rows = await fetch(
+            identity_database,
+            "SELECT consumed_at, failed_attempts FROM identity.otp_challenge WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        assert [(r["consumed_at"], r["failed_attempts"]) for r in rows] == [(None, 0)]
+        assert await fetch(identity_database, citizen, uuid.UUID(subject)) == registered
+        sessions = await fetch(
+            identity_database,
+            "SELECT 1 FROM identity.refresh_token_family WHERE citizen_id = $1",
+            uuid.UUID(subject),
+        )
+        assert len(sessions) == 1
+        # the same code then signs the person in, from the mobile it went to
+        assert (await client.post("/api/v1/auth/otp/verify", json=body)).status_code == 200
+        [signed_in] = await fetch(identity_database, citizen, uuid.UUID(subject))
+        assert signed_in["mobile"] == mobile
+
+    async def test_a_registration_refused_half_way_writes_nothing_and_gives_the_code_back(
+        self, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        async with inserts_refused(
+            identity_database,
+            "citizen",
+            when=f"NEW.national_code = '{national_code}'",
+            name=f"refuse_citizen_{seed}",
+        ):
+            refused = await client.post("/api/v1/auth/otp/verify", json=body)
+        assert refused.status_code == 500
+        registered = "SELECT id FROM identity.citizen WHERE national_code = $1"
+        assert await fetch(identity_database, registered, national_code) == []
+        rows = await fetch(
+            identity_database,
+            "SELECT consumed_at FROM identity.otp_challenge WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        assert [r["consumed_at"] for r in rows] == [None]
+        assert (await client.post("/api/v1/auth/otp/verify", json=body)).status_code == 200
+        [citizen] = await fetch(identity_database, registered, national_code)
+        events = await fetch(
+            identity_database,
+            "SELECT 1 FROM identity.outbox_message"
+            " WHERE event_type = 'identity.citizen.registered.v1' AND key = $1",
+            str(citizen["id"]),
+        )
+        assert len(events) == 1
+
     async def test_no_registry_record_gives_the_code_back(
         self, client: httpx.AsyncClient, seed: int, identity_database: str
     ) -> None:
@@ -607,6 +748,53 @@ class TestVerifyClaimsTheChallenge:
             uuid.UUID(challenge["challenge_id"]),
         )
         assert [r["consumed_at"] for r in rows] == [None]
+
+
+@pytest.fixture
+def relay_wakes(app: FastAPI) -> Iterator[list[bool]]:
+    """Each time the outbox relay is woken meanwhile: whether a unit of work was open then."""
+    database = app.state.database
+    wake = database.sessions.kw["info"][outbox.SESSION_WAKE_KEY]
+    woken: list[bool] = []
+
+    def recorded() -> None:
+        woken.append(in_transaction())
+        wake()
+
+    outbox.bind(database, messaging.outbox, wake=recorded)
+    try:
+        yield woken
+    finally:
+        outbox.bind(database, messaging.outbox, wake=wake)
+
+
+class TestRegistrationEvent:
+    async def test_a_registration_wakes_the_relay_once_it_is_committed(
+        self, client: httpx.AsyncClient, relay_wakes: list[bool], seed: int
+    ) -> None:
+        await login(client, seed)
+        # woken after the commit (no unit of work open), so it publishes the event at once
+        assert relay_wakes == [False]
+
+    async def test_a_registration_refused_half_way_does_not_wake_the_relay(
+        self,
+        client: httpx.AsyncClient,
+        relay_wakes: list[bool],
+        seed: int,
+        identity_database: str,
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        async with inserts_refused(
+            identity_database,
+            "citizen",
+            when=f"NEW.national_code = '{national_code}'",
+            name=f"refuse_citizen_{seed}",
+        ):
+            refused = await client.post("/api/v1/auth/otp/verify", json=body)
+        assert refused.status_code == 500
+        assert relay_wakes == []
 
 
 class TestLocalisedFieldErrors:

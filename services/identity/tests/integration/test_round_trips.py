@@ -1,10 +1,12 @@
-"""What a login sends to PostgreSQL: which units of work are one statement without ``BEGIN``.
+"""What a login sends to PostgreSQL: which units of work are one statement without ``BEGIN``,
+and which are sent by the driver itself.
 
 Every statement each pooled connection runs is recorded in order, per connection, with
 whether it runs inside a transaction (SQLAlchemy's asyncpg adapter sends ``BEGIN`` before the
 first statement of a unit of work unless the connection is in autocommit), and each ``COMMIT``;
-the one-statement units, sent by the driver itself, from the driver's own log. Background
-loops use connections of their own meanwhile, so the order on one connection is exact.
+the units sent by the driver itself (``Database.statement``, ``Database.direct``) from the
+driver's own log. Background loops use connections of their own meanwhile, so the order on one
+connection is exact.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from panjereh.identity.testing import mobile_for, national_code_for
 pytestmark = pytest.mark.integration
 
 
-async def ask_code(client: httpx.AsyncClient, seed: int) -> httpx.Response:
+async def ask_code(
+    client: httpx.AsyncClient, seed: int, *, mobile: str | None = None
+) -> httpx.Response:
     return await client.post(
         "/api/v1/auth/otp",
-        json={"national_code": national_code_for(seed), "mobile": mobile_for(seed)},
+        json={"national_code": national_code_for(seed), "mobile": mobile or mobile_for(seed)},
         headers={"X-Forwarded-For": f"198.51.{seed // 250}.{seed % 250 + 1}"},
     )
 
@@ -48,10 +52,12 @@ def not_in_transaction(verdicts: list[bool]) -> bool:
     return bool(verdicts) and not any(verdicts)
 
 
-async def login(client: httpx.AsyncClient, seed: int) -> dict[str, Any]:
-    """A complete first login; the token pair."""
-    mobile = mobile_for(seed)
-    challenge = (await ask_code(client, seed)).json()
+async def login(
+    client: httpx.AsyncClient, seed: int, *, mobile: str | None = None
+) -> dict[str, Any]:
+    """A complete login (the first one of ``seed``'s person registers them); the token pair."""
+    mobile = mobile or mobile_for(seed)
+    challenge = (await ask_code(client, seed, mobile=mobile)).json()
     await sms_delivered(client, mobile)
     items = (await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile})).json()
     response = await client.post(
@@ -66,8 +72,8 @@ async def login(client: httpx.AsyncClient, seed: int) -> dict[str, Any]:
 @dataclass
 class Queries:
     """What each connection ran, in order: (statement or ``COMMIT``, inside a transaction);
-    through SQLAlchemy (``sent``) and by the driver itself (``driver``: the one-statement
-    units of ``Database.statement``)."""
+    through SQLAlchemy (``sent``) and by the driver itself (``driver``: the units of
+    ``Database.statement`` and ``Database.direct``)."""
 
     sent: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
     driver: DriverLog = field(default_factory=DriverLog)
@@ -76,6 +82,20 @@ class Queries:
         self.sent.setdefault(id(connection), []).append(
             (" ".join(statement.split()), transactional)
         )
+
+    async def settled(self) -> Queries:
+        """These queries once the driver has reported what it sent so far."""
+        await self.driver.settled()
+        return self
+
+    def through_sessions(self, fragment: str) -> list[str]:
+        """The statements containing ``fragment`` that SQLAlchemy sent (an ORM session's)."""
+        return [
+            statement
+            for queries in self.sent.values()
+            for statement, _ in queries
+            if fragment in statement
+        ]
 
     def in_transaction(self, fragment: str) -> list[bool]:
         """For each statement containing ``fragment``: whether it ran in a transaction."""
@@ -116,7 +136,7 @@ def queries(app: FastAPI) -> Iterator[Queries]:
     event.listen(engine, "before_cursor_execute", before_execute)
     event.listen(engine, "commit", on_commit)
     try:
-        with driver_queries(app.state.database) as recorded.driver:
+        with driver_queries(app.state.database, recorded.driver):
             yield recorded
     finally:
         event.remove(engine, "before_cursor_execute", before_execute)
@@ -131,6 +151,7 @@ class TestOneStatementUnits:
         assert response.status_code == 202, response.text
         # the per-address counter row is locked only while its statement runs, and its commit
         # does not wait for the WAL flush (the row is not held across an fsync)
+        await queries.settled()
         assert not_in_transaction(queries.in_transaction("WITH by_address AS"))
         [(_, counted, _)] = queries.around("WITH by_address AS")
         assert "set_config('synchronous_commit', 'off', true)" in counted
@@ -140,6 +161,7 @@ class TestOneStatementUnits:
     ) -> None:
         response = await client.get("/api/v1/dev/sms-outbox", params={"mobile": mobile_for(seed)})
         assert response.status_code == 200, response.text
+        await queries.settled()
         assert not_in_transaction(queries.in_transaction("FROM identity.dev_sms"))
 
     async def test_a_code_sent_is_stored_and_recorded_by_one_statement_each(
@@ -153,6 +175,7 @@ class TestOneStatementUnits:
             if queries.in_transaction("UPDATE identity.sms_message SET"):
                 break
             await asyncio.sleep(0.01)
+        await queries.settled()
         assert not_in_transaction(queries.in_transaction("INSERT INTO identity.dev_sms"))
         assert not_in_transaction(queries.in_transaction("UPDATE identity.sms_message SET"))
 
@@ -161,6 +184,7 @@ class TestOneStatementUnits:
     ) -> None:
         response = await ask_code(client, seed)
         assert response.status_code == 202, response.text
+        await queries.settled()
         # under the per-mobile lock: the checks, the counts, the challenge and its SMS, commit
         [(before, _, after)] = queries.around("INSERT INTO identity.otp_challenge")
         assert before is not None
@@ -177,6 +201,7 @@ class TestOneStatementUnits:
         assert profile.status_code == 200, profile.text
         ended = await client.get("/.well-known/revoked-sessions")
         assert ended.status_code == 200, ended.text
+        await queries.settled()
         assert not_in_transaction(queries.in_transaction("FROM identity.citizen WHERE"))
         assert not_in_transaction(queries.in_transaction("SELECT identity.staff_role.role"))
         assert not_in_transaction(queries.in_transaction("FROM identity.refresh_token_family"))
@@ -196,7 +221,52 @@ class TestOneStatementUnits:
             },
         )
         assert response.status_code == 200, response.text
+        await queries.settled()
         [(_, registration, after)] = queries.around("INSERT INTO identity.citizen")
         assert "INSERT INTO identity.outbox_message" in registration
         assert "INSERT INTO identity.refresh_token_family" in registration
+        assert after == "COMMIT"
+
+
+#: what a login's units of work read, write and lock (the per-mobile lock)
+LOGIN_STATEMENTS = (
+    "identity.otp_challenge",
+    "identity.rate_limit_counter",
+    "identity.citizen",
+    "identity.outbox_message",
+    "identity.refresh_token",
+    "pg_advisory_xact_lock(hashtextextended",
+)
+
+
+class TestUnitsSentByTheDriver:
+    async def test_a_first_and_a_returning_login_send_no_statement_through_a_session(
+        self, client: httpx.AsyncClient, queries: Queries, seed: int
+    ) -> None:
+        await login(client, seed)
+        # the same person again, from another mobile (the first one is in its cooldown)
+        await login(client, seed, mobile=mobile_for(seed + 70_000))
+        await queries.settled()
+        # the housekeeping's deletes (a session's) may run meanwhile
+        sent = [
+            statement
+            for fragment in LOGIN_STATEMENTS
+            for statement in queries.through_sessions(fragment)
+            if not statement.startswith("DELETE")
+        ]
+        assert sent == []
+        # each verification's claim locks its challenge in a transaction of its own
+        assert queries.in_transaction("FOR UPDATE OF otp_challenge") == [True, True]
+
+    async def test_a_returning_login_records_itself_and_its_session_in_one_statement(
+        self, client: httpx.AsyncClient, queries: Queries, seed: int
+    ) -> None:
+        await login(client, seed)
+        await login(client, seed, mobile=mobile_for(seed + 70_000))
+        await queries.settled()
+        # under the challenge's lock: the code spent, then the login and its session, commit
+        [(before, signed_in, after)] = queries.around("UPDATE identity.citizen SET mobile")
+        assert before is not None
+        assert "UPDATE identity.otp_challenge SET consumed_at" in before
+        assert "INSERT INTO identity.refresh_token_family" in signed_in
         assert after == "COMMIT"

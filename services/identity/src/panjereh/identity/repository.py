@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,7 @@ from sqlalchemy import Row, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.db import Database
+from panjereh.common.db import Database, DirectUnit
 from panjereh.common.idempotency import IdempotencyStore
 from panjereh.identity.models import (
     Citizen,
@@ -35,22 +35,13 @@ if TYPE_CHECKING:
 idempotency = IdempotencyStore(idempotency_records)
 
 
-async def _advisory_lock(session: AsyncSession, key: str) -> None:
-    """A lock on ``key`` (a keyed hash, never personal data) until the transaction ends."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-    )
+#: a lock on ``key`` (a keyed hash, never personal data) until the transaction ends
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
 class CitizenRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def by_national_code(self, national_code: str) -> Citizen | None:
-        citizen: Citizen | None = await self.session.scalar(
-            select(Citizen).where(Citizen.national_code == national_code)
-        )
-        return citizen
 
     async def by_id(self, citizen_id: uuid.UUID) -> Citizen | None:
         return await self.session.get(Citizen, citizen_id)
@@ -62,42 +53,6 @@ class CitizenRepository:
         except ValueError:
             return None
         return await self.by_id(citizen_id)
-
-    async def register_and_start_session(
-        self,
-        citizen: dict[str, object],
-        *,
-        registered: dict[str, object],
-        session: NewSession,
-        now: datetime,
-    ) -> list[str] | None:
-        """Insert ``citizen`` unless its national code is registered; when inserted, also the
-        outbox row ``registered`` (:func:`panjereh.common.messaging.outbox.row`'s values) and
-        ``session``. The person's staff roles, or ``None`` when the citizen existed (nothing
-        was written: the caller signs the existing citizen in).
-
-        A first login racing this one for the same person waits here until the other's unit
-        of work ends; then exactly one of them has inserted the row.
-        """
-        row = (
-            await self.session.execute(
-                _REGISTER_AND_START_SESSION,
-                {
-                    "citizen_id": citizen["id"],
-                    "national_code": citizen["national_code"],
-                    "mobile": citizen["mobile"],
-                    "first_name": citizen["first_name"],
-                    "last_name": citizen["last_name"],
-                    "birth_date": citizen["birth_date"],
-                    "now": now,
-                    **{f"outbox_{name}": value for name, value in registered.items()},
-                    **session.parameters(),
-                },
-            )
-        ).one()
-        if row.citizen_id is None:
-            return None
-        return [str(role) for role in row.roles]
 
 
 class StaffRoleRepository:
@@ -158,27 +113,78 @@ _CONSUME = text(
 )
 
 
-#: a challenge, locked, and the citizen of its national code (built once: compiled once)
+#: a challenge, locked, with the id of the citizen of its national code (``NULL`` before the
+#: person's first login); only the challenge's row is locked
 _CHALLENGE_WITH_CITIZEN = (
-    select(OtpChallenge, Citizen)
+    select(
+        OtpChallenge.national_code,
+        OtpChallenge.mobile,
+        OtpChallenge.code_hash,
+        OtpChallenge.failed_attempts,
+        OtpChallenge.expires_at,
+        OtpChallenge.consumed_at,
+        Citizen.id.label("citizen_id"),
+    )
+    .select_from(OtpChallenge)
     .outerjoin(Citizen, Citizen.national_code == OtpChallenge.national_code)
     .where(OtpChallenge.id == bindparam("challenge_id"))
     .with_for_update(of=OtpChallenge)
 )
 
+#: one more wrong code tried against a (locked) challenge; how many it has had now
+_COUNT_WRONG_CODE = (
+    update(OtpChallenge)
+    .where(OtpChallenge.id == bindparam("challenge_id"))
+    .values(failed_attempts=OtpChallenge.failed_attempts + 1)
+    .returning(OtpChallenge.failed_attempts)
+)
+
+#: a consumption undone, if it is still the one made at ``claimed_at``
+_GIVE_BACK = (
+    update(OtpChallenge)
+    .where(
+        OtpChallenge.id == bindparam("challenge_id"),
+        OtpChallenge.consumed_at == bindparam("claimed_at"),
+    )
+    .values(consumed_at=None)
+    .returning(OtpChallenge.id)
+)
+
+
+@dataclass(frozen=True)
+class LockedChallenge:
+    """A challenge as its row stands under the lock, and the citizen of its national code."""
+
+    national_code: str = field(repr=False)
+    mobile: str = field(repr=False)
+    code_hash: str = field(repr=False)
+    failed_attempts: int
+    expires_at: datetime
+    consumed_at: datetime | None
+    #: ``None`` until the person's first login
+    citizen_id: uuid.UUID | None
+
 
 class ChallengeRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Challenges, in units of work sent by the driver (every one of them is a login's)."""
 
-    async def with_citizen_for_update(
-        self, challenge_id: uuid.UUID
-    ) -> tuple[OtpChallenge, Citizen | None] | None:
+    def __init__(self, unit: DirectUnit) -> None:
+        self.unit = unit
+
+    async def with_citizen_for_update(self, challenge_id: uuid.UUID) -> LockedChallenge | None:
         """The challenge, locked, with the citizen of its national code if there is one."""
-        row = (
-            await self.session.execute(_CHALLENGE_WITH_CITIZEN, {"challenge_id": challenge_id})
-        ).one_or_none()
-        return None if row is None else (row[0], row[1])
+        row = await self.unit.fetchrow(_CHALLENGE_WITH_CITIZEN, {"challenge_id": challenge_id})
+        if row is None:
+            return None
+        return LockedChallenge(
+            national_code=row["national_code"],
+            mobile=row["mobile"],
+            code_hash=row["code_hash"],
+            failed_attempts=int(row["failed_attempts"]),
+            expires_at=row["expires_at"],
+            consumed_at=row["consumed_at"],
+            citizen_id=row["citizen_id"],
+        )
 
     async def check_failures_and_consume(
         self,
@@ -192,42 +198,55 @@ class ChallengeRepository:
     ) -> tuple[int, int]:
         """The failure counts (mobile, person) in the current window; with ``spend`` and
         neither at its cap, the (locked) challenge is spent and both counters dropped."""
-        row = (
-            await self.session.execute(
-                _CONSUME,
-                {
-                    "challenge_id": challenge_id,
-                    "spend": spend,
-                    "now": now,
-                    "failed_mobile": failed_mobile.bucket,
-                    "failed_person": failed_person.bucket,
-                    "failed_start": failed_mobile.start,
-                    "failures_per_mobile": failure_caps[0],
-                    "failures_per_person": failure_caps[1],
-                },
-            )
-        ).one()
-        return int(row.by_mobile), int(row.by_person)
+        row = await self.unit.fetchrow(
+            _CONSUME,
+            {
+                "challenge_id": challenge_id,
+                "spend": spend,
+                "now": now,
+                "failed_mobile": failed_mobile.bucket,
+                "failed_person": failed_person.bucket,
+                "failed_start": failed_mobile.start,
+                "failures_per_mobile": failure_caps[0],
+                "failures_per_person": failure_caps[1],
+            },
+        )
+        if row is None:  # pragma: no cover - the statement always answers one row
+            msg = "checking a code against the failure caps answered nothing"
+            raise RuntimeError(msg)
+        return int(row["by_mobile"]), int(row["by_person"])
+
+    async def count_wrong_code(self, challenge_id: uuid.UUID) -> int:
+        """One more wrong code against the (locked) challenge; its wrong codes so far."""
+        row = await self.unit.fetchrow(_COUNT_WRONG_CODE, {"challenge_id": challenge_id})
+        if row is None:  # pragma: no cover - the challenge is locked by this unit of work
+            msg = "a locked challenge could not be counted against"
+            raise RuntimeError(msg)
+        return int(row["failed_attempts"])
 
     async def lock_mobile(self, lookup_key: str) -> None:
         """Serialise challenge creation per mobile until this transaction ends."""
-        await _advisory_lock(self.session, lookup_key)
-
-    async def give_back(self, challenge_id: uuid.UUID, *, consumed_at: datetime) -> bool:
-        """Undo the consumption made at ``consumed_at``; whether there was one to undo."""
-        result = await self.session.execute(
-            update(OtpChallenge)
-            .where(OtpChallenge.id == challenge_id, OtpChallenge.consumed_at == consumed_at)
-            .values(consumed_at=None)
-        )
-        return bool(getattr(result, "rowcount", 0))
+        await self.unit.fetch(_ADVISORY_LOCK, {"key": lookup_key})
 
 
-#: a login session (refresh-token family), its first refresh token, and the person's staff
-#: roles for the access token: one round trip
-_START_SESSION = text(
+async def give_back(database: Database, challenge_id: uuid.UUID, *, consumed_at: datetime) -> bool:
+    """Undo the consumption made at ``consumed_at`` (one statement, its own unit of work);
+    whether there was one to undo."""
+    given_back = await database.statement(
+        _GIVE_BACK, {"challenge_id": challenge_id, "claimed_at": consumed_at}
+    )
+    return given_back is not None
+
+
+#: A returning citizen signed in: the mobile they just proved theirs and the time of the login
+#: recorded, a login session (refresh-token family) and its first refresh token inserted; with
+#: the person's staff roles for the access token. One round trip.
+_SIGN_IN = text(
     """
-    WITH family AS (
+    WITH signed_in AS (
+        UPDATE identity.citizen SET mobile = :mobile, last_login_at = :now
+        WHERE id = :citizen_id
+    ), family AS (
         INSERT INTO identity.refresh_token_family (id, citizen_id, created_at, expires_at)
         VALUES (:family_id, :citizen_id, :now, :family_expires_at)
         RETURNING id
@@ -242,6 +261,9 @@ _START_SESSION = text(
     SELECT role FROM identity.staff_role WHERE national_code = :national_code ORDER BY role
     """
 )
+
+#: the id of the citizen registered under a national code
+_CITIZEN_ID = select(Citizen.id).where(Citizen.national_code == bindparam("national_code"))
 
 
 #: A first login: the citizen inserted unless their national code is registered, and only when
@@ -309,24 +331,84 @@ class NewSession:
         }
 
 
-class RefreshTokenRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class SignInRepository:
+    """A login's citizen and its new session, in a unit of work sent by the driver."""
 
-    async def start_session(
-        self, *, citizen_id: uuid.UUID, national_code: str, session: NewSession, now: datetime
+    def __init__(self, unit: DirectUnit) -> None:
+        self.unit = unit
+
+    async def register_and_start_session(
+        self,
+        citizen: Mapping[str, object],
+        *,
+        registered: Mapping[str, object],
+        session: NewSession,
+        now: datetime,
+    ) -> list[str] | None:
+        """Insert ``citizen`` unless its national code is registered; when inserted, also the
+        outbox row ``registered`` (:func:`panjereh.common.messaging.outbox.row`'s values) and
+        ``session``. The person's staff roles, or ``None`` when the citizen existed (nothing
+        was written: the caller signs the existing citizen in).
+
+        A first login racing this one for the same person waits here until the other's unit
+        of work ends; then exactly one of them has inserted the row.
+        """
+        row = await self.unit.fetchrow(
+            _REGISTER_AND_START_SESSION,
+            {
+                "citizen_id": citizen["id"],
+                "national_code": citizen["national_code"],
+                "mobile": citizen["mobile"],
+                "first_name": citizen["first_name"],
+                "last_name": citizen["last_name"],
+                "birth_date": citizen["birth_date"],
+                "now": now,
+                **{f"outbox_{name}": value for name, value in registered.items()},
+                **session.parameters(),
+            },
+        )
+        if row is None:  # pragma: no cover - the statement always answers one row
+            msg = "registering a citizen answered nothing"
+            raise RuntimeError(msg)
+        if row["citizen_id"] is None:
+            return None
+        return [str(role) for role in row["roles"]]
+
+    async def citizen_id(self, national_code: str) -> uuid.UUID | None:
+        """The id of the citizen registered under ``national_code``, if there is one."""
+        row = await self.unit.fetchrow(_CITIZEN_ID, {"national_code": national_code})
+        if row is None:
+            return None
+        citizen_id: uuid.UUID = row["id"]
+        return citizen_id
+
+    async def sign_in(
+        self,
+        *,
+        citizen_id: uuid.UUID,
+        national_code: str,
+        mobile: str,
+        session: NewSession,
+        now: datetime,
     ) -> list[str]:
-        """Insert a family and its first refresh token; the staff roles of ``national_code``."""
-        rows = await self.session.execute(
-            _START_SESSION,
+        """Record the login of a registered citizen (from ``mobile``) and insert ``session``;
+        the staff roles of ``national_code``."""
+        rows = await self.unit.fetch(
+            _SIGN_IN,
             {
                 "citizen_id": citizen_id,
                 "national_code": national_code,
+                "mobile": mobile,
                 "now": now,
                 **session.parameters(),
             },
         )
-        return [str(role) for role in rows.scalars()]
+        return [str(row["role"]) for row in rows]
+
+
+class RefreshTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         token: RefreshToken | None = await self.session.scalar(
@@ -644,9 +726,28 @@ async def count_otp_request(
     )
 
 
+#: one hit in a counter's fixed window
+_HIT = (
+    insert(RateLimitCounter)
+    .values(
+        bucket=bindparam("counter_bucket"),
+        window_start=bindparam("counter_start"),
+        hits=1,
+        expires_at=bindparam("counter_end"),
+    )
+    .on_conflict_do_update(
+        index_elements=[RateLimitCounter.bucket, RateLimitCounter.window_start],
+        set_={"hits": RateLimitCounter.hits + 1},
+    )
+    .returning(RateLimitCounter.hits)
+)
+
+
 class RateLimitRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """A login's counters, in units of work sent by the driver."""
+
+    def __init__(self, unit: DirectUnit) -> None:
+        self.unit = unit
 
     async def send_code(
         self,
@@ -665,55 +766,53 @@ class RateLimitRepository:
         """The cooldown and failure counts; the code counted when they allow it (per mobile,
         then per person, ``daily_caps`` in that order); the challenge and its SMS stored when
         it was counted within both caps (``stored``)."""
-        row = (
-            await self.session.execute(
-                _SEND_CODE,
-                {
-                    "mobile": plain_mobile,
-                    "resend_from": resend_from,
-                    "failed_mobile": failed_mobile.bucket,
-                    "failed_person": failed_person.bucket,
-                    "failed_start": failed_mobile.start,
-                    "failures_per_mobile": failure_caps[0],
-                    "failures_per_person": failure_caps[1],
-                    "sent_mobile": sent_mobile.bucket,
-                    "sent_person": sent_person.bucket,
-                    "sent_start": sent_mobile.start,
-                    "sent_end": sent_mobile.end,
-                    "codes_per_mobile": daily_caps[0],
-                    "codes_per_person": daily_caps[1],
-                    "challenge_id": challenge.id,
-                    "national_code": challenge.national_code,
-                    "code_hash": challenge.code_hash,
-                    "created_at": challenge.created_at,
-                    "expires_at": challenge.expires_at,
-                    **{f"sms_{name}": value for name, value in message.items()},
-                },
-            )
-        ).one()
+        row = await self.unit.fetchrow(
+            _SEND_CODE,
+            {
+                "mobile": plain_mobile,
+                "resend_from": resend_from,
+                "failed_mobile": failed_mobile.bucket,
+                "failed_person": failed_person.bucket,
+                "failed_start": failed_mobile.start,
+                "failures_per_mobile": failure_caps[0],
+                "failures_per_person": failure_caps[1],
+                "sent_mobile": sent_mobile.bucket,
+                "sent_person": sent_person.bucket,
+                "sent_start": sent_mobile.start,
+                "sent_end": sent_mobile.end,
+                "codes_per_mobile": daily_caps[0],
+                "codes_per_person": daily_caps[1],
+                "challenge_id": challenge.id,
+                "national_code": challenge.national_code,
+                "code_hash": challenge.code_hash,
+                "created_at": challenge.created_at,
+                "expires_at": challenge.expires_at,
+                **{f"sms_{name}": value for name, value in message.items()},
+            },
+        )
+        if row is None:  # pragma: no cover - the statement always answers one row
+            msg = "checking a code to send answered nothing"
+            raise RuntimeError(msg)
         return CodeSentCount(
-            latest_sent=row.latest,
-            failed_by_mobile=int(row.failed_by_mobile),
-            failed_by_person=int(row.failed_by_person),
-            sent_to_mobile=None if row.sent_to_mobile is None else int(row.sent_to_mobile),
-            sent_to_person=None if row.sent_to_person is None else int(row.sent_to_person),
-            stored=bool(row.stored),
+            latest_sent=row["latest"],
+            failed_by_mobile=int(row["failed_by_mobile"]),
+            failed_by_person=int(row["failed_by_person"]),
+            sent_to_mobile=None if row["sent_to_mobile"] is None else int(row["sent_to_mobile"]),
+            sent_to_person=None if row["sent_to_person"] is None else int(row["sent_to_person"]),
+            stored=bool(row["stored"]),
         )
 
     async def hit(self, bucket: str, *, window_seconds: int, now: datetime) -> tuple[int, float]:
         """Count one hit in ``bucket``'s current fixed window: (hits so far, seconds left)."""
         window_start, window_end = _window(window_seconds, now)
-        statement = (
-            insert(RateLimitCounter)
-            .values(bucket=bucket, window_start=window_start, hits=1, expires_at=window_end)
-            .on_conflict_do_update(
-                index_elements=[RateLimitCounter.bucket, RateLimitCounter.window_start],
-                set_={"hits": RateLimitCounter.hits + 1},
-            )
-            .returning(RateLimitCounter.hits)
+        row = await self.unit.fetchrow(
+            _HIT,
+            {"counter_bucket": bucket, "counter_start": window_start, "counter_end": window_end},
         )
-        hits = int((await self.session.execute(statement)).scalar_one())
-        return hits, (window_end - now).total_seconds()
+        if row is None:  # pragma: no cover - an upsert … RETURNING answers its row
+            msg = "a counter hit answered nothing"
+            raise RuntimeError(msg)
+        return int(row["hits"]), (window_end - now).total_seconds()
 
 
 def _window(window_seconds: int, now: datetime) -> tuple[datetime, datetime]:

@@ -324,7 +324,7 @@ class SmsQueue:
             mobile=mobile, template=template, tokens=tokens, now=now, valid_for=valid_for
         )
         session.add(SmsMessage(**message))
-        self.queued(session, message, tokens)
+        after_commit(session, self.queued(message, tokens))
         return message["id"]
 
     def message(
@@ -337,7 +337,7 @@ class SmsQueue:
         valid_for: timedelta,
     ) -> QueuedMessage:
         """A message's column values (tokens sealed), for a statement that inserts it; the
-        caller then tells :meth:`queued` about its unit of work."""
+        caller then runs what :meth:`queued` answers once its unit of work commits."""
         message_id = uuid.uuid4()
         handed_over = self._dispatcher is not None
         return {
@@ -355,9 +355,9 @@ class SmsQueue:
             "expires_at": now + valid_for,
         }
 
-    def queued(self, session: AsyncSession, message: QueuedMessage, tokens: Sequence[str]) -> None:
-        """``message`` was inserted in ``session``'s unit of work: once it commits, hand it
-        to the dispatcher (or wake it)."""
+    def queued(self, message: QueuedMessage, tokens: Sequence[str]) -> Callable[[], None]:
+        """What to run once the unit of work that inserted ``message`` has committed (never on
+        rollback): hand it to the dispatcher (or wake it)."""
         dispatcher = self._dispatcher
         if dispatcher is not None:
             claimed = _Claimed(
@@ -367,9 +367,12 @@ class SmsQueue:
                 tokens=list(tokens),
                 attempt=message["attempts"],
             )
-            after_commit(session, lambda: dispatcher.hand_over(claimed))
-        elif self._wake is not None:
-            after_commit(session, self._wake)
+            return lambda: dispatcher.hand_over(claimed)
+        return self._wake or _nothing
+
+
+def _nothing() -> None:
+    """Nothing to wake: the next pass sends the message."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ outside their units of work:
   or has no record (422), the claim is given back in a short unit of work, so the same code
   can be sent again while it lives. A process that dies between claim and record leaves the
   code spent: no tokens were issued, and the person asks for a new code (fail closed).
+
+Every one of these units of work runs for every login, and each is a few Core statements: they
+are sent by the database driver (:meth:`~panjereh.common.db.Database.direct`), without the ORM
+session's cost, and a giving back is one statement committed by itself.
 """
 
 from __future__ import annotations
@@ -26,9 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from panjereh.common.db import Database
+from panjereh.common.db import Database, DirectUnit
 from panjereh.common.messaging import outbox
 from panjereh.contracts.identity import CitizenRegistered
 from panjereh.identity.config import Settings
@@ -47,8 +49,13 @@ from panjereh.identity.errors import (
 from panjereh.identity.inquiries import InquiryClient, InquiryUnavailable, PersonProfile
 from panjereh.identity.keys import KeySource
 from panjereh.identity.metrics import OTP_EVENTS
-from panjereh.identity.models import Citizen, messaging
-from panjereh.identity.repository import ChallengeRepository, CitizenRepository, NewChallenge
+from panjereh.identity.models import messaging
+from panjereh.identity.repository import (
+    ChallengeRepository,
+    NewChallenge,
+    SignInRepository,
+    give_back,
+)
 from panjereh.identity.schemas import OtpChallengeRead, TokenPairRead
 from panjereh.identity.service import ratelimits, tokens
 from panjereh.identity.sms import SmsQueue
@@ -106,15 +113,15 @@ async def request_otp(
         expires_at=now + lifetime,
     )
     mobile_lock = keys.lookup_key("otp-mobile", mobile)
-    async with database.transaction() as session:
+    async with database.direct() as unit:
         # one request per mobile at a time: two racing requests cannot both pass the cooldown
-        await ChallengeRepository(session).lock_mobile(mobile_lock)
+        await ChallengeRepository(unit).lock_mobile(mobile_lock)
         # the cooldown again, under the lock; the daily caps count only pairs the registry
         # confirmed (see ratelimits): a stranger naming this national code with other mobiles
         # cannot spend its owner's codes. The checks, the counts, the challenge and the SMS
         # that carries its code: one statement
         await ratelimits.send_code(
-            session,
+            unit,
             keys=keys,
             settings=settings,
             national_code=national_code,
@@ -123,7 +130,7 @@ async def request_otp(
             message=message,
             now=now,
         )
-        sms.queued(session, message, [code])
+        unit.after_commit(sms.queued(message, [code]))
     logger.info("otp challenge created", extra={"challenge_id": str(challenge_id)})
     OTP_EVENTS.labels("requested").inc()
     return OtpChallengeRead(
@@ -189,14 +196,14 @@ async def _verify_otp(
     inquiries: InquiryClient,
     now: datetime,
 ) -> TokenPairRead:
-    async with database.transaction() as session:
-        claim, citizen = await _claim(
-            session, challenge_id=challenge_id, code=code, keys=keys, settings=settings, now=now
+    async with database.direct() as unit:
+        claim, citizen_id = await _claim(
+            unit, challenge_id=challenge_id, code=code, keys=keys, settings=settings, now=now
         )
-        if citizen is not None:
+        if citizen_id is not None:
             return await _sign_in(
-                session,
-                citizen=citizen,
+                unit,
+                citizen_id=citizen_id,
                 claim=claim,
                 keys=keys,
                 key_source=key_source,
@@ -219,9 +226,9 @@ async def _verify_otp(
         await _give_back(database, claim)
         raise NotInCivilRegistry
     try:
-        async with database.transaction() as session:
+        async with database.direct() as unit:
             return await _register_and_sign_in(
-                session,
+                unit,
                 claim=claim,
                 profile=profile,
                 keys=keys,
@@ -235,23 +242,23 @@ async def _verify_otp(
 
 
 async def _claim(
-    session: AsyncSession,
+    unit: DirectUnit,
     *,
     challenge_id: uuid.UUID,
     code: str,
     keys: Keys,
     settings: Settings,
     now: datetime,
-) -> tuple[_Claim, Citizen | None]:
+) -> tuple[_Claim, uuid.UUID | None]:
     """Lock the challenge, check the code, and consume it (for this request only).
 
-    The citizen of the challenge's national code comes with it (``None`` at a first login).
+    The id of the citizen of the challenge's national code comes with it (``None`` at a first
+    login).
     """
-    challenges = ChallengeRepository(session)
-    found = await challenges.with_citizen_for_update(challenge_id)
-    if found is None:
+    challenges = ChallengeRepository(unit)
+    challenge = await challenges.with_citizen_for_update(challenge_id)
+    if challenge is None:
         raise OtpChallengeNotFound
-    challenge, citizen = found
     if challenge.consumed_at is not None:
         raise OtpAlreadyUsed
     if challenge.failed_attempts >= settings.otp_max_attempts:
@@ -263,17 +270,17 @@ async def _claim(
     person = {"national_code": challenge.national_code, "mobile": challenge.mobile}
     right = keys.otp_matches(
         challenge.code_hash,
-        challenge_id=str(challenge.id),
+        challenge_id=str(challenge_id),
         national_code=challenge.national_code,
         mobile=challenge.mobile,
         code=code,
     )
     # the daily failure caps refuse a right and a wrong code alike, by the same statement;
     # below them a right code is spent there and earlier wrong guesses stop counting (it came
-    # from the owner's phone). The loaded row is not changed, so nothing else is flushed.
+    # from the owner's phone)
     await ratelimits.check_code_against_caps(
-        session,
-        challenge_id=challenge.id,
+        unit,
+        challenge_id=challenge_id,
         right=right,
         keys=keys,
         settings=settings,
@@ -281,30 +288,24 @@ async def _claim(
         **person,
     )
     if not right:
-        challenge.failed_attempts += 1
-        await ratelimits.count_failure(session, keys=keys, settings=settings, now=now, **person)
-        await session.flush()
-        logger.info(
-            "wrong otp",
-            extra={"challenge_id": str(challenge.id), "failed": challenge.failed_attempts},
-        )
-        raise OtpInvalid(attempts_left=settings.otp_max_attempts - challenge.failed_attempts)
+        # counted against the challenge, then the day's caps; committed with the refusal
+        failed = await challenges.count_wrong_code(challenge_id)
+        await ratelimits.count_failure(unit, keys=keys, settings=settings, now=now, **person)
+        logger.info("wrong otp", extra={"challenge_id": str(challenge_id), "failed": failed})
+        raise OtpInvalid(attempts_left=settings.otp_max_attempts - failed)
     claim = _Claim(
-        challenge_id=challenge.id,
+        challenge_id=challenge_id,
         national_code=challenge.national_code,
         mobile=challenge.mobile,
         consumed_at=now,
     )
-    return claim, citizen
+    return claim, challenge.citizen_id
 
 
 async def _give_back(database: Database, claim: _Claim) -> bool:
     """Undo ``claim`` so the code can be sent again while it lives; whether that worked."""
     try:
-        async with database.transaction() as session:
-            given_back = await ChallengeRepository(session).give_back(
-                claim.challenge_id, consumed_at=claim.consumed_at
-            )
+        return await give_back(database, claim.challenge_id, consumed_at=claim.consumed_at)
     except Exception as exc:
         # the code stays spent (fail closed): the person asks for a new one
         logger.warning(
@@ -312,11 +313,10 @@ async def _give_back(database: Database, claim: _Claim) -> bool:
             extra={"challenge_id": str(claim.challenge_id), "error": type(exc).__name__},
         )
         return False
-    return given_back
 
 
 async def _register_and_sign_in(
-    session: AsyncSession,
+    unit: DirectUnit,
     *,
     claim: _Claim,
     profile: PersonProfile,
@@ -333,48 +333,48 @@ async def _register_and_sign_in(
     person and publishes the event; any other writes nothing there and signs the existing
     citizen in.
     """
-    citizen = Citizen(
-        id=uuid.uuid4(),
-        national_code=claim.national_code,
-        mobile=claim.mobile,
-        first_name=profile.first_name,
-        last_name=profile.last_name,
-        birth_date=profile.birth_date,
-        registered_at=now,
-        last_login_at=now,
-    )
-    citizen_id = str(citizen.id)
+    citizen_id = uuid.uuid4()
     # the event carries the opaque id only: no personal data leaves through Kafka
-    registered = outbox.row(session, CitizenRegistered(citizen_id=citizen_id), key=citizen_id)
+    registered = outbox.row(
+        unit, CitizenRegistered(citizen_id=str(citizen_id)), key=str(citizen_id)
+    )
     if registered.table is not messaging.outbox:  # pragma: no cover - bound in the lifespan
         msg = "identity's events go to identity.outbox_message"
         raise RuntimeError(msg)
     pending = tokens.new_session(keys=keys, settings=settings, now=now)
-    staff_roles = await CitizenRepository(session).register_and_start_session(
-        {column: getattr(citizen, column) for column in _CITIZEN_COLUMNS},
+    citizens = SignInRepository(unit)
+    staff_roles = await citizens.register_and_start_session(
+        {
+            "id": citizen_id,
+            "national_code": claim.national_code,
+            "mobile": claim.mobile,
+            "first_name": profile.first_name,
+            "last_name": profile.last_name,
+            "birth_date": profile.birth_date,
+        },
         registered=registered.values,
         session=pending.row,
         now=now,
     )
     if staff_roles is None:
-        existing = await CitizenRepository(session).by_national_code(claim.national_code)
+        existing = await citizens.citizen_id(claim.national_code)
         if existing is None:  # pragma: no cover - the conflicting row exists, it was committed
             msg = "a citizen conflicted on its national code and cannot be found"
             raise RuntimeError(msg)
         return await _sign_in(
-            session,
-            citizen=existing,
+            unit,
+            citizen_id=existing,
             claim=claim,
             keys=keys,
             key_source=key_source,
             settings=settings,
             now=now,
         )
-    logger.info("citizen registered", extra={"citizen_id": citizen_id})
-    # inserted as written: the object stays out of the session, so nothing is flushed again
+    logger.info("citizen registered", extra={"citizen_id": str(citizen_id)})
     return await tokens.token_pair_of(
         pending,
-        citizen=citizen,
+        citizen_id=citizen_id,
+        national_code=claim.national_code,
         staff_roles=staff_roles,
         key_source=key_source,
         settings=settings,
@@ -382,32 +382,33 @@ async def _register_and_sign_in(
     )
 
 
-#: the columns a registration writes
-_CITIZEN_COLUMNS = (
-    "id",
-    "national_code",
-    "mobile",
-    "first_name",
-    "last_name",
-    "birth_date",
-    "registered_at",
-    "last_login_at",
-)
-
-
 async def _sign_in(
-    session: AsyncSession,
+    unit: DirectUnit,
     *,
-    citizen: Citizen,
+    citizen_id: uuid.UUID,
     claim: _Claim,
     keys: Keys,
     key_source: KeySource,
     settings: Settings,
     now: datetime,
 ) -> TokenPairRead:
-    # the person just proved this mobile is theirs and in their name
-    citizen.mobile = claim.mobile
-    citizen.last_login_at = now
-    return await tokens.start_session(
-        session, citizen=citizen, keys=keys, key_source=key_source, settings=settings, now=now
+    """Sign a registered citizen in: the mobile they just proved theirs (and in their name)
+    and the login recorded, a new login session and its first token pair. The record, the
+    session and the read of the person's staff roles are one statement."""
+    pending = tokens.new_session(keys=keys, settings=settings, now=now)
+    staff_roles = await SignInRepository(unit).sign_in(
+        citizen_id=citizen_id,
+        national_code=claim.national_code,
+        mobile=claim.mobile,
+        session=pending.row,
+        now=now,
+    )
+    return await tokens.token_pair_of(
+        pending,
+        citizen_id=citizen_id,
+        national_code=claim.national_code,
+        staff_roles=staff_roles,
+        key_source=key_source,
+        settings=settings,
+        now=now,
     )

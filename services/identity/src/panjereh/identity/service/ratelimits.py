@@ -32,9 +32,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from panjereh.common.db import Database
+from panjereh.common.db import Database, DirectUnit
 from panjereh.identity import repository
 from panjereh.identity.config import Settings
 from panjereh.identity.crypto import Keys
@@ -117,7 +115,7 @@ def _buckets(keys: Keys, prefix: str, *, national_code: str, mobile: str) -> tup
 
 
 async def send_code(
-    session: AsyncSession,
+    unit: DirectUnit,
     *,
     keys: Keys,
     settings: Settings,
@@ -144,7 +142,7 @@ async def send_code(
         Window.of(bucket, window_seconds=window, now=now)
         for bucket in _buckets(keys, _DAY, national_code=national_code, mobile=mobile)
     )
-    counted = await RateLimitRepository(session).send_code(
+    counted = await RateLimitRepository(unit).send_code(
         plain_mobile=mobile,
         resend_from=now - timedelta(seconds=settings.otp_resend_cooldown_seconds),
         failed_mobile=failed_mobile,
@@ -179,7 +177,7 @@ async def send_code(
 
 
 async def count_failure(
-    session: AsyncSession,
+    unit: DirectUnit,
     *,
     keys: Keys,
     settings: Settings,
@@ -188,13 +186,13 @@ async def count_failure(
     now: datetime,
 ) -> None:
     """Count one wrong code against the mobile and the person (committed with the refusal)."""
-    counters = RateLimitRepository(session)
+    counters = RateLimitRepository(unit)
     for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile):
         await counters.hit(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
 
 
 async def check_code_against_caps(
-    session: AsyncSession,
+    unit: DirectUnit,
     *,
     challenge_id: uuid.UUID,
     right: bool,
@@ -212,7 +210,7 @@ async def check_code_against_caps(
         Window.of(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
         for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
     )
-    by_mobile, by_person = await ChallengeRepository(session).check_failures_and_consume(
+    by_mobile, by_person = await ChallengeRepository(unit).check_failures_and_consume(
         challenge_id,
         spend=right,
         now=now,

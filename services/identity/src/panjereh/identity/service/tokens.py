@@ -99,47 +99,22 @@ def new_session(*, keys: Keys, settings: Settings, now: datetime) -> PendingSess
 async def token_pair_of(
     pending: PendingSession,
     *,
-    citizen: Citizen,
+    citizen_id: uuid.UUID,
+    national_code: str,
     staff_roles: Sequence[str],
     key_source: KeySource,
     settings: Settings,
     now: datetime,
 ) -> TokenPairRead:
-    """The token pair of a session stored for ``citizen`` (who holds ``staff_roles``)."""
+    """The token pair of a session stored for the citizen ``citizen_id`` (who holds
+    ``staff_roles``)."""
     return await _token_pair(
-        citizen=citizen,
+        citizen_id=citizen_id,
+        national_code=national_code,
         family_id=pending.row.family_id,
         roles=[access.CITIZEN, *staff_roles],
         refresh_token=pending.refresh_token,
         access_token_id=pending.row.access_token_id,
-        key_source=key_source,
-        settings=settings,
-        now=now,
-    )
-
-
-async def start_session(
-    session: AsyncSession,
-    *,
-    citizen: Citizen,
-    keys: Keys,
-    key_source: KeySource,
-    settings: Settings,
-    now: datetime,
-) -> TokenPairRead:
-    """A new login session (refresh-token family) for ``citizen`` and its first token pair.
-
-    The family, its first refresh token and the read of the person's staff roles are one
-    statement.
-    """
-    pending = new_session(keys=keys, settings=settings, now=now)
-    staff_roles = await RefreshTokenRepository(session).start_session(
-        citizen_id=citizen.id, national_code=citizen.national_code, session=pending.row, now=now
-    )
-    return await token_pair_of(
-        pending,
-        citizen=citizen,
-        staff_roles=staff_roles,
         key_source=key_source,
         settings=settings,
         now=now,
@@ -175,7 +150,8 @@ async def _issue_pair(
     )
     await session.flush()
     return await _token_pair(
-        citizen=citizen,
+        citizen_id=citizen.id,
+        national_code=citizen.national_code,
         family_id=family.id,
         roles=await roles_of(session, citizen.national_code),
         refresh_token=refresh_token,
@@ -188,7 +164,8 @@ async def _issue_pair(
 
 async def _token_pair(
     *,
-    citizen: Citizen,
+    citizen_id: uuid.UUID,
+    national_code: str,
     family_id: uuid.UUID,
     roles: list[str],
     refresh_token: str,
@@ -200,9 +177,9 @@ async def _token_pair(
     access_token = issue_access_token(
         keyset=await key_source.keyset(),
         policy=token_policy(settings),
-        subject=str(citizen.id),
+        subject=str(citizen_id),
         roles=roles,
-        national_code=citizen.national_code,
+        national_code=national_code,
         session_id=str(family_id),
         token_id=access_token_id,
         now=now,
