@@ -314,9 +314,9 @@ class TestNewSmartCard:
 
         found: list[dict[str, Any]] = []
         while time.monotonic() < published_at + 10:
-            found = gateway.get("/api/v1/catalog/services", params={"q": NEW_CARD_WORDS}).json()[
-                "items"
-            ]
+            search = gateway.get("/api/v1/catalog/services", params={"q": NEW_CARD_WORDS})
+            assert search.status_code == 200, search.text
+            found = search.json()["items"]
             if found:
                 break
             time.sleep(0.2)

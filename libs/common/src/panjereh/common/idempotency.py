@@ -33,14 +33,17 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
+    literal,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from panjereh.common.db import DirectUnit, Unit
 from panjereh.common.errors import IdempotencyKeyReused
 
 MAX_KEY_LENGTH = 200
@@ -93,40 +96,60 @@ class Outcome:
 
 
 class IdempotencyStore:
-    """The first answers to keyed requests, in one service's ``idempotency_record`` table."""
+    """The first answers to keyed requests, in one service's ``idempotency_record`` table.
+
+    ``claim`` and ``remember`` take a session's unit of work or a
+    :class:`~panjereh.common.db.DirectUnit` (the same statements, built once per table).
+    """
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        self._lock = select(
+            func.pg_advisory_xact_lock(
+                func.hashtextextended(bindparam("lock_key", type_=Text), literal(0))
+            )
+        )
+        self._first = select(
+            table.c.operation, table.c.request_hash, table.c.status_code, table.c.response
+        ).where(
+            table.c.actor == bindparam("actor", type_=Text),
+            table.c.key == bindparam("key", type_=Text),
+        )
+        self._remember = insert(table).values(
+            {
+                name: bindparam(name, type_=table.c[name].type)
+                for name in ("actor", "key", "operation", "request_hash", "status_code")
+            }
+            | {"response": bindparam("response", type_=table.c.response.type)}
+        )
 
     async def claim(
-        self, session: AsyncSession, *, actor: str, key: str, operation: str, request_hash: str
+        self, session: Unit, *, actor: str, key: str, operation: str, request_hash: str
     ) -> Outcome | None:
         """The stored answer for (actor, key), or ``None``: then this transaction owns the key.
 
-        Raises :class:`IdempotencyKeyReused` when the key was used for something else.
+        Raises :class:`IdempotencyKeyReused` when the key was used for something else. Two
+        statements: the lookup's snapshot is taken after the key's lock is held, so it sees
+        the answer of a concurrent first request that committed while this one waited.
         """
-        await session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtextextended(f"{actor}\n{key}", 0)))
-        )
-        row = (
-            await session.execute(
-                select(
-                    self.table.c.operation,
-                    self.table.c.request_hash,
-                    self.table.c.status_code,
-                    self.table.c.response,
-                ).where(self.table.c.actor == actor, self.table.c.key == key)
-            )
-        ).one_or_none()
+        lock = {"lock_key": f"{actor}\n{key}"}
+        who = {"actor": actor, "key": key}
+        if isinstance(session, DirectUnit):
+            await session.fetch(self._lock, lock)
+            row = await session.fetchrow(self._first, who)
+        else:
+            await session.execute(self._lock, lock)
+            found = (await session.execute(self._first, who)).one_or_none()
+            row = None if found is None else found._mapping
         if row is None:
             return None
-        if row.operation != operation or row.request_hash != request_hash:
+        if row["operation"] != operation or row["request_hash"] != request_hash:
             raise IdempotencyKeyReused
-        return Outcome(status_code=row.status_code, body=dict(row.response), replayed=True)
+        return Outcome(status_code=row["status_code"], body=dict(row["response"]), replayed=True)
 
     async def remember(
         self,
-        session: AsyncSession,
+        session: Unit,
         *,
         actor: str,
         key: str,
@@ -134,16 +157,18 @@ class IdempotencyStore:
         request_hash: str,
         outcome: Outcome,
     ) -> None:
-        await session.execute(
-            insert(self.table).values(
-                actor=actor,
-                key=key,
-                operation=operation,
-                request_hash=request_hash,
-                status_code=outcome.status_code,
-                response=outcome.body,
-            )
-        )
+        values = {
+            "actor": actor,
+            "key": key,
+            "operation": operation,
+            "request_hash": request_hash,
+            "status_code": outcome.status_code,
+            "response": outcome.body,
+        }
+        if isinstance(session, DirectUnit):
+            await session.fetch(self._remember, values)
+        else:
+            await session.execute(self._remember, values)
 
     async def prune(self, session: AsyncSession, *, before: datetime) -> int:
         """Forget keys first used before ``before``; how many were forgotten."""

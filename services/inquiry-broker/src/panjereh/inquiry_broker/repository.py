@@ -532,6 +532,7 @@ _SAVE_PROGRESS = (
     .values(_bound(_INQUIRY, _PROGRESS_COLUMNS))
 )
 _SAVED = _SAVE_PROGRESS.returning(_INQUIRY.c.id).cte("saved")
+_BY_ID = select(_INQUIRY).where(_INQUIRY.c.id == bindparam("inquiry_id", type_=_INQUIRY.c.id.type))
 #: :data:`_SAVE_PROGRESS` and, for the row it wrote, the NOTIFY of its answer.
 _SAVE_ANSWER = select(func.pg_notify(ANSWERED_CHANNEL, sql_cast(_SAVED.c.id, Text))).select_from(
     _SAVED
@@ -677,7 +678,11 @@ class InquiryRepository:
         self._deliver_locally(inquiry)
 
     async def get(self, inquiry_id: uuid.UUID) -> Inquiry | None:
-        return await orm(self.unit).get(Inquiry, inquiry_id, populate_existing=True)
+        """The inquiry as stored now (not attached to any session)."""
+        row = await driver(self.unit).fetchrow(_BY_ID, {"inquiry_id": inquiry_id})
+        if row is None:
+            return None
+        return Inquiry(**{name: row[name] for name in _INQUIRY_COLUMNS})
 
     async def for_answer(
         self,

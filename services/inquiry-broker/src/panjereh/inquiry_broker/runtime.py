@@ -70,12 +70,8 @@ class BrokerRuntime:
             principal, request.purpose, card_acting_services=self.keys.card_acting_services
         ):
             await self.wait_for_purpose(request)
-        # the idempotency store works on a session; without a key the unit of work is a few
-        # Core statements, sent by the driver (Database.direct)
-        unit_of_work = (
-            self.database.direct() if idempotency_key is None else self.database.transaction()
-        )
-        async with unit_of_work as unit:
+        # a few Core statements, sent by the driver (Database.direct)
+        async with self.database.direct() as unit:
             asked = await asking.ask(
                 unit,
                 principal=principal,
@@ -179,5 +175,5 @@ class BrokerRuntime:
 
     async def _current(self, inquiry_id: uuid.UUID, *, caller: str) -> InquiryState:
         # a short unit of work of its own: nothing stays open between two looks
-        async with self.database.transaction() as session:
-            return await asking.inquiry_of(session, inquiry_id=inquiry_id, caller=caller)
+        async with self.database.direct() as unit:
+            return await asking.inquiry_of(unit, inquiry_id=inquiry_id, caller=caller)

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from panjereh.common.auth import Principal
 from panjereh.common.db import Unit
 from panjereh.common.fields import field_error
@@ -60,7 +58,6 @@ from panjereh.inquiry_broker.repository import (
     PendingWrites,
     PolicyInputRepository,
     PolicyInputs,
-    orm,
 )
 from panjereh.inquiry_broker.schemas import TERMINAL_STATUSES, InquiryCreate, InquiryRead
 from panjereh.inquiry_broker.service import answers, audit, delivery
@@ -121,15 +118,13 @@ async def ask(
     """Ask once per ``idempotency_key``: a repeat replays, another body is 409.
 
     Concurrent repeats wait for the first one's transaction (an advisory lock on the key) and
-    then replay it: never two inquiries, never a unique-key violation. Without a key,
-    ``unit`` may be a :class:`~panjereh.common.db.DirectUnit`; with one, it is a session
-    (the idempotency store's).
+    then replay it: never two inquiries, never a unique-key violation.
     """
     if idempotency_key is None:
         allowed = await _ask(unit, principal=principal, request=request, keys=keys)
         await allowed.audit()
         return allowed.asked
-    session = orm(unit)
+    session = unit
     request_hash = _request_hash(request)
     earlier = await _IDEMPOTENCY.claim(
         session,
@@ -160,7 +155,7 @@ async def ask(
     return asked
 
 
-async def inquiry_of(session: AsyncSession, *, inquiry_id: uuid.UUID, caller: str) -> InquiryState:
+async def inquiry_of(session: Unit, *, inquiry_id: uuid.UUID, caller: str) -> InquiryState:
     """The inquiry, for the client that asked it; any other caller is told it does not exist."""
     inquiry = await InquiryRepository(session).get(inquiry_id)
     if inquiry is None or inquiry.caller != caller:
