@@ -40,14 +40,20 @@ class Recorder:
         self.heads.append(headers)
         if scope["query_string"] == b"slow=1":
             await asyncio.sleep(1.0)
+        extra = [(b"retry-after", b"3")] if scope["method"] == "GET" else []
         answer = json.dumps(
-            {"path": scope["path"], "query": scope["query_string"].decode(), "body": body.decode()}
+            {
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope["query_string"].decode(),
+                "body": body.decode(),
+            }
         ).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 201,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [(b"content-type", b"application/json"), *extra],
             }
         )
         await send({"type": "http.response.body", "body": answer})
@@ -84,6 +90,22 @@ async def test_a_call_sends_json_and_returns_the_whole_answer(
     assert head["authorization"] == "Bearer t"
     assert head["content-type"] == "application/json"
     assert (b"content-type", b"application/json") in response.headers
+
+
+async def test_a_read_sends_no_body_and_its_headers_are_read_by_name(
+    service: tuple[Recorder, str],
+) -> None:
+    recorder, url = service
+    client = ServiceClient("recorder", url, timeout=5)
+    try:
+        response = await client.request("GET", "/api/v1/inquiries/1?wait=5")
+    finally:
+        await client.aclose()
+    answer = response.json()
+    assert (answer["method"], answer["path"], answer["body"]) == ("GET", "/api/v1/inquiries/1", "")
+    assert "content-type" not in recorder.heads[0]
+    assert response.header("Retry-After") == "3"
+    assert response.header("x-absent") is None
 
 
 async def test_the_callers_trace_continues_in_the_call(service: tuple[Recorder, str]) -> None:

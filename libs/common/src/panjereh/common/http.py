@@ -24,7 +24,7 @@ Everything else (reads, TLS, timeouts, the errors they raise) is the default bac
 from __future__ import annotations
 
 import contextlib
-import json
+import json as _json
 import select
 import ssl
 from collections.abc import Iterable, Mapping
@@ -306,7 +306,20 @@ class ServiceResponse:
 
     status_code: int
     content: bytes
+    #: header names in lower case, as received
     headers: list[tuple[bytes, bytes]]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), if the answer has it."""
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def json(self) -> Any:
+        """The body as JSON (``ValueError`` when it is not)."""
+        return _json.loads(self.content)
 
 
 class ServiceClient:
@@ -347,24 +360,39 @@ class ServiceClient:
         self, target: str, body: Any, *, headers: Mapping[str, str] | None = None
     ) -> ServiceResponse:
         """``POST target`` (a path with its query) with ``body`` as JSON; the whole answer."""
+        return await self.request("POST", target, json=body, headers=headers)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ServiceResponse:
+        """``method target`` (a path with its query), with ``json`` as the body unless it is
+        ``None``; the whole answer."""
         if in_transaction():
             msg = (
-                f"POST {self._pool.host}: no network call while a database transaction is "
+                f"{method} {self._pool.host}: no network call while a database transaction is "
                 "open (claim, commit, call, then record)"
             )
             raise NetworkCallInTransaction(msg)
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = b""
+        wire = [_ACCEPT_JSON]
+        if json is not None:
+            content = _json.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+            wire.append(_CONTENT_JSON)
         with tracer.start_as_current_span(
-            "POST",
+            method,
             kind=trace.SpanKind.CLIENT,
-            attributes={"http.request.method": "POST", "server.address": self._pool.host},
+            attributes={"http.request.method": method, "server.address": self._pool.host},
         ) as span:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            wire = [*_JSON_HEADERS]
             for name, value in (*(headers or {}).items(), *carrier.items()):
                 wire.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-            response = await self._pool.request("POST", target.encode("ascii"), wire, content)
+            response = await self._pool.request(method, target.encode("ascii"), wire, content)
             span.set_attribute("http.response.status_code", response.status)
             if response.complete:
                 answer = response.body_now()
@@ -378,5 +406,6 @@ class ServiceClient:
         await self._pool.close()
 
 
-_JSON_HEADERS = ((b"content-type", b"application/json"), (b"accept", b"application/json"))
+_ACCEPT_JSON = (b"accept", b"application/json")
+_CONTENT_JSON = (b"content-type", b"application/json")
 tracer = trace.get_tracer(__name__)

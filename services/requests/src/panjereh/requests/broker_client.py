@@ -1,7 +1,9 @@
 """This service's client of the inquiry broker, and of identity for its own token.
 
-Every call is made with no database transaction open (the kernel's ``outbound_client``
-refuses otherwise): the orchestration claims work, commits, calls here, then records.
+Every call is made with no database transaction open (the kernel's clients refuse
+otherwise): the orchestration claims work, commits, calls here, then records. The broker is a
+service of the platform, reached with the kernel's ``ServiceClient``; identity's token
+endpoint, asked once per token lifetime, with an ``outbound_client``.
 
 Nothing here raises for an answer the broker gives: each call returns a :class:`BrokerReply`
 that says what to do next (``final``: record it; ``pending``: read it again later;
@@ -12,7 +14,7 @@ Retries are safe because every ask carries ``Idempotency-Key: <tracking code>:<t
 broker answers a repeated key (with the same body) with the first inquiry as it is now, so a
 crash between the broker's commit and ours, or a lost response, never makes a second inquiry.
 
-Each call does only what varies: the ask's URL (with ``?wait=``) is parsed once, the
+Each call does only what varies: the ask's target (with ``?wait=``) is built once, the
 ``Authorization`` header is built again only when the token changes, and an inquiry is read
 from the response's bytes by one pydantic validation.
 """
@@ -29,6 +31,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from panjereh.common.http import ServiceClient, ServiceResponse
+from panjereh.common.upstream import UpstreamError
 from panjereh.contracts import access
 
 logger = logging.getLogger(__name__)
@@ -178,13 +182,11 @@ class _Inquiry(BaseModel):
 class BrokerClient:
     """Asks the broker and reads its inquiries, as ``service:requests``."""
 
-    def __init__(
-        self, http: httpx.AsyncClient, *, broker_url: str, token: ServiceToken, wait: float
-    ) -> None:
+    def __init__(self, http: ServiceClient, *, token: ServiceToken, wait: float) -> None:
         self._http = http
-        self._base = f"{broker_url.rstrip('/')}/api/v1/inquiries"
+        self._base = "/api/v1/inquiries"
         self._query = f"?wait={wait:g}"
-        self._ask_url = httpx.URL(f"{self._base}{self._query}")
+        self._ask_target = f"{self._base}{self._query}"
         self._token = token
         self._authorization: tuple[str, str] = ("", "")
 
@@ -192,7 +194,7 @@ class BrokerClient:
         """``POST /api/v1/inquiries?wait=``: 200 final, 202 pending, else why not."""
         return await self._call(
             "POST",
-            self._ask_url,
+            self._ask_target,
             json=ask.body(),
             headers={"Idempotency-Key": ask.idempotency_key},
             inquiry_type=ask.type,
@@ -216,7 +218,7 @@ class BrokerClient:
     async def _call(
         self,
         method: str,
-        url: httpx.URL | str,
+        target: str,
         *,
         inquiry_type: str,
         json: dict[str, Any] | None = None,
@@ -232,11 +234,11 @@ class BrokerClient:
             try:
                 response = await self._http.request(
                     method,
-                    url,
+                    target,
                     json=json,
                     headers={**(headers or {}), "Authorization": self._bearer(token)},
                 )
-            except httpx.HTTPError as exc:
+            except UpstreamError as exc:
                 logger.warning(
                     "inquiry broker unreachable",
                     extra={"inquiry_type": inquiry_type, "error": type(exc).__name__},
@@ -249,7 +251,7 @@ class BrokerClient:
         return BrokerReply("retry", inquiry_id=known_id, error="unauthorized")
 
     def _reply(
-        self, response: httpx.Response, *, inquiry_type: str, known_id: uuid.UUID | None
+        self, response: ServiceResponse, *, inquiry_type: str, known_id: uuid.UUID | None
     ) -> BrokerReply:
         code = response.status_code
         if code in (httpx.codes.OK, httpx.codes.ACCEPTED):
@@ -268,7 +270,7 @@ class BrokerClient:
 
 
 def _refusal(
-    response: httpx.Response, *, inquiry_type: str, known_id: uuid.UUID | None
+    response: ServiceResponse, *, inquiry_type: str, known_id: uuid.UUID | None
 ) -> BrokerReply:
     """A 4xx: final, except a 403 that only says the broker does not know the request yet."""
     problem = _problem(response)
@@ -286,7 +288,7 @@ def _refusal(
     return BrokerReply("refused", inquiry_id=known_id, error=error)
 
 
-def _answer(response: httpx.Response, *, known_id: uuid.UUID | None) -> BrokerReply:
+def _answer(response: ServiceResponse, *, known_id: uuid.UUID | None) -> BrokerReply:
     try:
         body = _Inquiry.model_validate_json(response.content)
     except ValidationError:
@@ -317,7 +319,7 @@ def purpose_not_yet_known(reason: str) -> bool:
     return reason.endswith("_unknown") and reason.startswith(("purpose", "request", "tracking"))
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def _problem(response: ServiceResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -325,8 +327,8 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
+def _retry_after(response: ServiceResponse) -> float | None:
+    value = response.header("retry-after") or ""
     try:
         return max(float(value), 0.0)
     except ValueError:

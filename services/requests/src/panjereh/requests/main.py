@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from panjereh.common.app import create_service_app
 from panjereh.common.auth import install_auth
 from panjereh.common.db import Database, after_commit
-from panjereh.common.http import outbound_client
+from panjereh.common.http import ServiceClient, outbound_client
 from panjereh.common.lifespan import Resources
 from panjereh.common.logging import configure_logging
 from panjereh.common.messaging.consumer import IdempotentConsumer
@@ -65,13 +65,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.run_workers:
             return
         # a broker call waits up to inquiry_wait_seconds for the answer, then answers
-        broker_http = await resources.enter(
-            outbound_client(
-                timeout=httpx.Timeout(settings.inquiry_wait_seconds + 10.0, connect=5.0)
-            )
+        broker_http = ServiceClient(
+            "inquiry-broker",
+            settings.inquiry_broker_url,
+            timeout=settings.inquiry_wait_seconds + 10.0,
+            connect_timeout=5.0,
+        )
+        resources.on_close(broker_http.aclose)
+        identity_http = await resources.enter(
+            outbound_client(timeout=httpx.Timeout(10.0, connect=5.0))
         )
         token = ServiceToken(
-            broker_http,
+            identity_http,
             identity_url=settings.identity_url,
             client_id=settings.client_id,
             client_secret=settings.client_secret.get_secret_value(),
@@ -81,7 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 database=database,
                 broker=BrokerClient(
                     broker_http,
-                    broker_url=settings.inquiry_broker_url,
                     token=token,
                     wait=settings.inquiry_wait_seconds,
                 ),
