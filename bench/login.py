@@ -53,11 +53,21 @@ TARGET_IDLE_SHARE = 0.05  # of one core, the whole stack
 CITIZENS = ((complete_national_code(f"27{n:07d}"), f"0935{n:07d}") for n in itertools.count(1))
 
 
+#: A login's steps, as the citizen waits for them.
+STEPS = (
+    "- OTP request (ownership inq.)",
+    "- code in the dev SMS outbox",
+    "- verify (civil-registry inq.)",
+)
+
+
 @dataclass
 class Load:
     """What one closed-loop phase measured."""
 
     latencies: list[float] = field(default_factory=list)
+    #: each step's share of every login, in seconds (OTP request, code delivered, verify)
+    steps: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in STEPS})
     polls: int = 0
     retried: Counter[str] = field(default_factory=Counter)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -80,6 +90,7 @@ async def one_login(
     if challenge.status_code != 202:
         msg = f"OTP refused: {challenge.status_code} {challenge.text}"
         raise BenchError(msg)
+    requested = time.monotonic()
     deadline = time.monotonic() + 10
     while True:
         load.polls += 1
@@ -91,6 +102,7 @@ async def one_login(
             msg = "no OTP reached the dev outbox within 10 s"
             raise BenchError(msg)
         await asyncio.sleep(poll_s)
+    delivered = time.monotonic()
     for _ in range(20):
         verified = await client.post(
             "/api/v1/auth/otp/verify",
@@ -104,7 +116,12 @@ async def one_login(
     if verified.status_code != 200:
         msg = f"OTP not verified: {verified.status_code} {verified.text}"
         raise BenchError(msg)
-    load.latencies.append(time.monotonic() - started)
+    done = time.monotonic()
+    load.latencies.append(done - started)
+    for name, seconds in zip(
+        STEPS, (requested - started, delivered - requested, done - delivered), strict=True
+    ):
+        load.steps[name].append(seconds)
     if len(load.headers) < 64:
         load.headers.append({"Authorization": f"Bearer {verified.json()['access_token']}"})
 
@@ -192,6 +209,12 @@ def print_phase(result: Phase) -> dict[str, bool]:
         print(
             f"  {name:<34}{len(values):>7}{rate:>9.1f}{statistics.median(values):>9.1f}"
             f"{percentile(values, 0.99):>9.1f}{max(values):>9.1f}"
+        )
+    for name in STEPS:  # where a login waits
+        step_ms = [t * 1000 for t in load.steps[name]]
+        print(
+            f"  {name:<34}{len(step_ms):>7}{'':>9}{statistics.median(step_ms):>9.1f}"
+            f"{percentile(step_ms, 0.99):>9.1f}{max(step_ms):>9.1f}"
         )
     print(
         f"  ratios: logins/s / GET/s = {per_s / ref_per_s:.3f}; p50 / GET p50 = "

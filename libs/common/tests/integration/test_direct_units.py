@@ -5,6 +5,7 @@ SQLAlchemy, and a pool that never hands out a connection a unit left broken."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -396,3 +397,48 @@ async def test_a_sessions_statements_sent_by_the_driver_share_its_transaction(
     with pytest.raises(ValueError, match="undone"):
         await written_then_undone()
     assert await stored(database, 14) is None
+
+
+async def test_after_a_lost_connection_the_pool_replaces_every_older_one(
+    database: Database,
+) -> None:
+    """The server restarted (or failed over): every pooled connection is gone. The first unit
+    meets it; the units after it get new connections instead of meeting it one by one."""
+    hold, both_held = asyncio.Event(), asyncio.Event()
+    pids: list[int] = []
+
+    async def hold_a_connection() -> None:
+        async with database.direct() as unit:
+            row = await unit.fetchrow(BACKEND)
+            assert row is not None
+            pids.append(row["pid"])
+            if len(pids) == 2:
+                both_held.set()
+            await hold.wait()
+
+    holders = [asyncio.create_task(hold_a_connection()) for _ in range(2)]
+    await both_held.wait()
+    hold.set()
+    await asyncio.gather(*holders)
+    url = database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(url)
+    try:
+        for pid in pids:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+    async def one_unit(together: asyncio.Barrier | None = None) -> int:
+        async with database.direct() as unit:
+            row = await unit.fetchrow(BACKEND)
+            assert row is not None
+            if together is not None:
+                await together.wait()  # both connections of the pool drawn at once
+            return int(row["pid"])
+
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - the driver's own error class
+        await one_unit()
+    assert database_unavailable(raised.value)
+    together = asyncio.Barrier(2)
+    drawn = await asyncio.gather(one_unit(together), one_unit(together))
+    assert not set(drawn) & set(pids)

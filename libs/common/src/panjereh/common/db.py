@@ -48,11 +48,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import ClauseElement
 
+from panjereh.common.errors import database_unavailable
 from panjereh.common.metrics import POOLS
 from panjereh.common.telemetry import instrument_engine
 
@@ -290,10 +292,10 @@ class DirectUnit:
 
     __slots__ = (
         "_begun",
-        "_broken",
         "_callbacks",
         "_connection",
         "_dialect",
+        "_failure",
         "_session",
         "_through_session",
         "engine",
@@ -317,8 +319,8 @@ class DirectUnit:
         #: every statement through SQLAlchemy (a test's joined connection, shared by tasks)
         self._through_session = through_session
         self._begun = False
-        #: a round trip failed in a way that may have left the connection unusable
-        self._broken = False
+        #: the error of a round trip that may have left the connection unusable
+        self._failure: BaseException | None = None
         self._callbacks: list[AfterCommit] = []
         self.info: dict[str, Any] = {} if info is None else info
 
@@ -378,7 +380,8 @@ class DirectUnit:
                 self._begun = True
             records = await self._connection.fetch(prepared.sql, *arguments)
         except BaseException as exc:
-            self._broken = self._broken or not _connection_survives(exc)
+            if self._failure is None and not _connection_survives(exc):
+                self._failure = exc
             raise
         return [prepared.row(record) for record in records]
 
@@ -562,7 +565,7 @@ class Database:
             unit = DirectUnit(
                 engine, connection=raw.driver_connection, info=dict(self._unit_info())
             )
-            healthy = False
+            failure: BaseException | None = None
             try:
                 try:
                     yield unit
@@ -570,28 +573,46 @@ class Database:
                     keep = isinstance(exc, KeepChanges)
                     try:
                         await unit._end(commit=keep)
-                    except BaseException:
+                    except BaseException as ending:
+                        failure = ending
                         if keep:
                             raise  # the changes were not kept after all: that is the outcome
                         # the rollback failed too (a lost connection): the error that ended
                         # the unit is the one to report
                     else:
-                        healthy = not unit._broken
                         committed = keep
                     raise
-                await unit._end(commit=True)
-                healthy = not unit._broken
+                try:
+                    await unit._end(commit=True)
+                except BaseException as ending:
+                    failure = ending
+                    raise
                 committed = True
             finally:
-                if not healthy:
+                failure = unit._failure or failure
+                if failure is not None:
                     # a statement, or its end, failed in a way that may leave the connection
                     # broken or mid-protocol: the pool never hands it out again
-                    raw.invalidate()
+                    self._discard(raw, failure)
                 raw.close()
         finally:
             _restore(token, depth)
             if committed:  # a KeepChanges error propagates after them
                 await _run_after_commit(unit._callbacks)
+
+    def _discard(self, raw: PoolProxiedConnection, failure: BaseException) -> None:
+        """Close ``raw`` for good after ``failure``; after a lost connection, also every
+        connection the pool opened before now, at its next checkout.
+
+        The second is what SQLAlchemy does when a statement of a session meets a lost
+        connection (its pool's own invalidation, called the same way): after a restart or a
+        failover the pool's other connections are gone too, and each would otherwise fail
+        the request that draws it before the pool learns of it.
+        """
+        if database_unavailable(failure):
+            self.engine.sync_engine.pool._invalidate(raw, failure)
+        if raw.is_valid:
+            raw.invalidate(failure)
 
     def _unit_info(self) -> dict[str, Any]:
         """What the service bound to its sessions' ``info`` (copied into each direct unit)."""
@@ -625,7 +646,7 @@ class Database:
                 record = await driver.fetchrow(prepared.sql, *arguments)
             except BaseException as exc:
                 if not _connection_survives(exc):
-                    raw.invalidate()
+                    self._discard(raw, exc)
                 raise
             finally:
                 raw.close()
