@@ -112,6 +112,25 @@ async def inserts_refused(
         await connection.close()
 
 
+async def registration_refused(
+    client: httpx.AsyncClient, seed: int, identity_database: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A first login of ``seed``'s person whose registration the database refuses on its last
+    statement (500); the challenge and the verify body, for sending the code again."""
+    national_code, mobile = national_code_for(seed), mobile_for(seed)
+    challenge = (await ask_code(client, national_code, mobile, seed)).json()
+    body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+    async with inserts_refused(
+        identity_database,
+        "citizen",
+        when=f"NEW.national_code = '{national_code}'",
+        name=f"refuse_citizen_{seed}",
+    ):
+        refused = await client.post("/api/v1/auth/otp/verify", json=body)
+    assert refused.status_code == 500
+    return challenge, body
+
+
 class TestRequestCode:
     async def test_answers_202_and_sends_a_six_digit_code_by_sms(
         self, client: httpx.AsyncClient, seed: int, identity_database: str
@@ -704,17 +723,8 @@ class TestVerifyClaimsTheChallenge:
     async def test_a_registration_refused_half_way_writes_nothing_and_gives_the_code_back(
         self, client: httpx.AsyncClient, seed: int, identity_database: str
     ) -> None:
-        national_code, mobile = national_code_for(seed), mobile_for(seed)
-        challenge = (await ask_code(client, national_code, mobile, seed)).json()
-        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
-        async with inserts_refused(
-            identity_database,
-            "citizen",
-            when=f"NEW.national_code = '{national_code}'",
-            name=f"refuse_citizen_{seed}",
-        ):
-            refused = await client.post("/api/v1/auth/otp/verify", json=body)
-        assert refused.status_code == 500
+        national_code = national_code_for(seed)
+        challenge, body = await registration_refused(client, seed, identity_database)
         registered = "SELECT id FROM identity.citizen WHERE national_code = $1"
         assert await fetch(identity_database, registered, national_code) == []
         rows = await fetch(
@@ -783,17 +793,7 @@ class TestRegistrationEvent:
         seed: int,
         identity_database: str,
     ) -> None:
-        national_code, mobile = national_code_for(seed), mobile_for(seed)
-        challenge = (await ask_code(client, national_code, mobile, seed)).json()
-        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
-        async with inserts_refused(
-            identity_database,
-            "citizen",
-            when=f"NEW.national_code = '{national_code}'",
-            name=f"refuse_citizen_{seed}",
-        ):
-            refused = await client.post("/api/v1/auth/otp/verify", json=body)
-        assert refused.status_code == 500
+        await registration_refused(client, seed, identity_database)
         assert relay_wakes == []
 
 
