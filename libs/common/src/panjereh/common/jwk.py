@@ -113,12 +113,17 @@ def sign_compact(
     payload: Any,
     *,
     encode: Callable[[Any], bytes] = canonical_json,
+    kid: str | None = None,
 ) -> str:
     """A compact JWS (RFC 7515) of ``payload``: ES256, ``alg`` and ``kid`` set in the header.
 
     ``encode`` turns header and payload into bytes (canonical JSON unless told otherwise).
+    ``kid``: the key's thumbprint, when the caller keeps it (a signer signing many tokens);
+    computed from ``key`` otherwise.
     """
-    full_header = {**header, "alg": ALGORITHM, "kid": thumbprint(public_jwk(key))}
+    if kid is None:
+        kid = thumbprint(public_jwk(key))
+    full_header = {**header, "alg": ALGORITHM, "kid": kid}
     signing_input = f"{b64url(encode(full_header))}.{b64url(encode(payload))}"
     der = key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)

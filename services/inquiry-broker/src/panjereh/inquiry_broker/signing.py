@@ -60,7 +60,9 @@ class AnswerSigner:
     def sign_as(self, media_type: str, payload: dict[str, Any]) -> str:
         """Sign ``payload`` as a ``media_type`` token (an answer, an audit checkpoint): each
         verifier checks ``typ``, so one kind is never taken for the other."""
-        return jwk.sign_compact(self._key, {"typ": media_type}, payload, encode=canonical_json)
+        return jwk.sign_compact(
+            self._key, {"typ": media_type}, payload, encode=canonical_json, kid=self.kid
+        )
 
 
 def verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:

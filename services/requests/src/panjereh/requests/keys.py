@@ -8,6 +8,7 @@ whichever replica starts first), so documents stay verifiable across restarts of
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ class DocumentKeys:
     private_key: jwk.PrivateKey = field(repr=False)
     published: tuple[dict[str, str], ...]
 
-    @property
+    @functools.cached_property
     def kid(self) -> str:
         return jwk.public_jwk(self.private_key)["kid"]
 
@@ -38,7 +39,7 @@ class DocumentKeys:
         return {"keys": list(self.published)}
 
     def sign(self, payload: dict[str, Any], *, typ: str) -> str:
-        return jwk.sign_compact(self.private_key, {"typ": typ}, payload)
+        return jwk.sign_compact(self.private_key, {"typ": typ}, payload, kid=self.kid)
 
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(header, payload)``, or :class:`~panjereh.common.jwk.InvalidJws`."""
