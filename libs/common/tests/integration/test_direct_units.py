@@ -295,6 +295,67 @@ async def test_one_statement_commits_by_itself_without_begin(database: Database)
     assert await stored(database, 7) is None
 
 
+async def test_statements_sent_alone_before_the_unit_begins_cost_no_begin(
+    database: Database,
+) -> None:
+    """A read and then the unit's one write, each alone: two round trips, no transaction,
+    and the write is committed when the block ends (its callbacks run)."""
+    await database.statement(INSERT_ITEM, {"id": 20, "body": None, "colour": None, "tags": []})
+    ran: list[str] = []
+    with driver_queries(database) as log:
+        async with database.direct() as unit:
+            read = await unit.fetchrow(READ_ITEM, {"id": 20}, alone=True)
+            assert read is not None
+            assert read["state"] == "new"
+            assert not unit.in_transaction
+            await unit.fetch(FINISH_ITEM, {"item": 20}, alone=True)
+            unit.after_commit(lambda: ran.append("after"))
+            assert not unit.in_transaction
+    sent = (await log.settled()).statements()
+    assert [statement.split()[0] for statement in sent] == ["SELECT", "UPDATE"]
+    assert log.in_transaction("direct.item") == [False, False]
+    assert ran == ["after"]
+    assert (await stored(database, 20)).state == "done"
+
+
+async def test_alone_changes_nothing_once_the_unit_has_begun(database: Database) -> None:
+    """After a statement that began the transaction, one sent alone is part of it: an error
+    then rolls both back."""
+
+    async def write_then_fail() -> None:
+        async with database.direct() as unit:
+            await unit.fetch(INSERT_ITEM, {"id": 21, "body": None, "colour": None, "tags": []})
+            assert unit.in_transaction
+            await unit.fetch(FINISH_ITEM, {"item": 21}, alone=True)
+            raise ValueError("undone")
+
+    with driver_queries(database) as log, pytest.raises(ValueError, match="undone"):
+        await write_then_fail()
+    assert (await log.settled()).in_transaction("UPDATE direct.item") == [True]
+    assert await stored(database, 21) is None
+
+
+async def test_what_went_alone_stays_committed_when_an_error_ends_the_unit(
+    database: Database,
+) -> None:
+    """A write sent alone committed by itself: an error raised after it rolls back nothing,
+    and the unit's callbacks run, as after any commit."""
+    ran: list[str] = []
+
+    async def write_then_fail() -> None:
+        async with database.direct() as unit:
+            await unit.fetch(
+                INSERT_ITEM, {"id": 22, "body": None, "colour": None, "tags": []}, alone=True
+            )
+            unit.after_commit(lambda: ran.append("after"))
+            raise ValueError("after the write")
+
+    with pytest.raises(ValueError, match="after the write"):
+        await write_then_fail()
+    assert await stored(database, 22) is not None
+    assert ran == ["after"]
+
+
 async def test_a_failed_statement_changes_nothing(database: Database) -> None:
     twice = text(f"INSERT INTO {SCHEMA}.item (id, state) VALUES (12, 'half'), (12, 'duplicate')")
     with pytest.raises(asyncpg.UniqueViolationError):

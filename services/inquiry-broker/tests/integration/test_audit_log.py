@@ -10,10 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from panjereh.common.db import Database
+from panjereh.common.db import Database, DirectUnit
 from panjereh.common.migrations import downgrade, upgrade
 from panjereh.common.testing.plugin import MigratedDatabase
-from panjereh.common.testing.queries import driver_queries
 from panjereh.inquiry_broker.audit import ChainVerifier
 from panjereh.inquiry_broker.repository import AuditRepository
 
@@ -133,34 +132,66 @@ async def test_appends_taking_turns_across_replicas_chain_after_the_tables_head(
             await database.dispose()
 
 
+@pytest.mark.parametrize("unit", ["alone", "in a transaction"])
 async def test_queued_appends_of_one_process_each_insert_once(
-    migrated_database: MigratedDatabase,
+    migrated_database: MigratedDatabase, monkeypatch: pytest.MonkeyPatch, unit: str
 ) -> None:
     """The head an append guesses is its process's last append, known before that one
-    commits: appends waiting for the chain's lock in one process each insert once, never a
-    second time under the lock after a stale guess."""
+    commits: appends waiting for the chain's lock in one process each send one statement,
+    never a second one after a stale guess. Alone: each append is its unit's only statement
+    (sent without a transaction, the ask's common case); in a transaction: its lock is held
+    until the commit, which the next append's statement waits for."""
     url = await migrated_database(PACKAGE)
     database = Database(url)
+    sent: list[bool] = []
+    fetchrow = DirectUnit.fetchrow
+
+    async def counted(self: DirectUnit, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(kwargs.get("alone", False))
+        return await fetchrow(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(DirectUnit, "fetchrow", counted)
 
     async def append(n: int) -> None:
-        async with database.transaction() as session:
-            await AuditRepository(session).append(fields(n), key=KEY)
+        if unit == "alone":
+            async with database.direct() as direct:
+                await AuditRepository(direct).append(fields(n), key=KEY)
+                assert not direct.in_transaction
+        else:
+            async with database.transaction() as session:
+                await AuditRepository(session).append(fields(n), key=KEY)
 
     try:
-        # the appends are sent by the driver (after the lock, which begins the transaction)
-        with driver_queries(database) as log:
-            await asyncio.gather(*(append(n) for n in range(8)))
-        # statements that insert an entry: the first try (a CTE checking the guessed head)
-        # or, after a wrong guess, a plain INSERT
-        inserts = [
-            "again" if statement.startswith("INSERT") else "first"
-            for statement in (await log.settled()).statements()
-            if "INSERT INTO inquiry_broker.audit_entry" in statement
-        ]
+        await asyncio.gather(*(append(n) for n in range(8)))
         assert await verify(database) == (8, None)
-        assert inserts == ["first"] * 8
+        assert sent == [True] * 8  # each append's first statement, and no other
     finally:
         await database.dispose()
+
+
+async def test_an_append_sent_alone_after_another_replicas_chains_after_it(
+    migrated_database: MigratedDatabase,
+) -> None:
+    """An append sent alone whose guess is stale (another replica appended) writes nothing,
+    then chains after the head it found, in a transaction that holds the lock from then on:
+    what it writes with its entry (here a whole new inquiry would be) is written once."""
+    url = await migrated_database(PACKAGE)
+    replicas = [Database(url), Database(url)]
+
+    async def append(database: Database, n: int) -> bool:
+        async with database.direct() as direct:
+            await AuditRepository(direct).append(fields(n), key=KEY)
+            return direct.in_transaction
+
+    try:
+        assert await append(replicas[0], 0) is False  # one statement, no transaction
+        assert await append(replicas[1], 1) is True  # guessed the genesis: sent again
+        assert await append(replicas[0], 2) is True  # guessed its own entry 0: sent again
+        assert await append(replicas[0], 3) is False  # its guess (entry 2) is the head
+        assert await verify(replicas[1]) == (4, None)
+    finally:
+        for database in replicas:
+            await database.dispose()
 
 
 async def test_the_service_role_cannot_change_or_delete_audit_entries(

@@ -288,9 +288,19 @@ class DirectUnit:
 
     :meth:`of` sends statements the same way inside a session's unit of work: for code shared
     by a hot unit of its own and a unit that also needs the ORM.
+
+    A statement sent with ``alone=True`` before the unit has begun its transaction is sent
+    without one: it commits by itself, and costs neither ``BEGIN`` nor ``COMMIT``. For a read
+    that takes no lock (under READ COMMITTED each statement of a transaction sees its own
+    snapshot anyway), and for a write that is atomic by itself and that nothing the unit
+    writes later must commit with. A unit whose statements all went alone is done: no
+    ``COMMIT`` follows, and its after-commit callbacks run even if an error ends the block
+    after them (what went alone is committed). Once the unit has begun, ``alone`` changes
+    nothing; in a session's unit of work (:meth:`of`) neither.
     """
 
     __slots__ = (
+        "_alone",
         "_begun",
         "_callbacks",
         "_connection",
@@ -319,6 +329,8 @@ class DirectUnit:
         #: every statement through SQLAlchemy (a test's joined connection, shared by tasks)
         self._through_session = through_session
         self._begun = False
+        #: a statement sent alone has committed (see the class docstring)
+        self._alone = False
         #: the error of a round trip that may have left the connection unusable
         self._failure: BaseException | None = None
         self._callbacks: list[AfterCommit] = []
@@ -351,9 +363,13 @@ class DirectUnit:
         return cast("DirectUnit", unit)
 
     async def fetch(
-        self, statement: Executable, values: Mapping[str, Any] | None = None
+        self,
+        statement: Executable,
+        values: Mapping[str, Any] | None = None,
+        *,
+        alone: bool = False,
     ) -> list[RowByName]:
-        """Every row ``statement`` returns."""
+        """Every row ``statement`` returns (``alone``: see the class docstring)."""
         prepared = driver_statement(statement, self._dialect, values)
         arguments = prepared.arguments(values)
         if self._session is not None:
@@ -374,8 +390,9 @@ class DirectUnit:
                 prepared.row(record)
                 for record in await self._connection.fetch(prepared.sql, *arguments)
             ]
+        sent_alone = alone and not self._begun
         try:
-            if not self._begun:
+            if not self._begun and not alone:
                 await self._connection.execute("BEGIN")
                 self._begun = True
             records = await self._connection.fetch(prepared.sql, *arguments)
@@ -383,14 +400,26 @@ class DirectUnit:
             if self._failure is None and not _connection_survives(exc):
                 self._failure = exc
             raise
+        if sent_alone:
+            self._alone = True
         return [prepared.row(record) for record in records]
 
     async def fetchrow(
-        self, statement: Executable, values: Mapping[str, Any] | None = None
+        self,
+        statement: Executable,
+        values: Mapping[str, Any] | None = None,
+        *,
+        alone: bool = False,
     ) -> RowByName | None:
-        """The first row ``statement`` returns, if any."""
-        rows = await self.fetch(statement, values)
+        """The first row ``statement`` returns, if any (``alone``: see the class docstring)."""
+        rows = await self.fetch(statement, values, alone=alone)
         return rows[0] if rows else None
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether this unit's next statement runs in a transaction that is still open (a
+        session's unit of work always: it begins one with its first statement)."""
+        return self._session is not None or self._begun
 
     def after_commit(self, callback: AfterCommit) -> None:
         """Run ``callback`` once this unit has committed (never on rollback)."""
@@ -575,17 +604,20 @@ class Database:
                         await unit._end(commit=keep)
                     except BaseException as ending:
                         failure = ending
+                        committed = unit._alone
                         if keep:
                             raise  # the changes were not kept after all: that is the outcome
                         # the rollback failed too (a lost connection): the error that ended
                         # the unit is the one to report
                     else:
-                        committed = keep
+                        # what went alone committed whatever ended the block
+                        committed = keep or unit._alone
                     raise
                 try:
                     await unit._end(commit=True)
                 except BaseException as ending:
                     failure = ending
+                    committed = unit._alone
                     raise
                 committed = True
             finally:

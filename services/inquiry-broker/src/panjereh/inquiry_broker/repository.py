@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -43,6 +45,7 @@ from panjereh.common.messaging.consumer import InboxClaim
 from panjereh.inquiry_broker import policy
 from panjereh.inquiry_broker.audit import GENESIS, KEYED, KEYED_FIELDS, entry_mac
 from panjereh.inquiry_broker.models import (
+    SCHEMA,
     AccessGrant,
     AgencyAnnouncement,
     AuditCheckpoint,
@@ -57,12 +60,6 @@ from panjereh.inquiry_broker.models import (
 #: One advisory lock serialises appends to the audit chain across every replica.
 _AUDIT_CHAIN_LOCK = zlib.crc32(b"inquiry_broker.audit_entry")
 _LOCK_CHAIN = select(func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK))
-#: The same, its transaction committing without waiting for the WAL flush (see
-#: :func:`_locking_after_new_inquiry`)
-_LOCK_CHAIN_WITHOUT_FLUSH_WAIT: Select[Any] = select(
-    func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK),
-    func.set_config("synchronous_commit", "off", True),
-)
 #: The entries a citizen's data tracker shows: access decisions (not refused agency replies).
 _ACCESS_DECISION = AuditEntry.decision.in_(("allowed", "denied"))
 #: The channel a committed answer is announced on (payload: the inquiry id).
@@ -241,7 +238,11 @@ class PolicyInputRepository:
     ) -> PolicyInputs | None:
         """Everything the policy needs for one inquiry, and the cached answer to
         ``cache_key`` (``None``: none is wanted), in one round trip; ``None`` when the type is
-        not registered. A purpose without a tracking code names no live purpose."""
+        not registered. A purpose without a tracking code names no live purpose.
+
+        A read that locks nothing: sent alone when the unit of work has not begun a
+        transaction (no ``BEGIN`` for it; under READ COMMITTED it sees what it would see as a
+        transaction's statement)."""
         rows = await self.unit.fetch(
             _POLICY_INPUTS,
             {
@@ -251,6 +252,7 @@ class PolicyInputRepository:
                 "cache_key": cache_key,
                 "now": now,
             },
+            alone=True,
         )
         if not rows:
             return None
@@ -537,53 +539,21 @@ _BY_ID = select(_INQUIRY).where(_INQUIRY.c.id == bindparam("inquiry_id", type_=_
 _SAVE_ANSWER = select(func.pg_notify(ANSWERED_CHANNEL, sql_cast(_SAVED.c.id, Text))).select_from(
     _SAVED
 )
-#: The prefix of the inquiry's parameters in :func:`_locking_after_new_inquiry` (a column's own
-#: name is reserved for an INSERT's own values).
+#: The prefix of a new inquiry's parameters in :func:`_append_statement` (a column's own name
+#: is reserved for an INSERT's own values, and the outbox row's take theirs).
 _NEW_INQUIRY = "new_"
-_LOCKING_AFTER_NEW_INQUIRY: weakref.WeakKeyDictionary[Table, Select[Any]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 @dataclass(frozen=True)
 class PendingWrites:
-    """Writes of a unit of work left to the statement that takes the audit chain's lock
-    (:meth:`AuditRepository.lock_chain`), which runs them as CTEs: one round trip fewer."""
+    """A new inquiry and the outbox row of its first attempt, left to the statement that
+    appends the decision allowing it to the audit chain (:meth:`AuditRepository.append`): the
+    three are written by that one statement, or none of them."""
 
-    #: the chain lock's statement with the writes as its CTEs
-    lock_statement: Select[Any]
+    #: the outbox table the attempt goes to
+    outbox_table: Table
+    #: the inquiry's values (prefixed) and the outbox row's
     params: dict[str, Any]
-
-
-def _locking_after_new_inquiry(outbox_table: Table) -> Select[Any]:
-    """The chain lock's statement that also inserts a new inquiry and the outbox row of its
-    first attempt, built once per outbox table.
-
-    Its transaction commits without waiting for its WAL to reach the disk
-    (``synchronous_commit`` off, set by this statement for this transaction only). Nothing it
-    writes is released to anyone before a commit that does wait: the inquiry's answer (or
-    time-out) is recorded by a synchronous commit, which flushes the WAL in order, this
-    transaction's records included, before any caller is handed the answer; and a caller
-    told "pending" (202) is told so only after :meth:`~panjereh.common.db.Database.flush_wal`.
-    A server crash in between loses an inquiry nobody was told of, with its audit entry and
-    outbox row together: at most its agency was asked a question whose answer no one reads.
-    One disk flush fewer on each inquiry's way, where this machine's slowest round trips
-    waited (pg_stat_activity: ``WalSync`` at ``COMMIT``).
-    """
-    statement = _LOCKING_AFTER_NEW_INQUIRY.get(outbox_table)
-    if statement is None:
-        new_inquiry = insert(_INQUIRY).values(
-            {
-                name: bindparam(_NEW_INQUIRY + name, type_=_INQUIRY.c[name].type)
-                for name in _INQUIRY_COLUMNS
-            }
-        )
-        statement = _LOCK_CHAIN_WITHOUT_FLUSH_WAIT.add_cte(
-            new_inquiry.cte("new_inquiry"),
-            outbox.insert_statement(outbox_table).cte("first_attempt"),
-        )
-        _LOCKING_AFTER_NEW_INQUIRY[outbox_table] = statement
-    return statement
 
 
 _TYPE_PREFIX = "type__"
@@ -653,11 +623,11 @@ class InquiryRepository:
 
     def adding_and_sending(self, inquiry: Inquiry, attempt: outbox.Row) -> PendingWrites:
         """The writes that insert ``inquiry`` and the outbox row of its first attempt, left to
-        the statement that takes the audit chain's lock for the decision allowing it (the
-        unit of work's next statement, :meth:`AuditRepository.lock_chain`): nothing is sent
-        to the database here."""
+        the statement that appends the decision allowing it to the audit chain (the unit of
+        work's next statement, :meth:`AuditRepository.append`): nothing is sent to the
+        database here."""
         return PendingWrites(
-            lock_statement=_locking_after_new_inquiry(attempt.table),
+            outbox_table=attempt.table,
             params={
                 **{_NEW_INQUIRY + name: getattr(inquiry, name) for name in _INQUIRY_COLUMNS},
                 **attempt.values,
@@ -770,36 +740,88 @@ class InquiryRepository:
 #: The columns an append writes (``seq`` is the table's own).
 _ENTRY_COLUMNS = (*KEYED_FIELDS, "prev_hash", "entry_hash")
 _AUDIT_TABLE = cast(Table, AuditEntry.__table__)
-_ENTRY_VALUES = {name: bindparam(name, type_=_AUDIT_TABLE.c[name].type) for name in _ENTRY_COLUMNS}
-_CHAIN_HEAD = (
-    select(AuditEntry.seq, AuditEntry.entry_hash)
-    .order_by(AuditEntry.seq.desc())
-    .limit(1)
-    .cte("chain_head")
-)
-#: Insert the entry only if its ``prev_hash`` is still the chain's head (``GENESIS`` for an
-#: empty chain); either way, say what the head was. Run under the chain lock, taken by an
-#: earlier statement, so that this statement's snapshot already sees every committed append.
-_APPEND_AFTER_HEAD = select(
-    select(_CHAIN_HEAD.c.entry_hash).scalar_subquery().label("head_hash"),
-    select(
-        insert(_AUDIT_TABLE)
-        .from_select(
-            list(_ENTRY_COLUMNS),
-            select(*_ENTRY_VALUES.values()).where(
-                func.coalesce(select(_CHAIN_HEAD.c.entry_hash).scalar_subquery(), GENESIS)
-                == _ENTRY_VALUES["prev_hash"]
-            ),
-        )
+#: The prefix of an entry's parameters (the outbox row's take their columns' names).
+_ENTRY = "entry_"
+_ENTRY_VALUES = {
+    name: bindparam(_ENTRY + name, type_=_AUDIT_TABLE.c[name].type) for name in _ENTRY_COLUMNS
+}
+_APPEND_STATEMENTS: dict[Table | None, Select[Any]] = {}
+
+
+def _entry_params(values: dict[str, Any], prev_hash: str, entry_hash: str) -> dict[str, Any]:
+    entry = {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
+    return {_ENTRY + name: value for name, value in entry.items()}
+
+
+def _append_statement(outbox_table: Table | None) -> Select[Any]:
+    """One statement that takes the chain's lock, reads the head once it holds it, and, when
+    the head is the one the entry's MAC was made after (its ``prev_hash``; ``GENESIS`` for an
+    empty chain), inserts the entry, and with ``outbox_table`` also a new inquiry and the
+    outbox row of its first attempt. Otherwise it writes nothing. Either way it answers the
+    head it found (``head_hash``) and the entry's ``seq`` (``appended_seq``, ``NULL`` when
+    nothing was written). Built once per outbox table.
+
+    Under READ COMMITTED a statement's snapshot is taken before it waits for the lock: a plain
+    subquery would miss an append committed meanwhile, and the entry would chain beside it.
+    ``audit_chain_head()`` (migration 0008), a VOLATILE function, reads the head with a
+    snapshot of its own, taken after the lock; both are materialised, so each runs once.
+
+    Sent alone (no transaction, :meth:`~panjereh.common.db.DirectUnit.fetch`), the statement
+    commits by itself and the lock is held for the statement only: no client round trip
+    happens under it. In a transaction the lock is held until that transaction ends, as any
+    append's.
+
+    With a new inquiry, the statement's transaction commits without waiting for its WAL to
+    reach the disk (``synchronous_commit`` off, for it only). Nothing it writes is released
+    to anyone before a commit that does wait: the inquiry's answer (or time-out) is recorded
+    by a synchronous commit, which flushes the WAL in order, this transaction's records
+    included, before any caller is handed the answer; and a caller told "pending" (202) is
+    told so only after :meth:`~panjereh.common.db.Database.flush_wal`. A server crash in
+    between loses an inquiry nobody was told of, with its audit entry and outbox row
+    together: at most its agency was asked a question whose answer no one reads. One disk
+    flush fewer on each inquiry's way, where this machine's slowest round trips waited
+    (pg_stat_activity: ``WalSync`` at ``COMMIT``).
+    """
+    known = _APPEND_STATEMENTS.get(outbox_table)
+    if known is not None:
+        return known
+    lock: list[Any] = [func.pg_advisory_xact_lock(_AUDIT_CHAIN_LOCK).label("locked")]
+    if outbox_table is not None:
+        lock.append(func.set_config("synchronous_commit", "off", True).label("no_flush_wait"))
+    chain_locked = select(*lock).cte("chain_locked").prefix_with("MATERIALIZED")
+    locked_head = (
+        select(getattr(func, SCHEMA).audit_chain_head(type_=Text()).label("entry_hash"))
+        .select_from(chain_locked)
+        .cte("locked_head")
+        .prefix_with("MATERIALIZED")
+    )
+    head_hash = select(locked_head.c.entry_hash).scalar_subquery()
+    guess_right = func.coalesce(head_hash, GENESIS) == _ENTRY_VALUES["prev_hash"]
+
+    def insert_if_right(table: Table, params: dict[str, str]) -> Insert:
+        values = [bindparam(param, type_=table.c[column].type) for column, param in params.items()]
+        return insert(table).from_select(list(params), select(*values).where(guess_right))
+
+    appended = (
+        insert_if_right(_AUDIT_TABLE, {name: _ENTRY + name for name in _ENTRY_COLUMNS})
         .returning(_AUDIT_TABLE.c.seq)
         .cte("appended")
-        .c.seq
     )
-    .scalar_subquery()
-    .label("appended_seq"),
-)
-#: Insert the entry (its ``prev_hash`` read under the chain lock).
-_APPEND = insert(_AUDIT_TABLE).values(_ENTRY_VALUES).returning(_AUDIT_TABLE.c.seq)
+    statement: Select[Any] = select(
+        head_hash.label("head_hash"),
+        select(appended.c.seq).scalar_subquery().label("appended_seq"),
+    )
+    if outbox_table is not None:
+        statement = statement.add_cte(
+            insert_if_right(_INQUIRY, {name: _NEW_INQUIRY + name for name in _INQUIRY_COLUMNS}).cte(
+                "new_inquiry"
+            ),
+            insert_if_right(outbox_table, {name: name for name in outbox.ADDED_COLUMNS}).cte(
+                "first_attempt"
+            ),
+        )
+    _APPEND_STATEMENTS[outbox_table] = statement
+    return statement
 
 
 class _ChainHeads:
@@ -809,6 +831,11 @@ class _ChainHeads:
     statement that inserts, and falls back to the head it finds there (another replica
     appended meanwhile, a transaction rolled back, an entry was removed). It saves reading
     the head before every append of a process that appends alone.
+
+    The appends of one process take turns (:meth:`turn`): each guesses the entry the one
+    before it inserted, sends its statement and passes the turn on once that statement has
+    answered. Guessing all at once, they would all guess the same head, and all but one would
+    find another head under the lock and be sent again.
     """
 
     def __init__(self) -> None:
@@ -816,6 +843,19 @@ class _ChainHeads:
         self._heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = (
             weakref.WeakKeyDictionary()
         )
+        self._turns: weakref.WeakKeyDictionary[
+            Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
+
+    def turn(self, engine: Engine) -> asyncio.Lock:
+        """The turn of this process's appends to ``engine``'s chain (per event loop)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            known = self._turns.get(engine)
+            if known is None or known[0] is not loop:
+                known = (loop, asyncio.Lock())
+                self._turns[engine] = known
+        return known[1]
 
     def guess(self, engine: Engine) -> str:
         with self._lock:
@@ -830,6 +870,15 @@ class _ChainHeads:
 
 
 _chain_heads = _ChainHeads()
+#: ``info`` key: the transaction of a unit of work that holds the audit chain's lock.
+_HOLDS_CHAIN_LOCK = "inquiry_broker.holds_audit_chain_lock"
+
+
+def _transaction_of(unit: Unit) -> object:
+    """What identifies ``unit``'s current transaction (a session's outlives its units)."""
+    if isinstance(unit, DirectUnit):
+        return unit
+    return unit.sync_session.get_transaction()
 
 
 class AuditRepository:
@@ -843,49 +892,62 @@ class AuditRepository:
     def session(self) -> AsyncSession:
         return orm(self.unit)
 
-    async def lock_chain(self, along: PendingWrites | None = None) -> None:
-        """Serialise with every append (any replica) until this transaction ends; in the
-        same statement, the writes ``along`` left to it."""
-        if along is None:
-            await driver(self.unit).fetch(_LOCK_CHAIN)
-        else:
-            await driver(self.unit).fetch(along.lock_statement, along.params)
+    async def lock_chain(self) -> None:
+        """Serialise with every append (any replica) until this transaction ends."""
+        await driver(self.unit).fetch(_LOCK_CHAIN)
+        self.unit.info[_HOLDS_CHAIN_LOCK] = _transaction_of(self.unit)
 
     async def append(
         self, fields: dict[str, Any], *, key: bytes, along: PendingWrites | None = None
     ) -> AuditEntry:
-        """Chain ``fields`` after the last entry, MAC'd with ``key``. Holds the chain lock
-        until commit.
+        """Chain ``fields`` after the last entry, MAC'd with ``key``; with ``along``, the writes
+        left to the same statement (:class:`PendingWrites`).
 
-        Two round trips when this process made the last append (the lock, then the insert
-        that checks the head it remembers), three otherwise (the insert finds another head
-        and is made again after it). The MAC is computed here: the key never reaches the
-        database. ``along``: writes of this unit of work made by the lock's statement.
+        One statement (:func:`_append_statement`) when this process made the last append: it
+        takes the chain's lock and inserts after the head this process remembers. Sent alone
+        when the unit of work has not begun a transaction (the unit's last write: it commits by
+        itself, and the lock is held for the statement only), in the unit's transaction
+        otherwise (held until it ends). When the head is another (another replica appended,
+        a transaction rolled back), nothing was written, and the statement is sent again
+        after the head it found, in a transaction holding the lock from then on: twice more
+        at most. The MAC is computed here: the key never reaches the database.
         """
-        await self.lock_chain(along)
         unit = driver(self.unit)
         engine = unit.engine
         values: dict[str, Any] = {name: fields.get(name) for name in KEYED_FIELDS}
         values["chain_version"] = KEYED
-        prev_hash = _chain_heads.guess(engine)
-        entry_hash = entry_mac(key, prev_hash, fields)
-        row = await unit.fetchrow(
-            _APPEND_AFTER_HEAD, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
-        )
-        assert row is not None  # a SELECT of two scalar subqueries answers one row
-        seq: int | None = row["appended_seq"]
-        if seq is None:
-            prev_hash = row["head_hash"] or GENESIS
-            entry_hash = entry_mac(key, prev_hash, fields)
-            appended = await unit.fetchrow(
-                _APPEND, {**values, "prev_hash": prev_hash, "entry_hash": entry_hash}
-            )
-            seq = None if appended is None else appended["seq"]
-        assert seq is not None  # RETURNING of a one-row insert
-        # this entry is the head the next append guesses, from now on rather than from the
-        # commit: the next append takes the chain's lock only once this transaction ended,
-        # and when it rolled back instead, that append finds the real head in its statement
-        _chain_heads.appended(engine, seq, entry_hash)
+        statement = _append_statement(None if along is None else along.outbox_table)
+        params = {} if along is None else along.params
+        held = self.unit.info.get(_HOLDS_CHAIN_LOCK)
+        if held is not None and held is _transaction_of(self.unit):
+            # this transaction holds the lock: waiting for the turn could wait for an append
+            # whose statement waits for this very lock
+            turn: asyncio.Lock | contextlib.nullcontext[None] = contextlib.nullcontext()
+        else:
+            turn = _chain_heads.turn(engine)
+        async with turn:
+            prev_hash = _chain_heads.guess(engine)
+            for attempt in range(3):
+                entry_hash = entry_mac(key, prev_hash, fields)
+                row = await unit.fetchrow(
+                    statement,
+                    {**params, **_entry_params(values, prev_hash, entry_hash)},
+                    alone=attempt == 0,
+                )
+                assert row is not None  # a SELECT of two scalar subqueries answers one row
+                seq: int | None = row["appended_seq"]
+                if seq is not None:
+                    break
+                prev_hash = row["head_hash"] or GENESIS
+            else:  # pragma: no cover - the third statement runs under this transaction's lock
+                msg = "the audit chain's head moved under its lock"
+                raise RuntimeError(msg)
+            # this entry is the head the next append guesses, from now on rather than from
+            # the commit: the next append's statement holds the lock only once this entry's
+            # transaction ended, and reads the head after it (the real one if it rolled back)
+            _chain_heads.appended(engine, seq, entry_hash)
+        if unit.in_transaction:
+            self.unit.info[_HOLDS_CHAIN_LOCK] = _transaction_of(self.unit)
         return AuditEntry(seq=seq, prev_hash=prev_hash, entry_hash=entry_hash, **values)
 
     async def walk(self, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:

@@ -93,7 +93,7 @@ class BrokerRuntime:
         if not state.final:
             # "accepted, pending" is a promise: a new inquiry sent through the outbox was
             # committed without waiting for the disk (an answer's commit waits, so a final
-            # state needs nothing more; see the repository's _locking_after_new_inquiry)
+            # state needs nothing more; see the repository's _append_statement)
             await self.database.flush_wal()
         return Reply(
             inquiry=state.answer,

@@ -147,7 +147,8 @@ def row(
     return Row(table=outbox, values=values, event_id=event_id)
 
 
-_ADDED_COLUMNS = ("event_id", "topic", "key", "event_type", "payload", "headers")
+#: The columns of an outbox row an event fills (:func:`row`'s values, named as the columns).
+ADDED_COLUMNS = ("event_id", "topic", "key", "event_type", "payload", "headers")
 _inserts: weakref.WeakKeyDictionary[Table, Insert] = weakref.WeakKeyDictionary()
 
 
@@ -157,7 +158,7 @@ def insert_statement(table: Table) -> Insert:
     statement = _inserts.get(table)
     if statement is None:
         statement = table.insert().values(
-            {name: bindparam(name, type_=table.c[name].type) for name in _ADDED_COLUMNS}
+            {name: bindparam(name, type_=table.c[name].type) for name in ADDED_COLUMNS}
         )
         _inserts[table] = statement
     return statement

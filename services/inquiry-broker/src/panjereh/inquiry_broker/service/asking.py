@@ -14,12 +14,15 @@
    HTTP connector, or sent through the outbox.
 
 An allowed inquiry's audit entry is the unit of work's last statement (after the idempotency
-record): appending takes the chain's lock, which every replica's appends wait for until the
-appending transaction ends, so it is held for the append and the commit only. An inquiry sent
-through the outbox is inserted, with its outbox row, by the statement that takes that lock (one
-round trip fewer). The entry commits with the inquiry or not at all, as before; that commit
-does not wait for the disk, because nothing it wrote reaches anyone before a commit that does
-(the answer's, or the flush before a 202: see the repository's ``_locking_after_new_inquiry``).
+record): appending takes the chain's lock, which every replica's appends wait for. An inquiry
+sent through the outbox is inserted, with its outbox row, by the statement that appends its
+entry: the three are written together or not at all. Without an idempotency key that
+statement is the unit's only write, read after the policy's inputs (a read that needs no
+transaction): it is sent without one and commits by itself, so the chain's lock is held for
+that statement only and no client round trip happens under it (two round trips in all, no
+``BEGIN``, no ``COMMIT``). Its commit does not wait for the disk, because nothing it wrote
+reaches anyone before a commit that does (the answer's, or the flush before a 202: see the
+repository's ``_append_statement``).
 """
 
 from __future__ import annotations
@@ -316,8 +319,8 @@ async def _answer_or_send(
     """Store ``inquiry`` answered from ``cached``, scheduled for its connector, or sent.
 
     An inquiry sent through the outbox is stored with its outbox row by the statement that
-    takes the audit chain's lock for its decision (returned, for that append): the unit of
-    work's next statement, and one round trip fewer.
+    appends its decision to the audit chain (returned, for that append): the unit of work's
+    next statement, and one round trip fewer.
     """
     repository = InquiryRepository(session)
     if cached is not None:

@@ -102,8 +102,8 @@ async def record_decision(
     """Append the policy's decision on one request to the chain (refusals too).
 
     ``inquiry_id`` is the id the inquiry gets if allowed; a refusal's entry names none.
-    ``along``: the allowed inquiry's own writes, made by the statement that takes the
-    chain's lock.
+    ``along``: the allowed inquiry's own writes, made by the statement that appends the
+    entry (and takes the chain's lock).
     """
     await AuditRepository(session).append(
         {
