@@ -352,6 +352,10 @@ class SignInRepository:
 
         A first login racing this one for the same person waits here until the other's unit
         of work ends; then exactly one of them has inserted the row.
+
+        Sent alone when the unit has begun no transaction (the first login's only write: it
+        commits by itself, no ``BEGIN`` or ``COMMIT``); when it wrote nothing, what the caller
+        does next begins one.
         """
         row = await self.unit.fetchrow(
             _REGISTER_AND_START_SESSION,
@@ -366,6 +370,7 @@ class SignInRepository:
                 **{f"outbox_{name}": value for name, value in registered.items()},
                 **session.parameters(),
             },
+            alone=True,
         )
         if row is None:  # pragma: no cover - the statement always answers one row
             msg = "registering a citizen answered nothing"

@@ -328,10 +328,10 @@ async def _register_and_sign_in(
     """Register the claim's person from the registry profile and sign them in.
 
     The citizen, its ``identity.citizen.registered`` event, the login session and its first
-    refresh token are one statement. First logins of one person are serialised by the insert
-    itself (``ON CONFLICT DO NOTHING`` waits for a racing insert to commit): one registers the
-    person and publishes the event; any other writes nothing there and signs the existing
-    citizen in.
+    refresh token are one statement, sent without a transaction (it commits by itself). First
+    logins of one person are serialised by the insert itself (``ON CONFLICT DO NOTHING`` waits
+    for a racing insert to commit): one registers the person and publishes the event; any
+    other writes nothing there and signs the existing citizen in, in a transaction of its own.
     """
     citizen_id = uuid.uuid4()
     # the event carries the opaque id only: no personal data leaves through Kafka
