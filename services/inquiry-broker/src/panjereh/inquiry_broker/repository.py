@@ -742,9 +742,7 @@ _ENTRY_COLUMNS = (*KEYED_FIELDS, "prev_hash", "entry_hash")
 _AUDIT_TABLE = cast(Table, AuditEntry.__table__)
 #: The prefix of an entry's parameters (the outbox row's take their columns' names).
 _ENTRY = "entry_"
-_ENTRY_VALUES = {
-    name: bindparam(_ENTRY + name, type_=_AUDIT_TABLE.c[name].type) for name in _ENTRY_COLUMNS
-}
+#: :func:`_append_statement` per outbox table (``None``: an entry alone); a service has one
 _APPEND_STATEMENTS: dict[Table | None, Select[Any]] = {}
 
 
@@ -796,7 +794,8 @@ def _append_statement(outbox_table: Table | None) -> Select[Any]:
         .prefix_with("MATERIALIZED")
     )
     head_hash = select(locked_head.c.entry_hash).scalar_subquery()
-    guess_right = func.coalesce(head_hash, GENESIS) == _ENTRY_VALUES["prev_hash"]
+    prev_hash = bindparam(_ENTRY + "prev_hash", type_=_AUDIT_TABLE.c.prev_hash.type)
+    guess_right = func.coalesce(head_hash, GENESIS) == prev_hash
 
     def insert_if_right(table: Table, params: dict[str, str]) -> Insert:
         values = [bindparam(param, type_=table.c[column].type) for column, param in params.items()]
