@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -362,6 +364,53 @@ class TestResources:
             async with running_app(app):
                 pass
         assert events == ["start", "stop"]
+
+
+class _Node:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.peer = self
+
+
+class TestLongLivedHeap:
+    async def test_start_up_objects_are_frozen_while_serving_and_thawed_at_shutdown(
+        self,
+    ) -> None:
+        made: dict[str, weakref.ref[_Node]] = {}
+
+        async def setup(app: FastAPI, resources: Resources) -> None:
+            made["at start-up"] = weakref.ref(_Node())  # garbage already, for the collector
+            app.state.kept = _Node()
+
+        def full_passes() -> float:
+            from prometheus_client import REGISTRY  # noqa: PLC0415
+
+            count = "panjereh_gc_pause_seconds_count"
+            return REGISTRY.get_sample_value(count, {"generation": "2"}) or 0.0
+
+        app = create_service_app(title="heap", settings=ServiceSettings(), setup=setup)
+        assert gc.get_freeze_count() == 0
+        before = full_passes()
+        gc.disable()  # no automatic pass may free the start-up garbage before the freeze
+        try:
+            async with running_app(app):
+                gc.enable()
+                # what start-up built is out of every generation a collection walks
+                assert gc.get_freeze_count() > 0
+                assert not any(obj is app.state.kept for obj in gc.get_objects())
+                made["while serving"] = weakref.ref(_Node())
+                gc.collect()
+                assert made["while serving"]() is None  # collected as usual
+                assert made["at start-up"]() is not None  # frozen: left for the shutdown
+                assert full_passes() == before + 1  # timed for panjereh_gc_pause_seconds
+        finally:
+            gc.enable()
+        assert gc.get_freeze_count() == 0
+        assert any(obj is app.state.kept for obj in gc.get_objects())
+        gc.collect()
+        assert made["at start-up"]() is None
+        assert full_passes() == before + 1  # the process no longer serves: not timed
 
 
 class TestMetrics:

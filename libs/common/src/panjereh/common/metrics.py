@@ -72,6 +72,16 @@ CONSUMER_LAG = Gauge(
     ["consumer", "topic"],
 )
 
+#: seconds: a pass over the young objects to a full pass over a large heap
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+GC_PAUSES = Histogram(
+    "panjereh_gc_pause_seconds",
+    "Time the process stood still for a pass of Python's cyclic garbage collector, by "
+    "generation (2: a full pass), while it serves",
+    ["generation"],
+    buckets=GC_PAUSE_BUCKETS,
+)
+
 WORKER_RUNS = Counter(
     "panjereh_worker_runs_total", "Background steps completed, by worker", ["worker"]
 )
