@@ -15,7 +15,7 @@ from panjereh.common.heap import long_lived_heap
 from panjereh.common.lifespan import Resources, Setup
 from panjereh.common.middleware import KernelMiddleware
 from panjereh.common.settings import ServiceSettings
-from panjereh.common.telemetry import instrument_app, telemetry_lifespan
+from panjereh.common.telemetry import instrument_app, server_telemetry, telemetry_lifespan
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -58,6 +58,7 @@ def create_service_app(
         version="1.0.0",
         lifespan=lifespan_with_telemetry,
         generate_unique_id_function=_operation_id,
+        telemetry=server_telemetry(settings.service_name),
     )
     app.state.settings = settings
     app.state.readiness = readiness

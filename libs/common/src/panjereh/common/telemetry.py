@@ -1,7 +1,10 @@
 """OpenTelemetry tracing: one tracer provider per process, FastAPI, SQLAlchemy and httpx spans.
 
-``create_service_app`` calls :func:`instrument_app`; :class:`~panjereh.common.db.Database`
-calls :func:`instrument_engine` when statement spans are asked for (setting
+``create_service_app`` gives FastAPI :func:`server_telemetry` (FastAPI's own server spans,
+named after the route the router chose, with no second pass over the routes per request as
+the contrib instrumentation made) and calls :func:`instrument_app`;
+:class:`~panjereh.common.db.Database` calls :func:`instrument_engine` when statement spans are
+asked for (setting
 ``trace_statements``, ``PANJEREH_TRACE_STATEMENTS``; off by default). Spans are exported over
 OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (setting ``otlp_endpoint``) is set, and
 the exporter is started by the app's lifespan, not at import or construction. Everything here
@@ -17,12 +20,13 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.propagate import inject
@@ -34,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 TRACEPARENT_HEADER = "traceparent"
 #: Health probes run every few seconds; tracing them only adds noise.
-EXCLUDED_URLS = "/livez,/readyz"
+_EXCLUDED_PATHS = frozenset({"/livez", "/readyz"})
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -57,16 +61,33 @@ def tracer_provider(service_name: str = "panjereh") -> TracerProvider:
         return _provider
 
 
+def _health_probe(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in _EXCLUDED_PATHS
+
+
+def server_telemetry(service_name: str) -> TelemetryConfig:
+    """FastAPI's own server spans (``FastAPI(telemetry=...)``), on this process's provider.
+
+    One ``SERVER`` span per request, named ``METHOD /route/{template}`` once the router has
+    chosen the route, with the request's ``traceparent`` as its parent; health probes are
+    left out. FastAPI's finer spans (dependencies, endpoint, serialization), its metrics
+    (Prometheus has them, see :mod:`.metrics`) and its logs are off.
+    """
+    return {
+        "tracer_provider": tracer_provider(service_name),
+        "tracing": True,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+        "exclude": _health_probe,
+    }
+
+
 def instrument_app(app: FastAPI, service_name: str) -> None:
-    """Server spans for every request of ``app`` and client spans for every httpx call."""
+    """Client spans for every httpx call (the server spans are FastAPI's own:
+    :func:`server_telemetry`)."""
     global _httpx_instrumented  # noqa: PLW0603
     provider = tracer_provider(service_name)
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider,
-        excluded_urls=EXCLUDED_URLS,
-        exclude_spans=["receive", "send"],
-    )
     with _lock:
         if not _httpx_instrumented:
             # patches httpx's transports once per process: outgoing calls carry traceparent
