@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import time
 from collections.abc import Sequence
@@ -109,6 +110,15 @@ PlatformAdmin = Annotated[Principal, Depends(require_role(access.PLATFORM_ADMIN)
 
 
 # ------------------------------------------------------------------------ client address
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(trusted: tuple[str, ...]) -> tuple[_Network, ...]:
+    """The trusted proxies' networks, parsed once per setting (not at every request)."""
+    return tuple(ipaddress.ip_network(network, strict=False) for network in trusted)
+
+
 def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[str]) -> str:
     """The caller's address: the peer, unless the peer is a trusted proxy (the gateway).
 
@@ -116,7 +126,7 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequ
     other address is the client. Entries to its left were written by the client itself and
     are never believed.
     """
-    networks = [ipaddress.ip_network(network, strict=False) for network in trusted]
+    networks = _networks(tuple(trusted))
 
     def is_trusted(address: str) -> bool:
         try:
