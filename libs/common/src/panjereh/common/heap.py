@@ -2,8 +2,8 @@
 
 Modules, the app, its routes, models, pools and caches live as long as the process. Left in the
 collector's oldest generation, every full pass walks them all again. Under load the objects of
-requests in flight are promoted, and they trigger a full pass every few seconds. Each pass
-stopped a service for 50–130 ms and collected next to nothing (``docs/profiling.md``, ninth
+requests in flight are promoted, and they trigger a full pass every few seconds. Such a pass
+stopped a service for up to 266 ms and collected next to nothing (``docs/profiling.md``, ninth
 round): every request in flight in that process waited for it.
 
 :func:`long_lived_heap` freezes (:func:`gc.freeze`) what exists when the process starts serving,

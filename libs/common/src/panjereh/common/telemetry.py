@@ -4,12 +4,11 @@
 named after the route the router chose, with no second pass over the routes per request as
 the contrib instrumentation made) and calls :func:`instrument_app`;
 :class:`~panjereh.common.db.Database` calls :func:`instrument_engine` when statement spans are
-asked for (setting
-``trace_statements``, ``PANJEREH_TRACE_STATEMENTS``; off by default). Spans are exported over
-OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (setting ``otlp_endpoint``) is set, and
-the exporter is started by the app's lifespan, not at import or construction. Everything here
-is idempotent: a test process builds many apps and the tracer provider, the httpx patch and the
-exporters are set up once.
+asked for (setting ``trace_statements``, ``PANJEREH_TRACE_STATEMENTS``; off by default). Spans
+are exported over OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (setting
+``otlp_endpoint``) is set, and the exporter is started by the app's lifespan, not at import or
+construction. Everything here is idempotent: a test process builds many apps and the tracer
+provider, the httpx patch and the exporters are set up once.
 
 The tracer provider is process-wide (OpenTelemetry allows one global provider), so its
 ``service.name`` is the first service configured in the process; in production every process
