@@ -327,7 +327,11 @@ class TestNewSmartCard:
         citizen = login(gateway, people.national_code(), people.mobile())
         tracking_code = ""
         while time.monotonic() < published_at + 15:
-            response = gateway.post(
+            # polite: this poll is a write, under the gateway's per-caller limit (2/s, a
+            # burst of 10); a replica that learns of the card late must not turn into a 429
+            response = polite(
+                gateway,
+                "POST",
                 "/api/v1/requests",
                 json={"service_code": new_card, "inputs": {}},
                 headers={**citizen.headers, "Idempotency-Key": f"j4-{time.monotonic_ns()}"},
@@ -336,7 +340,7 @@ class TestNewSmartCard:
                 tracking_code = response.json()["tracking_code"]
                 break
             assert response.status_code in {404, 422}, response.text
-            time.sleep(0.2)
+            time.sleep(0.5)
         assert tracking_code, "the new card did not accept requests within 15 s"
         request = wait_for(gateway, citizen, tracking_code)
         ledger.requests[tracking_code] = request["status"]
