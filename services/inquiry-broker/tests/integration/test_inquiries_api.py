@@ -19,6 +19,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY
 from sqlalchemy import event as sa_event
 
 from panjereh.agency_sdk import KafkaSettings, fetch_input_schemas
@@ -38,7 +39,8 @@ from panjereh.contracts.samples import published_card
 from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries, agency_replies
 from panjereh.devstack.embedded import free_port
 from panjereh.inquiry_broker.config import Settings
-from panjereh.inquiry_broker.main import create_app
+from panjereh.inquiry_broker.main import REPLIES_GROUP, create_app
+from panjereh.inquiry_broker.repository import InquiryRepository
 from panjereh.inquiry_broker.signing import InvalidAnswerSignature, verify
 
 pytestmark = pytest.mark.integration
@@ -270,12 +272,15 @@ async def send_reply(
     *,
     status: str = "ok",
     result: dict[str, Any] | None = None,
-) -> None:
-    """Put a reply in ``source``'s name on that agency's own replies topic."""
-    event = CloudEvent.from_event(
-        InquiryReply(inquiry_id=inquiry_id, status=status, result=result),  # type: ignore[arg-type]
-        source=source,
-    )
+    event: CloudEvent | None = None,
+) -> CloudEvent:
+    """Put a reply in ``source``'s name on that agency's own replies topic (``event``: that
+    reply again, the same record a second time); returns it."""
+    if event is None:
+        event = CloudEvent.from_event(
+            InquiryReply(inquiry_id=inquiry_id, status=status, result=result),  # type: ignore[arg-type]
+            source=source,
+        )
     producer = AIOKafkaProducer(bootstrap_servers=broker.kafka, enable_idempotence=False)
     await producer.start()
     try:
@@ -283,6 +288,16 @@ async def send_reply(
         await producer.send_and_wait(topic, event.to_bytes(), key=inquiry_id.encode())
     finally:
         await producer.stop()
+    return event
+
+
+async def announced_lately(broker: Broker, agency: str) -> None:
+    """``agency`` was announced active a moment ago: its next answers do not announce it."""
+    await broker.sql(
+        "INSERT INTO inquiry_broker.agency_announcement (agency, announced_at) "
+        "VALUES ($1, now()) ON CONFLICT (agency) DO UPDATE SET announced_at = now()",
+        agency,
+    )
 
 
 async def audit_count(broker: Broker, decision: str) -> int:
@@ -915,6 +930,228 @@ class TestReplies:
         assert (failed.json()["status"], failed.json()["error"]) == ("failed", "agency_error")
 
 
+DEGREE = {"degree": "master", "field": "حقوق", "university": "دانشگاه تهران"}
+REPLIES = agency_replies("education")
+
+
+def replies_counted(outcome: str) -> float:
+    """The broker's replies consumer's records on the education agency's topic so far."""
+    labels = {"consumer": REPLIES_GROUP, "topic": REPLIES, "outcome": outcome}
+    return REGISTRY.get_sample_value("panjereh_consumer_records_total", labels) or 0.0
+
+
+class InBetween:
+    """Another writer (the sweeper, another replica), run for one inquiry between the read of
+    its reply and the statement that writes the answer only if nothing changed since; what
+    that statement then returned."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, inquiry_id: str, write: Callable[[], Any]
+    ) -> None:
+        self.returned: list[bool] = []
+        original = InquiryRepository.answer_unchanged
+
+        async def interposed(repository: InquiryRepository, inquiry: Any, **options: Any) -> bool:
+            if str(inquiry.id) != inquiry_id:
+                return await original(repository, inquiry, **options)
+            await write()
+            written = await original(repository, inquiry, **options)
+            self.returned.append(written)
+            return written
+
+        monkeypatch.setattr(InquiryRepository, "answer_unchanged", interposed)
+
+
+class TestRepliesRecordedOnce:
+    """A reply is recorded by a read and one compare-and-set write; whatever changes the
+    inquiry in between, and a reply that comes twice, still leave one answer."""
+
+    async def _pending(self, broker: Broker, subject: str) -> str:
+        """A pending inquiry of an agency that does not answer on its own, announced lately
+        (its replies take the two statements' way), for a live request (its answer has an
+        ``InquiryAnswered`` event)."""
+        await publish_card(broker, "degree-check", "education", ["education.degree"])
+        await broker.sql(
+            "UPDATE inquiry_broker.inquiry_type SET timeout_ms = 20000 WHERE name = $1",
+            "education.degree",
+        )
+        await announced_lately(broker, "education")
+        pending = await broker.ask(
+            "education.degree",
+            caller=broker.client_token("service:requests"),
+            service_code="degree-check",
+            subject=subject,
+            wait=0,
+        )
+        assert pending.status_code == 202, pending.text
+        return str(pending.json()["inquiry_id"])
+
+    async def _stored(self, broker: Broker, inquiry_id: str) -> dict[str, Any]:
+        rows = await broker.sql(
+            "SELECT status, attempts, result, signature, answered_at, error "
+            "FROM inquiry_broker.inquiry WHERE id = $1",
+            uuid.UUID(inquiry_id),
+        )
+        stored = dict(rows[0])
+        # JSONB comes as its text ('null' for a JSON null)
+        stored["result"] = None if stored["result"] is None else json.loads(stored["result"])
+        return stored
+
+    async def _claimed(self, broker: Broker, event: CloudEvent) -> None:
+        await broker.eventually(
+            "SELECT 1 FROM inquiry_broker.inbox_message WHERE event_id = $1", bool, event.id
+        )
+
+    async def _answered_events(self, broker: Broker, inquiry_id: str) -> int:
+        rows = await broker.sql(
+            "SELECT count(*) AS n FROM inquiry_broker.outbox_message "
+            "WHERE event_type = 'inquiry.inquiry.answered.v1' AND payload -> 'data' ->> "
+            "'inquiry_id' = $1",
+            inquiry_id,
+        )
+        return int(rows[0]["n"])
+
+    async def test_the_same_reply_twice_is_one_answer_and_one_event(
+        self, broker: Broker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        inquiry_id = await self._pending(broker, complete_national_code("555000711"))
+        written = InBetween(monkeypatch, inquiry_id, lambda: asyncio.sleep(0))
+        duplicates = replies_counted("duplicate")
+        event = await send_reply(broker, inquiry_id, "agency/education", result=DEGREE)
+        caller = broker.client_token("service:requests")
+        answered = await broker.client.get(
+            f"/api/v1/inquiries/{inquiry_id}?wait=10", headers=caller
+        )
+        assert answered.json()["status"] == "answered", answered.text
+        first = await self._stored(broker, inquiry_id)
+
+        await send_reply(broker, inquiry_id, "agency/education", event=event)
+        async with asyncio.timeout(30):
+            while replies_counted("duplicate") < duplicates + 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        # the first was written by the two statements' way; the second read a final inquiry
+        # and went the locked way, where its inbox row told it was a duplicate
+        assert written.returned == [True]
+        assert await self._stored(broker, inquiry_id) == first
+        assert await self._answered_events(broker, inquiry_id) == 1
+        keys = (await broker.client.get("/api/v1/inquiry-types/keys")).json()
+        assert verify(answered.json()["signature"], keys)["result"] == DEGREE
+
+    async def test_a_record_handled_before_changes_nothing_even_on_a_pending_inquiry(
+        self, broker: Broker
+    ) -> None:
+        inquiry_id = await self._pending(broker, complete_national_code("555000755"))
+        event = CloudEvent.from_event(
+            InquiryReply(inquiry_id=inquiry_id, status="ok", result=DEGREE),
+            source="agency/education",
+        )
+        # its id is in the inbox already (say, first read on a topic where it was refused)
+        await broker.sql(
+            "INSERT INTO inquiry_broker.inbox_message (consumer, event_id, topic) "
+            "VALUES ($1, $2, $3)",
+            REPLIES_GROUP,
+            event.id,
+            REPLIES,
+        )
+        duplicates = replies_counted("duplicate")
+        await send_reply(broker, inquiry_id, "agency/education", event=event)
+        async with asyncio.timeout(30):
+            while replies_counted("duplicate") < duplicates + 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        stored = await self._stored(broker, inquiry_id)
+        assert (stored["status"], stored["result"], stored["signature"]) == ("pending", None, None)
+
+    async def test_a_resend_in_between_sends_the_reply_the_locked_way(
+        self, broker: Broker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        inquiry_id = await self._pending(broker, complete_national_code("555000722"))
+        resent = InBetween(
+            monkeypatch,
+            inquiry_id,
+            lambda: broker.sql(
+                "UPDATE inquiry_broker.inquiry SET attempts = attempts + 1, "
+                "last_sent_at = now() WHERE id = $1",
+                uuid.UUID(inquiry_id),
+            ),
+        )
+        await send_reply(broker, inquiry_id, "agency/education", result=DEGREE)
+        caller = broker.client_token("service:requests")
+        answered = await broker.client.get(
+            f"/api/v1/inquiries/{inquiry_id}?wait=10", headers=caller
+        )
+        # the write found another attempt and wrote nothing; the locked unit recorded it
+        assert resent.returned == [False]
+        assert answered.json()["status"] == "answered", answered.text
+        assert answered.json()["result"] == DEGREE
+        stored = await self._stored(broker, inquiry_id)
+        assert stored["attempts"] == 2
+        assert await self._answered_events(broker, inquiry_id) == 1
+
+    async def test_a_timeout_in_between_stays_the_inquiry_s_end(
+        self, broker: Broker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        inquiry_id = await self._pending(broker, complete_national_code("555000733"))
+        timed_out = InBetween(
+            monkeypatch,
+            inquiry_id,
+            lambda: broker.sql(
+                "UPDATE inquiry_broker.inquiry SET status = 'timed_out', error = 'timeout', "
+                "answered_at = now(), next_attempt_at = NULL WHERE id = $1",
+                uuid.UUID(inquiry_id),
+            ),
+        )
+        handled = replies_counted("handled")
+        event = await send_reply(broker, inquiry_id, "agency/education", result=DEGREE)
+        await self._claimed(broker, event)
+        async with asyncio.timeout(30):
+            while replies_counted("handled") < handled + 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert timed_out.returned == [False]
+        stored = await self._stored(broker, inquiry_id)
+        # a late reply: handled (its inbox row kept), the inquiry left as the sweeper ended it
+        assert (stored["status"], stored["result"], stored["signature"]) == (
+            "timed_out",
+            None,
+            None,
+        )
+        assert await self._answered_events(broker, inquiry_id) == 0
+
+    async def test_the_same_reply_on_another_replica_in_between_is_a_duplicate_here(
+        self, broker: Broker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        inquiry_id = await self._pending(broker, complete_national_code("555000744"))
+        event_id: list[str] = []
+
+        async def recorded_elsewhere() -> None:
+            # what the other replica's one statement wrote: the answer and the inbox row
+            await broker.sql(
+                "WITH claimed AS (INSERT INTO inquiry_broker.inbox_message "
+                "(consumer, event_id, topic) VALUES ($2, $3, $4)) "
+                "UPDATE inquiry_broker.inquiry SET status = 'not_found', answered_at = now(), "
+                "next_attempt_at = NULL WHERE id = $1",
+                uuid.UUID(inquiry_id),
+                REPLIES_GROUP,
+                event_id[0],
+                REPLIES,
+            )
+
+        elsewhere = InBetween(monkeypatch, inquiry_id, recorded_elsewhere)
+        duplicates = replies_counted("duplicate")
+        event = CloudEvent.from_event(
+            InquiryReply(inquiry_id=inquiry_id, status="ok", result=DEGREE),
+            source="agency/education",
+        )
+        event_id.append(event.id)
+        await send_reply(broker, inquiry_id, "agency/education", event=event)
+        async with asyncio.timeout(30):
+            while replies_counted("duplicate") < duplicates + 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert elsewhere.returned == [False]
+        stored = await self._stored(broker, inquiry_id)
+        assert (stored["status"], stored["result"]) == ("not_found", None)
+        assert await self._answered_events(broker, inquiry_id) == 0
+
+
 FLAKY_OWNER = "1583250689"
 
 
@@ -1271,6 +1508,12 @@ class TestStatementsPerInquiry:
     async def _statements_of_one_inquiry(
         self, broker: Broker, subject: str, *, wait: float | None = None
     ) -> list[str]:
+        return (await self._one_inquiry(broker, subject, wait=wait))[0]
+
+    async def _one_inquiry(
+        self, broker: Broker, subject: str, *, wait: float | None = None
+    ) -> tuple[list[str], DriverLog]:
+        """The platform's statements of one inquiry, in order, and the driver's log of it."""
         assert broker.app is not None
         database = broker.app.state.broker.database
         engine = database.engine.sync_engine
@@ -1290,8 +1533,9 @@ class TestStatementsPerInquiry:
                     statements.append(query)
 
         sa_event.listen(engine, "before_cursor_execute", record)
+        log = SentByTheDriver()
         try:
-            with driver_queries(database, SentByTheDriver()):
+            with driver_queries(database, log):
                 response = await broker.ask(
                     "civil-registry.person",
                     caller=broker.client_token("service:identity"),
@@ -1311,7 +1555,7 @@ class TestStatementsPerInquiry:
             sa_event.remove(engine, "before_cursor_execute", record)
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "answered"
-        return statements
+        return statements, await log.settled()
 
     async def test_a_new_inquiry_and_its_first_attempt_are_one_insert(self, broker: Broker) -> None:
         statements = await self._statements_of_one_inquiry(
@@ -1355,16 +1599,21 @@ class TestStatementsPerInquiry:
         assert len(flushes) == 1
         assert flushes[0] > inserted
 
-    async def test_a_reply_is_claimed_in_the_inbox_by_the_read_that_locks_its_inquiry(
+    async def test_a_reply_is_a_read_and_one_write_with_no_transaction_and_no_lock(
         self, broker: Broker
     ) -> None:
-        statements = await self._statements_of_one_inquiry(
-            broker, complete_national_code("555000612")
-        )
+        await announced_lately(broker, "civil-registry")
+        statements, log = await self._one_inquiry(broker, complete_national_code("555000612"))
         claims = [s for s in statements if "INSERT INTO inquiry_broker.inbox_message" in s]
-        locks = [s for s in statements if s.endswith("FOR UPDATE OF inquiry")]
+        # the reply's inbox row is claimed by the statement that writes the answer, with its
+        # NOTIFY, only if the inquiry is still pending at the attempt that was read
         assert len(claims) == 1
-        assert claims == locks
+        assert "UPDATE inquiry_broker.inquiry SET" in claims[0]
+        assert "pg_notify" in claims[0]
+        assert "inquiry.attempts = " in claims[0]
+        # ... which was read without a lock, and neither ran inside a transaction
+        assert not [s for s in statements if "FOR UPDATE OF inquiry" in s]
+        assert log.in_transaction("INSERT INTO inquiry_broker.inbox_message") == [False]
 
 
 async def consume_event(broker: Broker, topic: str, event_id: str) -> CloudEvent:

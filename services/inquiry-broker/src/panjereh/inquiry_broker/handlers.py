@@ -33,8 +33,9 @@ def reply_handler(signer: AnswerSigner, chain_key: bytes | None = None) -> Topic
 
 
 def claiming_reply_handler(signer: AnswerSigner, chain_key: bytes | None = None) -> ClaimingHandler:
-    """:func:`reply_handler` that claims the reply's inbox row in the read that locks its
-    inquiry (one statement fewer per reply), its unit of work sent by the driver."""
+    """:func:`reply_handler` that claims the reply's inbox row itself, in the statement that
+    writes its answer (or in the read that locks its inquiry), its unit of work sent by the
+    driver."""
 
     async def on_reply(unit: DirectUnit, event: CloudEvent, topic: str, claim: InboxClaim) -> None:
         await answers.record_reply(

@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from panjereh.common.db import Database, DirectUnit, Unit, after_commit
+from panjereh.common.db import Database, DirectUnit, RowByName, Unit, after_commit
 from panjereh.common.messaging import outbox
 from panjereh.common.messaging.consumer import InboxClaim
 from panjereh.inquiry_broker import policy
@@ -557,7 +557,9 @@ class PendingWrites:
 
 
 _TYPE_PREFIX = "type__"
-_ANSWERING = (
+#: An inquiry with what recording its answer needs (see :class:`Answering`), unlocked
+#: (:meth:`InquiryRepository.peek_for_answer`)
+_PEEK_ANSWERING = (
     select(
         _INQUIRY,
         *(column.label(_TYPE_PREFIX + column.key) for column in _TYPE.c),
@@ -571,8 +573,9 @@ _ANSWERING = (
     )
     .select_from(_INQUIRY.outerjoin(_TYPE, _TYPE.c.name == _INQUIRY.c.type))
     .where(_INQUIRY.c.id == bindparam("inquiry_id", type_=_INQUIRY.c.id.type))
-    .with_for_update(of=_INQUIRY)
 )
+#: :data:`_PEEK_ANSWERING`, the inquiry locked until commit (:meth:`InquiryRepository.for_answer`)
+_ANSWERING = _PEEK_ANSWERING.with_for_update(of=_INQUIRY)
 
 
 _CLAIMED = "claimed_event"
@@ -592,9 +595,65 @@ def _answering_claimed(claim: Insert) -> Select[Any]:
     return statement
 
 
+#: The prefix of the reply's inbox row's parameters in :func:`_answer_unchanged` (an outbox
+#: row's take their columns' names, and both have an ``event_id``).
+_CLAIM = "claim_"
+_CLAIM_COLUMNS = ("consumer", "event_id", "topic")
+#: :func:`_answer_unchanged` per (inbox table, outbox table or ``None``); a service has a few
+_ANSWERS_UNCHANGED: dict[tuple[Table, Table | None], Select[Any]] = {}
+
+
+def _answer_unchanged(inbox: Table, outbox_table: Table | None) -> Select[Any]:
+    """One statement that writes a final answer on an inquiry only if it is as it was read
+    (still ``pending``, at the attempt read) and the reply's inbox row is not there yet; and,
+    only for the row it wrote, claims that inbox row, announces the answer (NOTIFY) and, with
+    ``outbox_table``, adds the ``InquiryAnswered`` row. It answers one row when it wrote, none
+    when it wrote nothing at all. Built once per pair of tables."""
+    built = _ANSWERS_UNCHANGED.get((inbox, outbox_table))
+    if built is not None:
+        return built
+    claim = {name: bindparam(_CLAIM + name, type_=inbox.c[name].type) for name in _CLAIM_COLUMNS}
+    saved = (
+        update(_INQUIRY)
+        .where(
+            _INQUIRY.c.id == bindparam("inquiry_id", type_=_INQUIRY.c.id.type),
+            _INQUIRY.c.status == "pending",
+            _INQUIRY.c.attempts == bindparam("read_attempts", type_=_INQUIRY.c.attempts.type),
+            ~exists().where(
+                inbox.c.consumer == claim["consumer"], inbox.c.event_id == claim["event_id"]
+            ),
+        )
+        .values(_bound(_INQUIRY, _PROGRESS_COLUMNS))
+        .returning(_INQUIRY.c.id)
+        .cte("saved")
+    )
+    claimed = (
+        insert(inbox)
+        .from_select(list(claim), select(*claim.values()).select_from(saved))
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+        .cte("claimed")
+    )
+    statement: Select[Any] = select(
+        func.pg_notify(ANSWERED_CHANNEL, sql_cast(saved.c.id, Text)).label("notified"),
+        select(claimed.c.event_id).scalar_subquery().label(_CLAIMED),
+    ).select_from(saved)
+    if outbox_table is not None:
+        added = outbox_table.insert().from_select(
+            list(outbox.ADDED_COLUMNS),
+            select(
+                *(bindparam(name, type_=outbox_table.c[name].type) for name in outbox.ADDED_COLUMNS)
+            ).select_from(saved),
+        )
+        statement = statement.add_cte(added.cte("announced"))
+    _ANSWERS_UNCHANGED[(inbox, outbox_table)] = statement
+    return statement
+
+
 @dataclass(frozen=True)
 class Answering:
-    """A pending inquiry locked for recording its answer, with what recording it needs.
+    """An inquiry read for recording its answer (locked, or read for a write that checks it
+    did not change since), with what recording it needs.
 
     ``inquiry`` is not attached to the session: what changes on it is written with
     :meth:`InquiryRepository.save_progress` (an attempt) or :meth:`~InquiryRepository.save_answer`
@@ -606,6 +665,19 @@ class Answering:
     inquiry_type: InquiryType | None
     #: its agency was announced active within the period asked about
     agency_announced: bool
+
+
+def _answering(row: RowByName) -> Answering:
+    """An :class:`Answering` from a row of :data:`_ANSWERING`."""
+    inquiry = Inquiry(**{name: row[name] for name in _INQUIRY_COLUMNS})
+    inquiry_type = None
+    if row[_TYPE_PREFIX + "name"] is not None:
+        inquiry_type = InquiryType(
+            **{column.key: row[_TYPE_PREFIX + column.key] for column in _TYPE.c}
+        )
+    return Answering(
+        inquiry=inquiry, inquiry_type=inquiry_type, agency_announced=row["agency_announced"]
+    )
 
 
 class InquiryRepository:
@@ -678,17 +750,50 @@ class InquiryRepository:
             claim.taken = row is None or row[_CLAIMED] is not None
             if not claim.taken:
                 return None
-        if row is None:
-            return None
-        inquiry = Inquiry(**{name: row[name] for name in _INQUIRY_COLUMNS})
-        inquiry_type = None
-        if row[_TYPE_PREFIX + "name"] is not None:
-            inquiry_type = InquiryType(
-                **{column.key: row[_TYPE_PREFIX + column.key] for column in _TYPE.c}
-            )
-        return Answering(
-            inquiry=inquiry, inquiry_type=inquiry_type, agency_announced=row["agency_announced"]
+        return None if row is None else _answering(row)
+
+    async def peek_for_answer(
+        self, inquiry_id: uuid.UUID, *, announce_every: timedelta
+    ) -> Answering | None:
+        """:meth:`for_answer` without the lock, sent alone (no transaction): for a reply
+        recorded by :meth:`answer_unchanged`, which writes only if nothing changed since."""
+        row = await driver(self.unit).fetchrow(
+            _PEEK_ANSWERING,
+            {"inquiry_id": inquiry_id, "announce_every": announce_every},
+            alone=True,
         )
+        return None if row is None else _answering(row)
+
+    async def answer_unchanged(
+        self,
+        inquiry: Inquiry,
+        *,
+        read_attempts: int,
+        claim: InboxClaim,
+        event: outbox.Row | None = None,
+    ) -> bool:
+        """Write ``inquiry``'s final answer in one statement, sent alone, if the stored
+        inquiry is still ``pending`` at ``read_attempts`` and ``claim``'s record was not
+        handled yet; with it, claim the record (``claim.taken``), NOTIFY the answer and add
+        ``event`` (its ``InquiryAnswered`` outbox row). False, with nothing written, when
+        anything changed since it was read: the caller then records the reply the locked way.
+        """
+        values: dict[str, Any] = {
+            "inquiry_id": inquiry.id,
+            "read_attempts": read_attempts,
+            **{name: getattr(inquiry, name) for name in _PROGRESS_COLUMNS},
+            **{_CLAIM + name: claim.values[name] for name in _CLAIM_COLUMNS},
+        }
+        if event is not None:
+            values.update(event.values)
+        statement = _answer_unchanged(
+            cast(Table, claim.statement.table), None if event is None else event.table
+        )
+        if await driver(self.unit).fetchrow(statement, values, alone=True) is None:
+            return False
+        claim.taken = True
+        self._deliver_locally(inquiry)
+        return True
 
     async def overdue(self, *, now: datetime, limit: int = 100) -> Sequence[Inquiry]:
         """Pending inquiries due a resend or past their deadline, locked for this replica."""

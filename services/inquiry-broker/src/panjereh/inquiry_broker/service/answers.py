@@ -22,8 +22,13 @@ from panjereh.contracts.inquiry import InquiryAnswered, InquiryReply, InquirySta
 from panjereh.contracts.topics import agency_replies
 from panjereh.inquiry_broker import validation
 from panjereh.inquiry_broker.metrics import INQUIRIES_FINISHED, INQUIRY_LATENCY, REPLIES_REFUSED
-from panjereh.inquiry_broker.models import Inquiry
-from panjereh.inquiry_broker.repository import Answering, InquiryRepository, is_platform_purpose
+from panjereh.inquiry_broker.models import Inquiry, InquiryType
+from panjereh.inquiry_broker.repository import (
+    Answering,
+    InquiryRepository,
+    driver,
+    is_platform_purpose,
+)
 from panjereh.inquiry_broker.service import activity, audit, delivery
 from panjereh.inquiry_broker.signing import AnswerSigner, subject_sha256
 
@@ -49,18 +54,35 @@ def complete(
     error: str | None = None,
 ) -> None:
     """Make ``inquiry`` final with ``status``; signed when the provider answered."""
+    _finish(inquiry, status=status, result=result, signer=signer, error=error)
+    _count_finished(inquiry)
+
+
+def _finish(
+    inquiry: Inquiry,
+    *,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner | None,
+    error: str | None = None,
+) -> None:
+    """:func:`complete` without counting it (for an answer that may not be written)."""
     inquiry.status = status
     inquiry.result = result
     inquiry.error = error
     inquiry.answered_at = datetime.now(UTC)
     inquiry.next_attempt_at = None
-    INQUIRIES_FINISHED.labels(inquiry.type, inquiry.provider_agency, status).inc()
+    if signer is not None and status in _SIGNED:
+        inquiry.signature = signer.sign(answer_payload(inquiry))
+
+
+def _count_finished(inquiry: Inquiry) -> None:
+    assert inquiry.answered_at is not None
+    INQUIRIES_FINISHED.labels(inquiry.type, inquiry.provider_agency, inquiry.status).inc()
     if inquiry.created_at is not None:
         INQUIRY_LATENCY.labels(inquiry.type, inquiry.provider_agency).observe(
             max(0.0, (inquiry.answered_at - inquiry.created_at).total_seconds())
         )
-    if signer is not None and status in _SIGNED:
-        inquiry.signature = signer.sign(answer_payload(inquiry))
 
 
 def answer_payload(inquiry: Inquiry) -> dict[str, Any]:
@@ -84,7 +106,16 @@ async def publish(session: Unit, inquiry: Inquiry) -> None:
 
 
 async def _answered_event(session: Unit, inquiry: Inquiry) -> None:
-    """``InquiryAnswered`` through the outbox, for an inquiry a request waits on.
+    """``InquiryAnswered`` through the outbox, for an inquiry a request waits on
+    (:func:`_answered_row`)."""
+    event = await _answered_row(session, inquiry)
+    if event is not None:
+        await driver(session).fetch(outbox.insert_statement(event.table), event.values)
+
+
+async def _answered_row(session: Unit, inquiry: Inquiry) -> outbox.Row | None:
+    """The outbox row of ``InquiryAnswered``, for an inquiry a request waits on; not
+    inserted here.
 
     Its one consumer is the requests service, which wakes the request with that tracking
     code. An inquiry no request stands behind (no tracking code, or one of the platform's own
@@ -92,7 +123,7 @@ async def _answered_event(session: Unit, inquiry: Inquiry) -> None:
     challenge's reference) is announced to its waiting caller by the NOTIFY alone, with no
     event nobody would use: an outbox row, a publish and a consumed record fewer per check.
     Platform purposes exist only by migration; which one an inquiry served is one primary-key
-    read.
+    read (at most once a minute).
 
     The event leaves ``result`` out: answers are personal data (names, debts, records) and
     stay off the event bus; the asking client reads the signed answer with
@@ -102,8 +133,8 @@ async def _answered_event(session: Unit, inquiry: Inquiry) -> None:
         inquiry.service_code is not None
         and await is_platform_purpose(session, inquiry.service_code)
     ):
-        return
-    await outbox.add(
+        return None
+    return outbox.row(
         session,
         InquiryAnswered(
             inquiry_id=str(inquiry.id),
@@ -128,8 +159,10 @@ async def record_reply(
 ) -> None:
     """An agency's reply, on ``topic``: complete the pending inquiry it answers.
 
-    ``claim``: the reply's inbox row, claimed by the read that locks the inquiry (one round
-    trip for both); a duplicate then changes nothing.
+    ``claim``: the reply's inbox row, claimed by the statement that writes the answer
+    (:func:`_record_unchanged`: a read and that write, no transaction) or, when that wrote
+    nothing, by the read that locks the inquiry (one round trip for both); a duplicate then
+    changes nothing.
 
     Only the replies topic of the agency the inquiry was sent to counts: Kafka ACLs let that
     agency alone write it, while the CloudEvent ``source`` is whatever the sender wrote. A
@@ -146,6 +179,10 @@ async def record_reply(
     except ValueError:
         logger.warning("reply names no inquiry id", extra={"event_id": event.id, "topic": topic})
         return
+    if claim is not None and await _record_unchanged(
+        session, inquiry_id, reply, event=event, topic=topic, signer=signer, claim=claim
+    ):
+        return
     answering = await _for_answer(session, inquiry_id, claim=claim)
     if claim is not None and not claim.taken:
         return  # a duplicate: the consumer says so
@@ -153,21 +190,73 @@ async def record_reply(
         logger.info("reply to an unknown inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
         return
     inquiry = answering.inquiry
-    if topic != agency_replies(inquiry.provider_agency):
+    refusal = _refusal(inquiry, event=event, topic=topic)
+    if refusal is not None:
         await _refuse(
-            session, inquiry, event=event, topic=topic, reason="wrong_topic", chain_key=chain_key
-        )
-        return
-    if event.source != f"agency/{inquiry.provider_agency}":
-        # the asked agency's own topic, in another agency's name: a misconfigured agency
-        await _refuse(
-            session, inquiry, event=event, topic=topic, reason="wrong_source", chain_key=chain_key
+            session, inquiry, event=event, topic=topic, reason=refusal, chain_key=chain_key
         )
         return
     if inquiry.status != "pending":
         logger.info("reply to a final inquiry ignored", extra={"inquiry_id": str(inquiry_id)})
         return
     await _apply(session, answering, status=reply.status, result=reply.result, signer=signer)
+
+
+def _refusal(inquiry: Inquiry, *, event: CloudEvent, topic: str) -> str | None:
+    """Why a reply to ``inquiry`` is not its asked agency's (``None``: it is)."""
+    if topic != agency_replies(inquiry.provider_agency):
+        return "wrong_topic"
+    if event.source != f"agency/{inquiry.provider_agency}":
+        # the asked agency's own topic, in another agency's name: a misconfigured agency
+        return "wrong_source"
+    return None
+
+
+async def _record_unchanged(
+    session: Unit,
+    inquiry_id: uuid.UUID,
+    reply: InquiryReply,
+    *,
+    event: CloudEvent,
+    topic: str,
+    signer: AnswerSigner,
+    claim: InboxClaim,
+) -> bool:
+    """The usual reply, recorded in two statements and no transaction: whether it was.
+
+    The usual reply is the asked agency's answer (``ok`` or ``not_found``), on its own topic,
+    to a pending inquiry, from an agency announced active lately. The inquiry is read without
+    a lock, and its answer, the reply's inbox row, the NOTIFY and the ``InquiryAnswered`` row
+    are written by one statement that writes nothing unless the inquiry is still pending at
+    the attempt read and the reply was not handled yet (:meth:`~InquiryRepository.
+    answer_unchanged`). Anything else (an error to retry, a refusal to audit, an agency to
+    announce, an inquiry that changed in between: a resend, a timeout, the same reply on
+    another replica) returns ``False`` having written nothing, for :func:`record_reply`'s
+    locked unit of work. What the caller sees is the same either way; the answer is written
+    once, since both ways write it only to a pending inquiry.
+    """
+    repository = InquiryRepository(session)
+    answering = await repository.peek_for_answer(inquiry_id, announce_every=activity.ANNOUNCE_EVERY)
+    if (
+        answering is None
+        or not answering.agency_announced
+        or reply.status not in ("ok", "not_found")
+    ):
+        return False
+    inquiry, inquiry_type = answering.inquiry, answering.inquiry_type
+    if inquiry.status != "pending" or _refusal(inquiry, event=event, topic=topic) is not None:
+        return False
+    read_attempts = inquiry.attempts
+    _finish_answered(inquiry, inquiry_type, status=reply.status, result=reply.result, signer=signer)
+    written = await repository.answer_unchanged(
+        inquiry,
+        read_attempts=read_attempts,
+        claim=claim,
+        event=await _answered_row(session, inquiry),
+    )
+    if written:
+        _count_finished(inquiry)
+    return written
 
 
 async def _for_answer(
@@ -243,6 +332,26 @@ async def record_connector_answer(
     await _apply(session, answering, status=status, result=result, signer=signer)
 
 
+def _finish_answered(
+    inquiry: Inquiry,
+    inquiry_type: InquiryType | None,
+    *,
+    status: str,
+    result: dict[str, Any] | None,
+    signer: AnswerSigner,
+) -> None:
+    """Make ``inquiry`` final with what its agency answered (``ok`` or ``not_found``), not
+    counted yet: ``ok`` with a result its type's output schema refuses is ``failed``."""
+    if status == "not_found":
+        _finish(inquiry, status="not_found", result=None, signer=signer)
+        return
+    result = result or {}
+    if inquiry_type is not None and validation.breaks(inquiry_type.output_schema, result):
+        _finish(inquiry, status="failed", result=None, signer=None, error="invalid_result")
+    else:
+        _finish(inquiry, status="answered", result=result, signer=signer)
+
+
 async def _apply(
     session: Unit,
     answering: Answering,
@@ -264,14 +373,9 @@ async def _apply(
             at=now,
             announced_recently=answering.agency_announced,
         )
-    if status == "ok":
-        result = result or {}
-        if inquiry_type is not None and validation.breaks(inquiry_type.output_schema, result):
-            complete(inquiry, status="failed", result=None, signer=None, error="invalid_result")
-        else:
-            complete(inquiry, status="answered", result=result, signer=signer)
-    elif status == "not_found":
-        complete(inquiry, status="not_found", result=None, signer=signer)
+    if status in ("ok", "not_found"):
+        _finish_answered(inquiry, inquiry_type, status=status, result=result, signer=signer)
+        _count_finished(inquiry)
     elif (
         inquiry_type is not None
         and inquiry.attempts < inquiry_type.max_attempts
