@@ -300,6 +300,54 @@ class TestRequestCode:
         )
         assert len(rows) == 1
 
+    async def test_a_code_stored_while_a_request_waits_for_the_mobile_is_seen_by_it(
+        self, app: FastAPI, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        """The request's statement takes the mobile's lock and only then reads the cooldown:
+        a code another request stored while this one waited is seen (its snapshot is taken
+        after the lock), so both cannot pass the cooldown however they interleave."""
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        other = await asyncpg.connect(libpq(identity_database))
+        try:
+            # another request for the mobile holds its lock ...
+            transaction = other.transaction()
+            await transaction.start()
+            await other.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                app.state.keys.lookup_key("otp-mobile", mobile),
+            )
+            asking = asyncio.create_task(ask_code(client, national_code, mobile, seed))
+            async with asyncio.timeout(10):
+                # ... until this one's statement is waiting for it (seen from outside that
+                # transaction: within one, pg_stat_activity is read once)
+                while not await fetch(  # noqa: ASYNC110
+                    identity_database,
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%otp_send_state%'",
+                ):
+                    await asyncio.sleep(0.02)
+            # ... and stores its code before letting go
+            await other.execute(
+                "INSERT INTO identity.otp_challenge (id, national_code, mobile, code_hash, "
+                "failed_attempts, created_at, expires_at) "
+                "VALUES ($1, $2, $3, 'elsewhere', 0, now(), now() + interval '2 minutes')",
+                uuid.uuid4(),
+                national_code,
+                mobile,
+            )
+            await transaction.commit()
+            response = await asking
+        finally:
+            await other.close()
+        assert response.status_code == 429, response.text
+        assert response.json()["code"] == "otp_resend_too_soon"
+        rows = await fetch(
+            identity_database,
+            "SELECT code_hash FROM identity.otp_challenge WHERE mobile = $1",
+            mobile,
+        )
+        assert [row["code_hash"] for row in rows] == ["elsewhere"]
+
     async def test_per_mobile_limit(self, client: httpx.AsyncClient, seed: int) -> None:
         national_code, mobile = national_code_for(seed), mobile_for(seed)
         statuses = [

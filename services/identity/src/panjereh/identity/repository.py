@@ -589,20 +589,27 @@ _COUNT_OTP_REQUEST = text(
     """
 )
 
-#: A code about to be sent: the last code sent to the mobile (cooldown) and the day's wrong
-#: codes of the mobile and the person are read; only when all of them allow it is the code
+#: A code about to be sent: the mobile's lock is taken, then (``otp_send_state``, migration
+#: 0005: with a snapshot taken after the lock, so a code another request stored meanwhile is
+#: seen) the last code sent to the mobile (cooldown) and the day's wrong codes of the mobile
+#: and the person are read; only when all of them allow it is the code
 #: counted per mobile, then (within the mobile's cap) per national code; and only when it was
 #: counted within both daily caps are the challenge and the SMS that carries its code stored
 #: (the code itself only sealed in the SMS). One round trip for the whole decision.
 _SEND_CODE = text(
     """
-    WITH latest AS (
-        SELECT max(created_at) AS at FROM identity.otp_challenge WHERE mobile = :mobile
+    WITH locked AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(hashtextextended(:mobile_lock, 0))
+    ), state AS MATERIALIZED (
+        SELECT identity.otp_send_state(
+            CAST(:mobile AS text), CAST(:failed_mobile AS text), CAST(:failed_person AS text),
+            CAST(:failed_start AS timestamptz)
+        ) AS s
+        FROM locked
+    ), latest AS (
+        SELECT (s).latest AS at FROM state
     ), failed AS (
-        SELECT coalesce(max(hits) FILTER (WHERE bucket = :failed_mobile), 0) AS by_mobile,
-               coalesce(max(hits) FILTER (WHERE bucket = :failed_person), 0) AS by_person
-        FROM identity.rate_limit_counter
-        WHERE bucket IN (:failed_mobile, :failed_person) AND window_start = :failed_start
+        SELECT (s).failed_by_mobile AS by_mobile, (s).failed_by_person AS by_person FROM state
     ), by_mobile AS (
         INSERT INTO identity.rate_limit_counter AS c (bucket, window_start, hits, expires_at)
         SELECT CAST(:sent_mobile AS text), CAST(:sent_start AS timestamptz), 1,
@@ -757,6 +764,7 @@ class RateLimitRepository:
     async def send_code(
         self,
         *,
+        mobile_lock: str,
         plain_mobile: str,
         resend_from: datetime,
         failed_mobile: Window,
@@ -768,12 +776,19 @@ class RateLimitRepository:
         challenge: NewChallenge,
         message: QueuedMessage,
     ) -> CodeSentCount:
-        """The cooldown and failure counts; the code counted when they allow it (per mobile,
-        then per person, ``daily_caps`` in that order); the challenge and its SMS stored when
-        it was counted within both caps (``stored``)."""
+        """Under the mobile's lock (``mobile_lock``, its lookup key: the lock
+        :meth:`ChallengeRepository.lock_mobile` takes), the cooldown and failure counts as
+        they are once it is held; the code counted when they allow it (per mobile, then per
+        person, ``daily_caps`` in that order); the challenge and its SMS stored when it was
+        counted within both caps (``stored``).
+
+        Sent alone when the unit of work has sent nothing yet: the statement commits by
+        itself and the lock is held for it only (no client round trip under it); in a
+        transaction, until that transaction ends."""
         row = await self.unit.fetchrow(
             _SEND_CODE,
             {
+                "mobile_lock": mobile_lock,
                 "mobile": plain_mobile,
                 "resend_from": resend_from,
                 "failed_mobile": failed_mobile.bucket,
@@ -794,6 +809,7 @@ class RateLimitRepository:
                 "expires_at": challenge.expires_at,
                 **{f"sms_{name}": value for name, value in message.items()},
             },
+            alone=True,
         )
         if row is None:  # pragma: no cover - the statement always answers one row
             msg = "checking a code to send answered nothing"

@@ -112,14 +112,13 @@ async def request_otp(
         created_at=now,
         expires_at=now + lifetime,
     )
-    mobile_lock = keys.lookup_key("otp-mobile", mobile)
     async with database.direct() as unit:
-        # one request per mobile at a time: two racing requests cannot both pass the cooldown
-        await ChallengeRepository(unit).lock_mobile(mobile_lock)
-        # the cooldown again, under the lock; the daily caps count only pairs the registry
-        # confirmed (see ratelimits): a stranger naming this national code with other mobiles
-        # cannot spend its owner's codes. The checks, the counts, the challenge and the SMS
-        # that carries its code: one statement
+        # one request per mobile at a time (its lock, taken by the statement below and held
+        # until it commits): two racing requests cannot both pass the cooldown. The cooldown
+        # again, under the lock; the daily caps count only pairs the registry confirmed (see
+        # ratelimits): a stranger naming this national code with other mobiles cannot spend
+        # its owner's codes. The lock, the checks, the counts, the challenge and the SMS that
+        # carries its code: one statement, which commits by itself
         await ratelimits.send_code(
             unit,
             keys=keys,

@@ -143,6 +143,7 @@ async def send_code(
         for bucket in _buckets(keys, _DAY, national_code=national_code, mobile=mobile)
     )
     counted = await RateLimitRepository(unit).send_code(
+        mobile_lock=keys.lookup_key("otp-mobile", mobile),
         plain_mobile=mobile,
         resend_from=now - timedelta(seconds=settings.otp_resend_cooldown_seconds),
         failed_mobile=failed_mobile,
