@@ -940,6 +940,14 @@ def replies_counted(outcome: str) -> float:
     return REGISTRY.get_sample_value("panjereh_consumer_records_total", labels) or 0.0
 
 
+async def counted_beyond(outcome: str, before: float) -> None:
+    """Until the replies consumer has finished one more record with ``outcome`` than
+    ``before`` (its counter is this process's: the app runs in it)."""
+    async with asyncio.timeout(30):
+        while replies_counted(outcome) <= before:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
 class InBetween:
     """Another writer (the sweeper, another replica), run for one inquiry between the read of
     its reply and the statement that writes the answer only if nothing changed since; what
@@ -1026,9 +1034,7 @@ class TestRepliesRecordedOnce:
         first = await self._stored(broker, inquiry_id)
 
         await send_reply(broker, inquiry_id, "agency/education", event=event)
-        async with asyncio.timeout(30):
-            while replies_counted("duplicate") < duplicates + 1:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await counted_beyond("duplicate", duplicates)
         # the first was written by the two statements' way; the second read a final inquiry
         # and went the locked way, where its inbox row told it was a duplicate
         assert written.returned == [True]
@@ -1055,9 +1061,7 @@ class TestRepliesRecordedOnce:
         )
         duplicates = replies_counted("duplicate")
         await send_reply(broker, inquiry_id, "agency/education", event=event)
-        async with asyncio.timeout(30):
-            while replies_counted("duplicate") < duplicates + 1:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await counted_beyond("duplicate", duplicates)
         stored = await self._stored(broker, inquiry_id)
         assert (stored["status"], stored["result"], stored["signature"]) == ("pending", None, None)
 
@@ -1103,9 +1107,7 @@ class TestRepliesRecordedOnce:
         handled = replies_counted("handled")
         event = await send_reply(broker, inquiry_id, "agency/education", result=DEGREE)
         await self._claimed(broker, event)
-        async with asyncio.timeout(30):
-            while replies_counted("handled") < handled + 1:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await counted_beyond("handled", handled)
         assert timed_out.returned == [False]
         stored = await self._stored(broker, inquiry_id)
         # a late reply: handled (its inbox row kept), the inquiry left as the sweeper ended it
@@ -1143,9 +1145,7 @@ class TestRepliesRecordedOnce:
         )
         event_id.append(event.id)
         await send_reply(broker, inquiry_id, "agency/education", event=event)
-        async with asyncio.timeout(30):
-            while replies_counted("duplicate") < duplicates + 1:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await counted_beyond("duplicate", duplicates)
         assert elsewhere.returned == [False]
         stored = await self._stored(broker, inquiry_id)
         assert (stored["status"], stored["result"]) == ("not_found", None)
