@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 import asyncpg
@@ -80,6 +80,41 @@ async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Re
         return list(await connection.fetch(query, *args))
     finally:
         await connection.close()
+
+
+async def while_the_mobile_is_held(
+    app: FastAPI,
+    database_url: str,
+    mobile: str,
+    request: Coroutine[Any, Any, httpx.Response],
+    write: str,
+    *args: object,
+) -> httpx.Response:
+    """``request``'s answer when another holds the mobile's lock (as a racing request would)
+    until the request's statement waits for it, then commits ``write`` and lets go."""
+    holder = await asyncpg.connect(libpq(database_url))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            app.state.keys.lookup_key("otp-mobile", mobile),
+        )
+        asked = asyncio.create_task(request)
+        async with asyncio.timeout(10):
+            # seen from outside the holder's transaction: within one, pg_stat_activity is
+            # read once
+            while not await fetch(  # noqa: ASYNC110
+                database_url,
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%otp_send_state%'",
+            ):
+                await asyncio.sleep(0.02)
+        await holder.execute(write, *args)
+        await transaction.commit()
+        return await asked
+    finally:
+        await holder.close()
 
 
 @contextlib.asynccontextmanager
@@ -307,38 +342,19 @@ class TestRequestCode:
         a code another request stored while this one waited is seen (its snapshot is taken
         after the lock), so both cannot pass the cooldown however they interleave."""
         national_code, mobile = national_code_for(seed), mobile_for(seed)
-        other = await asyncpg.connect(libpq(identity_database))
-        try:
-            # another request for the mobile holds its lock ...
-            transaction = other.transaction()
-            await transaction.start()
-            await other.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                app.state.keys.lookup_key("otp-mobile", mobile),
-            )
-            asking = asyncio.create_task(ask_code(client, national_code, mobile, seed))
-            async with asyncio.timeout(10):
-                # ... until this one's statement is waiting for it (seen from outside that
-                # transaction: within one, pg_stat_activity is read once)
-                while not await fetch(  # noqa: ASYNC110
-                    identity_database,
-                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%otp_send_state%'",
-                ):
-                    await asyncio.sleep(0.02)
-            # ... and stores its code before letting go
-            await other.execute(
-                "INSERT INTO identity.otp_challenge (id, national_code, mobile, code_hash, "
-                "failed_attempts, created_at, expires_at) "
-                "VALUES ($1, $2, $3, 'elsewhere', 0, now(), now() + interval '2 minutes')",
-                uuid.uuid4(),
-                national_code,
-                mobile,
-            )
-            await transaction.commit()
-            response = await asking
-        finally:
-            await other.close()
+        response = await while_the_mobile_is_held(
+            app,
+            identity_database,
+            mobile,
+            ask_code(client, national_code, mobile, seed),
+            # the holder stores its code before letting go
+            "INSERT INTO identity.otp_challenge (id, national_code, mobile, code_hash, "
+            "failed_attempts, created_at, expires_at) "
+            "VALUES ($1, $2, $3, 'elsewhere', 0, now(), now() + interval '2 minutes')",
+            uuid.uuid4(),
+            national_code,
+            mobile,
+        )
         assert response.status_code == 429, response.text
         assert response.json()["code"] == "otp_resend_too_soon"
         rows = await fetch(
@@ -824,6 +840,90 @@ def relay_wakes(app: FastAPI) -> Iterator[list[bool]]:
         yield woken
     finally:
         outbox.bind(database, messaging.outbox, wake=wake)
+
+
+class TestRightCodeSpentOnce:
+    """A right code is spent by one statement that takes the mobile's lock and checks the
+    challenge and the day's wrong codes as they are once it holds it, whatever another
+    request did while it waited."""
+
+    async def test_a_code_spent_while_a_right_one_waits_is_already_used(
+        self, app: FastAPI, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        response = await while_the_mobile_is_held(
+            app,
+            identity_database,
+            mobile,
+            client.post("/api/v1/auth/otp/verify", json=body),
+            "UPDATE identity.otp_challenge SET consumed_at = now() WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        assert response.status_code == 410, response.text
+        assert response.json()["code"] == "otp_already_used"
+
+    async def test_a_failure_cap_reached_while_a_right_code_waits_refuses_it(
+        self, app: FastAPI, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        code = await sms_code(client, mobile)
+        guessed = await client.post(
+            "/api/v1/auth/otp/verify",
+            json={"challenge_id": challenge["challenge_id"], "code": wrong(code)},
+        )
+        assert guessed.status_code == 400  # the day's counters of wrong codes now exist
+        buckets = [
+            app.state.keys.lookup_key("otp-failed-mobile", mobile),
+            app.state.keys.lookup_key("otp-failed-national-code", national_code),
+        ]
+        response = await while_the_mobile_is_held(
+            app,
+            identity_database,
+            mobile,
+            client.post(
+                "/api/v1/auth/otp/verify",
+                json={"challenge_id": challenge["challenge_id"], "code": code},
+            ),
+            # racing wrong guesses, counted up to the day's cap meanwhile
+            "UPDATE identity.rate_limit_counter SET hits = 50 WHERE bucket = ANY($1::text[])",
+            buckets,
+        )
+        assert response.status_code == 429, response.text
+        assert response.json()["code"] == "otp_rate_limited"
+        [row] = await fetch(
+            identity_database,
+            "SELECT consumed_at FROM identity.otp_challenge WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        assert row["consumed_at"] is None
+
+    async def test_a_challenge_whose_tries_ran_out_in_between_is_exhausted(
+        self, app: FastAPI, client: httpx.AsyncClient, seed: int, identity_database: str
+    ) -> None:
+        national_code, mobile = national_code_for(seed), mobile_for(seed)
+        challenge = (await ask_code(client, national_code, mobile, seed)).json()
+        body = {"challenge_id": challenge["challenge_id"], "code": await sms_code(client, mobile)}
+        response = await while_the_mobile_is_held(
+            app,
+            identity_database,
+            mobile,
+            client.post("/api/v1/auth/otp/verify", json=body),
+            # racing wrong guesses used up the challenge's tries meanwhile
+            "UPDATE identity.otp_challenge SET failed_attempts = 99 WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        # the statement found another count and wrote nothing; the locked way refused it
+        assert response.status_code == 410, response.text
+        assert response.json()["code"] == "otp_attempts_exhausted"
+        [row] = await fetch(
+            identity_database,
+            "SELECT consumed_at FROM identity.otp_challenge WHERE id = $1",
+            uuid.UUID(challenge["challenge_id"]),
+        )
+        assert row["consumed_at"] is None
 
 
 class TestRegistrationEvent:

@@ -259,8 +259,13 @@ class TestUnitsSentByTheDriver:
             if not statement.startswith("DELETE")
         ]
         assert sent == []
-        # each verification's claim locks its challenge in a transaction of its own
-        assert queries.in_transaction("FOR UPDATE OF otp_challenge") == [True, True]
+        # a right code to a live challenge: read without a lock, then spent by a statement
+        # that takes the mobile's lock and commits by itself, at both logins
+        assert queries.in_transaction("FOR UPDATE OF otp_challenge") == []
+        assert queries.in_transaction("UPDATE identity.otp_challenge SET consumed_at") == [
+            False,
+            False,
+        ]
 
     async def test_a_returning_login_records_itself_and_its_session_in_one_statement(
         self, client: httpx.AsyncClient, queries: Queries, seed: int
@@ -268,9 +273,12 @@ class TestUnitsSentByTheDriver:
         await login(client, seed)
         await login(client, seed, mobile=mobile_for(seed + 70_000))
         await queries.settled()
-        # under the challenge's lock: the code spent, then the login and its session, commit
+        # the code spent by a statement that commits by itself, then the login and its
+        # session by another (the code is given back if that one fails)
         [(before, signed_in, after)] = queries.around("UPDATE identity.citizen SET mobile")
         assert before is not None
         assert "UPDATE identity.otp_challenge SET consumed_at" in before
+        assert "pg_advisory_xact_lock" in before
         assert "INSERT INTO identity.refresh_token_family" in signed_in
-        assert after == "COMMIT"
+        assert after != "COMMIT"
+        assert not_in_transaction(queries.in_transaction("UPDATE identity.citizen SET mobile"))

@@ -13,7 +13,7 @@ from sqlalchemy import Row, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from panjereh.common.db import Database, DirectUnit
+from panjereh.common.db import Database, DirectUnit, RowByName
 from panjereh.common.idempotency import IdempotencyStore
 from panjereh.identity.models import (
     Citizen,
@@ -113,9 +113,41 @@ _CONSUME = text(
 )
 
 
-#: a challenge, locked, with the id of the citizen of its national code (``NULL`` before the
-#: person's first login); only the challenge's row is locked
-_CHALLENGE_WITH_CITIZEN = (
+#: a right code spent in one statement, under the mobile's lock, when the challenge is still
+#: as it was read (unspent, unexpired, the same wrong codes so far) and the day's wrong codes
+#: (read after the lock: ``otp_send_state``, migration 0005) are below both caps; then both
+#: failure counters are dropped, as :data:`_CONSUME` does
+_SPEND_IF_UNCHANGED = text(
+    """
+    WITH locked AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(hashtextextended(:mobile_lock, 0))
+    ), state AS MATERIALIZED (
+        SELECT identity.otp_send_state(
+            CAST(:mobile AS text), CAST(:failed_mobile AS text), CAST(:failed_person AS text),
+            CAST(:failed_start AS timestamptz)
+        ) AS s
+        FROM locked
+    ), failed AS (
+        SELECT (s).failed_by_mobile AS by_mobile, (s).failed_by_person AS by_person FROM state
+    ), consumed AS (
+        UPDATE identity.otp_challenge SET consumed_at = :now
+        WHERE id = :challenge_id AND consumed_at IS NULL AND expires_at > :now
+          AND failed_attempts = :read_failed
+          AND (SELECT by_mobile < :failures_per_mobile AND by_person < :failures_per_person
+               FROM failed)
+        RETURNING id
+    ), forgotten AS (
+        DELETE FROM identity.rate_limit_counter
+        WHERE bucket IN (:failed_mobile, :failed_person) AND EXISTS (SELECT FROM consumed)
+    )
+    SELECT by_mobile, by_person, EXISTS (SELECT FROM consumed) AS spent FROM failed
+    """
+)
+
+
+#: a challenge with the id of the citizen of its national code (``NULL`` before the person's
+#: first login)
+_CHALLENGE_READ_WITH_CITIZEN = (
     select(
         OtpChallenge.national_code,
         OtpChallenge.mobile,
@@ -128,8 +160,9 @@ _CHALLENGE_WITH_CITIZEN = (
     .select_from(OtpChallenge)
     .outerjoin(Citizen, Citizen.national_code == OtpChallenge.national_code)
     .where(OtpChallenge.id == bindparam("challenge_id"))
-    .with_for_update(of=OtpChallenge)
 )
+#: :data:`_CHALLENGE_READ_WITH_CITIZEN`, locked; only the challenge's row is locked
+_CHALLENGE_WITH_CITIZEN = _CHALLENGE_READ_WITH_CITIZEN.with_for_update(of=OtpChallenge)
 
 #: one more wrong code tried against a (locked) challenge; how many it has had now
 _COUNT_WRONG_CODE = (
@@ -165,6 +198,18 @@ class LockedChallenge:
     citizen_id: uuid.UUID | None
 
 
+def _challenge(row: RowByName) -> LockedChallenge:
+    return LockedChallenge(
+        national_code=row["national_code"],
+        mobile=row["mobile"],
+        code_hash=row["code_hash"],
+        failed_attempts=int(row["failed_attempts"]),
+        expires_at=row["expires_at"],
+        consumed_at=row["consumed_at"],
+        citizen_id=row["citizen_id"],
+    )
+
+
 class ChallengeRepository:
     """Challenges, in units of work sent by the driver (every one of them is a login's)."""
 
@@ -174,17 +219,52 @@ class ChallengeRepository:
     async def with_citizen_for_update(self, challenge_id: uuid.UUID) -> LockedChallenge | None:
         """The challenge, locked, with the citizen of its national code if there is one."""
         row = await self.unit.fetchrow(_CHALLENGE_WITH_CITIZEN, {"challenge_id": challenge_id})
-        if row is None:
-            return None
-        return LockedChallenge(
-            national_code=row["national_code"],
-            mobile=row["mobile"],
-            code_hash=row["code_hash"],
-            failed_attempts=int(row["failed_attempts"]),
-            expires_at=row["expires_at"],
-            consumed_at=row["consumed_at"],
-            citizen_id=row["citizen_id"],
+        return None if row is None else _challenge(row)
+
+    async def with_citizen(self, challenge_id: uuid.UUID) -> LockedChallenge | None:
+        """:meth:`with_citizen_for_update` without the lock, sent alone (no transaction): for
+        a right code spent by :meth:`spend_if_unchanged`, which checks the challenge again."""
+        row = await self.unit.fetchrow(
+            _CHALLENGE_READ_WITH_CITIZEN, {"challenge_id": challenge_id}, alone=True
         )
+        return None if row is None else _challenge(row)
+
+    async def spend_if_unchanged(
+        self,
+        challenge_id: uuid.UUID,
+        *,
+        read_failed: int,
+        mobile_lock: str,
+        mobile: str,
+        now: datetime,
+        failed_mobile: Window,
+        failed_person: Window,
+        failure_caps: tuple[int, int],
+    ) -> tuple[int, int, bool]:
+        """Under the mobile's lock, the day's failure counts (mobile, person) as they are once
+        it is held, and whether the challenge was spent: only below both caps and only if it
+        is still unspent, unexpired and at ``read_failed`` wrong codes (then both counters are
+        dropped). One statement, sent alone when the unit has sent nothing in a transaction."""
+        row = await self.unit.fetchrow(
+            _SPEND_IF_UNCHANGED,
+            {
+                "mobile_lock": mobile_lock,
+                "mobile": mobile,
+                "challenge_id": challenge_id,
+                "read_failed": read_failed,
+                "now": now,
+                "failed_mobile": failed_mobile.bucket,
+                "failed_person": failed_person.bucket,
+                "failed_start": failed_mobile.start,
+                "failures_per_mobile": failure_caps[0],
+                "failures_per_person": failure_caps[1],
+            },
+            alone=True,
+        )
+        if row is None:  # pragma: no cover - the statement always answers one row
+            msg = "spending a right code answered nothing"
+            raise RuntimeError(msg)
+        return int(row["by_mobile"]), int(row["by_person"]), bool(row["spent"])
 
     async def check_failures_and_consume(
         self,
@@ -397,7 +477,8 @@ class SignInRepository:
         now: datetime,
     ) -> list[str]:
         """Record the login of a registered citizen (from ``mobile``) and insert ``session``;
-        the staff roles of ``national_code``."""
+        the staff roles of ``national_code``. One statement: in the unit's transaction when it
+        has one (the code spent the locked way commits with it), else alone."""
         rows = await self.unit.fetch(
             _SIGN_IN,
             {
@@ -407,6 +488,7 @@ class SignInRepository:
                 "now": now,
                 **session.parameters(),
             },
+            alone=True,
         )
         return [str(row["role"]) for row in rows]
 

@@ -4,19 +4,24 @@ Both use cases ask the inquiry broker, so they take the ``Database`` and keep ev
 outside their units of work:
 
 * :func:`request_otp` asks the mobile registry first, with no transaction open, then in one
-  unit of work checks the cooldown and the daily caps under a per-mobile lock, stores the
-  challenge and queues the SMS.
-* :func:`verify_otp` **claims** the challenge in a first unit of work: it locks the row, checks
-  the daily failure caps, checks the code (a wrong code is counted against the challenge and
-  the daily caps, and committed: :class:`~panjereh.identity.errors.OtpInvalid` is
-  ``KeepChanges``; a right one resets the daily failure counts) and marks it consumed, so no
-  concurrent request can use it too. A known citizen is signed in within that same unit of
-  work. For a first login the claim is committed, the civil registry is **called** with no
-  transaction open, and a second unit of work **records** the registration and signs the
-  person in. When the registry cannot answer (503 ``civil_registry_unavailable``, retryable)
-  or has no record (422), the claim is given back in a short unit of work, so the same code
-  can be sent again while it lives. A process that dies between claim and record leaves the
-  code spent: no tokens were issued, and the person asks for a new code (fail closed).
+  statement takes a per-mobile lock, checks the cooldown and the daily caps under it, stores
+  the challenge and queues the SMS.
+* :func:`verify_otp` **claims** the challenge in a first unit of work. A right code to a live
+  challenge is spent by one statement that takes the per-mobile lock, checks the daily failure
+  caps, and marks the challenge consumed only if it is still as it was read (unspent,
+  unexpired, the same wrong codes), resetting the daily failure counts; it commits by itself.
+  Anything else, and a challenge that changed in between, takes a transaction: it locks the
+  row, checks the caps and the code (a wrong code is counted against the challenge and the
+  daily caps, and committed: :class:`~panjereh.identity.errors.OtpInvalid` is
+  ``KeepChanges``) and marks it consumed. Either way no concurrent request can use it too. A
+  known citizen is then signed in (within that transaction when there is one; otherwise by
+  one more statement, the code given back if it fails). For a first login the claim is
+  committed, the civil registry is **called** with no transaction open, and a second unit of
+  work **records** the registration and signs the person in. When the registry cannot
+  answer (503 ``civil_registry_unavailable``, retryable) or has no record (422), the claim is
+  given back in a short unit of work, so the same code can be sent again while it lives. A
+  process that dies between claim and record leaves the code spent: no tokens were issued,
+  and the person asks for a new code (fail closed).
 
 Every one of these units of work runs for every login, and each is a few Core statements: they
 are sent by the database driver (:meth:`~panjereh.common.db.Database.direct`), without the ORM
@@ -25,6 +30,7 @@ session's cost, and a giving back is one statement committed by itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -199,16 +205,20 @@ async def _verify_otp(
         claim, citizen_id = await _claim(
             unit, challenge_id=challenge_id, code=code, keys=keys, settings=settings, now=now
         )
-        if citizen_id is not None:
-            return await _sign_in(
-                unit,
-                citizen_id=citizen_id,
-                claim=claim,
-                keys=keys,
-                key_source=key_source,
-                settings=settings,
-                now=now,
-            )
+        sign_in = functools.partial(
+            _sign_in, claim=claim, keys=keys, key_source=key_source, settings=settings, now=now
+        )
+        # spent the locked way, the login commits with the spent code; spent by a statement
+        # of its own, the login is one more, and the code is given back if it fails
+        if citizen_id is not None and unit.in_transaction:
+            return await sign_in(unit, citizen_id=citizen_id)
+    if citizen_id is not None:
+        try:
+            async with database.direct() as unit:
+                return await sign_in(unit, citizen_id=citizen_id)
+        except BaseException:
+            await _give_back(database, claim)
+            raise
 
     # a first login: the civil registry is asked with the claim committed and nothing open
     try:
@@ -252,8 +262,15 @@ async def _claim(
     """Lock the challenge, check the code, and consume it (for this request only).
 
     The id of the citizen of the challenge's national code comes with it (``None`` at a first
-    login).
+    login). A right code is first tried the short way (:func:`_claim_right_code`: a read and
+    one statement, committed by itself); anything else, and a challenge that changed in
+    between, take this unit's transaction, the challenge locked first.
     """
+    quick = await _claim_right_code(
+        unit, challenge_id=challenge_id, code=code, keys=keys, settings=settings, now=now
+    )
+    if quick is not None:
+        return quick
     challenges = ChallengeRepository(unit)
     challenge = await challenges.with_citizen_for_update(challenge_id)
     if challenge is None:
@@ -292,6 +309,60 @@ async def _claim(
         await ratelimits.count_failure(unit, keys=keys, settings=settings, now=now, **person)
         logger.info("wrong otp", extra={"challenge_id": str(challenge_id), "failed": failed})
         raise OtpInvalid(attempts_left=settings.otp_max_attempts - failed)
+    claim = _Claim(
+        challenge_id=challenge_id,
+        national_code=challenge.national_code,
+        mobile=challenge.mobile,
+        consumed_at=now,
+    )
+    return claim, challenge.citizen_id
+
+
+async def _claim_right_code(
+    unit: DirectUnit,
+    *,
+    challenge_id: uuid.UUID,
+    code: str,
+    keys: Keys,
+    settings: Settings,
+    now: datetime,
+) -> tuple[_Claim, uuid.UUID | None] | None:
+    """:func:`_claim` for a right code to a live challenge, in two statements and no
+    transaction: the challenge read without a lock, then (the code checked here) one
+    statement that takes the mobile's lock and spends the challenge only if the day's failure
+    caps allow it and the challenge is still as it was read. It commits by itself.
+
+    ``None``, having written nothing, for anything else (an unknown, spent, exhausted or
+    expired challenge, a wrong code, a challenge that changed since it was read): the locked
+    way then answers it as before. 429 at a failure cap, as the locked way would.
+    """
+    challenge = await ChallengeRepository(unit).with_citizen(challenge_id)
+    if (
+        challenge is None
+        or challenge.consumed_at is not None
+        or challenge.failed_attempts >= settings.otp_max_attempts
+        or challenge.expires_at <= now
+        or not keys.otp_matches(
+            challenge.code_hash,
+            challenge_id=str(challenge_id),
+            national_code=challenge.national_code,
+            mobile=challenge.mobile,
+            code=code,
+        )
+    ):
+        return None
+    spent = await ratelimits.spend_right_code(
+        unit,
+        challenge_id=challenge_id,
+        read_failed=challenge.failed_attempts,
+        keys=keys,
+        settings=settings,
+        national_code=challenge.national_code,
+        mobile=challenge.mobile,
+        now=now,
+    )
+    if not spent:
+        return None
     claim = _Claim(
         challenge_id=challenge_id,
         national_code=challenge.national_code,

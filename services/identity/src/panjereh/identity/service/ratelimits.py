@@ -227,3 +227,44 @@ async def check_code_against_caps(
         or by_person >= settings.otp_daily_failures_per_national_code
     ):
         _refuse((failed_mobile.end - now).total_seconds())
+
+
+async def spend_right_code(
+    unit: DirectUnit,
+    *,
+    challenge_id: uuid.UUID,
+    read_failed: int,
+    keys: Keys,
+    settings: Settings,
+    national_code: str,
+    mobile: str,
+    now: datetime,
+) -> bool:
+    """:func:`check_code_against_caps` for a right code checked against the challenge as it
+    was read without a lock: one statement takes the mobile's lock, reads the day's wrong
+    codes after it, and spends the challenge only if it is still as it was read (unspent,
+    unexpired, ``read_failed`` wrong codes). 429 ``otp_rate_limited`` at either cap, as
+    there; whether the challenge was spent (``False``: it changed since, nothing was written)."""
+    failed_mobile, failed_person = (
+        Window.of(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
+        for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
+    )
+    by_mobile, by_person, spent = await ChallengeRepository(unit).spend_if_unchanged(
+        challenge_id,
+        read_failed=read_failed,
+        mobile_lock=keys.lookup_key("otp-mobile", mobile),
+        mobile=mobile,
+        now=now,
+        failed_mobile=failed_mobile,
+        failed_person=failed_person,
+        failure_caps=(
+            settings.otp_daily_failures_per_mobile,
+            settings.otp_daily_failures_per_national_code,
+        ),
+    )
+    if (
+        by_mobile >= settings.otp_daily_failures_per_mobile
+        or by_person >= settings.otp_daily_failures_per_national_code
+    ):
+        _refuse((failed_mobile.end - now).total_seconds())
+    return spent
