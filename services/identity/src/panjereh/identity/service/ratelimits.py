@@ -192,6 +192,32 @@ async def count_failure(
         await counters.hit(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
 
 
+def _failure_windows(
+    keys: Keys, settings: Settings, *, national_code: str, mobile: str, now: datetime
+) -> tuple[Window, Window]:
+    """The day's windows of wrong codes, per mobile and per national code."""
+    by_mobile, by_person = (
+        Window.of(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
+        for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
+    )
+    return by_mobile, by_person
+
+
+def _failure_caps(settings: Settings) -> tuple[int, int]:
+    return settings.otp_daily_failures_per_mobile, settings.otp_daily_failures_per_national_code
+
+
+def _refuse_at_failure_caps(
+    by_mobile: int, by_person: int, settings: Settings, *, window: Window, now: datetime
+) -> None:
+    """429 ``otp_rate_limited`` once either count of the day's wrong codes is at its cap."""
+    if (
+        by_mobile >= settings.otp_daily_failures_per_mobile
+        or by_person >= settings.otp_daily_failures_per_national_code
+    ):
+        _refuse((window.end - now).total_seconds())
+
+
 async def check_code_against_caps(
     unit: DirectUnit,
     *,
@@ -207,9 +233,8 @@ async def check_code_against_caps(
     whether the code was right or not (one statement either way, nothing changed). Below the
     caps, the right code spends the challenge and resets both failure counts (NIST counts
     *consecutive* failures: the owner is in), in that same statement."""
-    failed_mobile, failed_person = (
-        Window.of(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
-        for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
+    failed_mobile, failed_person = _failure_windows(
+        keys, settings, national_code=national_code, mobile=mobile, now=now
     )
     by_mobile, by_person = await ChallengeRepository(unit).check_failures_and_consume(
         challenge_id,
@@ -217,16 +242,9 @@ async def check_code_against_caps(
         now=now,
         failed_mobile=failed_mobile,
         failed_person=failed_person,
-        failure_caps=(
-            settings.otp_daily_failures_per_mobile,
-            settings.otp_daily_failures_per_national_code,
-        ),
+        failure_caps=_failure_caps(settings),
     )
-    if (
-        by_mobile >= settings.otp_daily_failures_per_mobile
-        or by_person >= settings.otp_daily_failures_per_national_code
-    ):
-        _refuse((failed_mobile.end - now).total_seconds())
+    _refuse_at_failure_caps(by_mobile, by_person, settings, window=failed_mobile, now=now)
 
 
 async def spend_right_code(
@@ -245,9 +263,8 @@ async def spend_right_code(
     codes after it, and spends the challenge only if it is still as it was read (unspent,
     unexpired, ``read_failed`` wrong codes). 429 ``otp_rate_limited`` at either cap, as
     there; whether the challenge was spent (``False``: it changed since, nothing was written)."""
-    failed_mobile, failed_person = (
-        Window.of(bucket, window_seconds=settings.otp_daily_window_seconds, now=now)
-        for bucket in _buckets(keys, _FAILED, national_code=national_code, mobile=mobile)
+    failed_mobile, failed_person = _failure_windows(
+        keys, settings, national_code=national_code, mobile=mobile, now=now
     )
     by_mobile, by_person, spent = await ChallengeRepository(unit).spend_if_unchanged(
         challenge_id,
@@ -257,14 +274,7 @@ async def spend_right_code(
         now=now,
         failed_mobile=failed_mobile,
         failed_person=failed_person,
-        failure_caps=(
-            settings.otp_daily_failures_per_mobile,
-            settings.otp_daily_failures_per_national_code,
-        ),
+        failure_caps=_failure_caps(settings),
     )
-    if (
-        by_mobile >= settings.otp_daily_failures_per_mobile
-        or by_person >= settings.otp_daily_failures_per_national_code
-    ):
-        _refuse((failed_mobile.end - now).total_seconds())
+    _refuse_at_failure_caps(by_mobile, by_person, settings, window=failed_mobile, now=now)
     return spent
