@@ -58,6 +58,7 @@ from panjereh.identity.metrics import OTP_EVENTS
 from panjereh.identity.models import messaging
 from panjereh.identity.repository import (
     ChallengeRepository,
+    LockedChallenge,
     NewChallenge,
     SignInRepository,
     give_back,
@@ -284,13 +285,7 @@ async def _claim(
     # one check at a time per mobile: racing guesses cannot all slip under the daily cap
     await challenges.lock_mobile(keys.lookup_key("otp-mobile", challenge.mobile))
     person = {"national_code": challenge.national_code, "mobile": challenge.mobile}
-    right = keys.otp_matches(
-        challenge.code_hash,
-        challenge_id=str(challenge_id),
-        national_code=challenge.national_code,
-        mobile=challenge.mobile,
-        code=code,
-    )
+    right = _matches(keys, challenge_id, challenge, code)
     # the daily failure caps refuse a right and a wrong code alike, by the same statement;
     # below them a right code is spent there and earlier wrong guesses stop counting (it came
     # from the owner's phone)
@@ -309,13 +304,7 @@ async def _claim(
         await ratelimits.count_failure(unit, keys=keys, settings=settings, now=now, **person)
         logger.info("wrong otp", extra={"challenge_id": str(challenge_id), "failed": failed})
         raise OtpInvalid(attempts_left=settings.otp_max_attempts - failed)
-    claim = _Claim(
-        challenge_id=challenge_id,
-        national_code=challenge.national_code,
-        mobile=challenge.mobile,
-        consumed_at=now,
-    )
-    return claim, challenge.citizen_id
+    return _spent(challenge_id, challenge, now), challenge.citizen_id
 
 
 async def _claim_right_code(
@@ -342,13 +331,7 @@ async def _claim_right_code(
         or challenge.consumed_at is not None
         or challenge.failed_attempts >= settings.otp_max_attempts
         or challenge.expires_at <= now
-        or not keys.otp_matches(
-            challenge.code_hash,
-            challenge_id=str(challenge_id),
-            national_code=challenge.national_code,
-            mobile=challenge.mobile,
-            code=code,
-        )
+        or not _matches(keys, challenge_id, challenge, code)
     ):
         return None
     spent = await ratelimits.spend_right_code(
@@ -363,13 +346,28 @@ async def _claim_right_code(
     )
     if not spent:
         return None
-    claim = _Claim(
+    return _spent(challenge_id, challenge, now), challenge.citizen_id
+
+
+def _matches(keys: Keys, challenge_id: uuid.UUID, challenge: LockedChallenge, code: str) -> bool:
+    """Whether ``code`` is the challenge's."""
+    return keys.otp_matches(
+        challenge.code_hash,
+        challenge_id=str(challenge_id),
+        national_code=challenge.national_code,
+        mobile=challenge.mobile,
+        code=code,
+    )
+
+
+def _spent(challenge_id: uuid.UUID, challenge: LockedChallenge, now: datetime) -> _Claim:
+    """The claim of a challenge this request spent at ``now``."""
+    return _Claim(
         challenge_id=challenge_id,
         national_code=challenge.national_code,
         mobile=challenge.mobile,
         consumed_at=now,
     )
-    return claim, challenge.citizen_id
 
 
 async def _give_back(database: Database, claim: _Claim) -> bool:
