@@ -9,6 +9,9 @@ broker, the simulator, Tansu, PostgreSQL) competes for CPU; the report includes 
 average so that runs can be compared.
 
 Every request asks a fresh subject (no cache hit) with ``?wait=5`` and is timed end to end.
+The agencies' topics are created as the local stack creates them (one partition each): the
+broker's replies consumer reads every agency's replies topic, and on Tansu each of its tight
+fetches walks every partition it holds (auto-created topics would have four each).
 The CPU seconds of each process (the broker, the simulators, Tansu, PostgreSQL's backends; from
 ``/proc/<pid>/stat``) are read around the inquiries and, separately, around the reference
 reads: CPU per inquiry beside CPU per reference read (target: broker ≤ 5 ms per inquiry).
@@ -48,8 +51,9 @@ from panjereh.common.messaging.kafka import create_topics
 from panjereh.common.migrations import upgrade
 from panjereh.common.testing.tokens import JwksServer, SigningKey, TokenFactory, bearer
 from panjereh.contracts.access import INQUIRIES_SCOPE
-from panjereh.contracts.topics import PLATFORM_TOPICS, agency_inquiries
+from panjereh.contracts.topics import PLATFORM_TOPICS
 from panjereh.devstack.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from panjereh.devstack.stack import simulated_agency_topics
 
 TARGET_P99_MS = 50.0
 TARGET_BROKER_CPU_MS = 5.0
@@ -347,9 +351,11 @@ async def main() -> int:
             await ensure_databases(postgres.url("postgres", driver="postgresql"), ["bench"])
             database_url = postgres.url("bench")
             await asyncio.to_thread(upgrade, "panjereh.inquiry_broker", database_url)
-            await create_topics(
-                kafka.bootstrap_servers, [*PLATFORM_TOPICS, agency_inquiries("civil-registry")]
-            )
+            await create_topics(kafka.bootstrap_servers, PLATFORM_TOPICS)
+            # the agencies' topics as the local stack lays them out (one partition each):
+            # the broker's replies consumer reads every agency's replies topic, and on Tansu
+            # each of its tight fetches walks every partition
+            await create_topics(kafka.bootstrap_servers, simulated_agency_topics(), partitions=1)
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("PANJEREH_")}
             env.update(
