@@ -178,6 +178,13 @@ class TestOneStatementUnits:
         await queries.settled()
         assert not_in_transaction(queries.in_transaction("INSERT INTO identity.dev_sms"))
         assert not_in_transaction(queries.in_transaction("UPDATE identity.sms_message SET"))
+        # the mark's commit does not wait for the WAL flush (a lost mark sends again; the
+        # setting's name is a bound value); the console's store, standing for the provider's
+        # acceptance, does
+        [(_, marked, _)] = queries.around("UPDATE identity.sms_message SET")
+        assert "set_config(" in marked
+        [(_, stored, _)] = queries.around("INSERT INTO identity.dev_sms")
+        assert "set_config(" not in stored
 
     async def test_an_otp_request_stores_its_code_in_the_statement_that_counts_it(
         self, client: httpx.AsyncClient, queries: Queries, seed: int

@@ -610,10 +610,19 @@ _DEV_OUTBOX = (
     .limit(50)
 )
 
-#: a pending message settled as sent, its tokens erased; its id when it was pending
+#: a pending message settled as sent, its tokens erased; its id when it was pending.
+#: Committed without waiting for the WAL flush (``synchronous_commit`` off, for this
+#: statement's own commit), as the outbox relay's mark is: the provider has the message
+#: already, and a mark that a database crash loses a fraction of a second later only makes a
+#: later pass send the message again, as a dispatcher stopped between the provider's answer and
+#: the mark always could. One fsync less per SMS.
 _MARK_SENT = (
     update(SmsMessage)
-    .where(SmsMessage.id == bindparam("message_id"), SmsMessage.status == "pending")
+    .where(
+        SmsMessage.id == bindparam("message_id"),
+        SmsMessage.status == "pending",
+        func.set_config("synchronous_commit", "off", True).is_not(None),
+    )
     .values(
         status="sent",
         sent_at=bindparam("sent_now"),
