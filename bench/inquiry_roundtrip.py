@@ -56,6 +56,9 @@ from panjereh.devstack.embedded import EmbeddedKafka, EmbeddedPostgres, free_por
 from panjereh.devstack.stack import simulated_agency_topics
 
 TARGET_P99_MS = 50.0
+#: the interpreter, by version and resolved path: its build moves every CPU figure (see
+#: docs/profiling.md)
+PYTHON = f"{sys.version.split()[0]} {os.path.realpath(sys.executable)}"
 TARGET_BROKER_CPU_MS = 5.0
 
 
@@ -485,6 +488,7 @@ async def main() -> int:
         "concurrent": concurrent_report(concurrent, options.clients),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
+        "python": PYTHON,
     }
     print(json.dumps(report))
     emit(

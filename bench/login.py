@@ -35,6 +35,7 @@ import asyncio
 import itertools
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -390,6 +391,8 @@ def main() -> int:
         # a returning citizen comes back seconds after the first login, not a minute
         environment["PANJEREH_IDENTITY_OTP_RESEND_COOLDOWN_SECONDS"] = "0"
     print(f"stack environment overrides: {environment}")
+    # the interpreter's build moves every CPU figure (see docs/profiling.md)
+    print(f"python: {sys.version.split()[0]} at {os.path.realpath(sys.executable)}")
     with tempfile.TemporaryDirectory(prefix="panjereh-bench-login-") as scratch:
         began = time.monotonic()
         stack = start_stack(
