@@ -211,10 +211,8 @@ def _refuse_at_failure_caps(
     by_mobile: int, by_person: int, settings: Settings, *, window: Window, now: datetime
 ) -> None:
     """429 ``otp_rate_limited`` once either count of the day's wrong codes is at its cap."""
-    if (
-        by_mobile >= settings.otp_daily_failures_per_mobile
-        or by_person >= settings.otp_daily_failures_per_national_code
-    ):
+    cap_mobile, cap_person = _failure_caps(settings)
+    if by_mobile >= cap_mobile or by_person >= cap_person:
         _refuse((window.end - now).total_seconds())
 
 
