@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from panjereh.devstack.testing import RunningStack, start_stack, stop_stack
+from tests.e2e.platform_api import PLATFORM_ADMIN, People, login
 
 pytestmark = pytest.mark.e2e
 
@@ -105,9 +106,13 @@ class TestRouting:
 class TestStop:
     def test_ctrl_c_leaves_no_process_behind_and_restart_is_ready(self, tmp_path: Path) -> None:
         var_dir = tmp_path / "var"
+        people = People("2780", "093678")
         stack = start_stack(var_dir, tmp_path / "first.out")
-        pids = self._pids(stack)
-        assert stop_stack(stack) == 0
+        try:
+            first = self._audit_after_a_login(stack, people)
+        finally:
+            pids = self._pids(stack)
+            assert stop_stack(stack) == 0
         leftovers = [pid for pid in pids if alive(pid)]
         assert leftovers == [], f"still running after Ctrl-C: {leftovers}"
 
@@ -115,9 +120,24 @@ class TestStop:
         again = start_stack(var_dir, tmp_path / "second.out")
         try:
             assert httpx.get(again.gateway + "/readyz", timeout=10).status_code == 200
+            # with the keys that wrote the first run's audit log: the whole chain still checks
+            second = self._audit_after_a_login(again, people)
         finally:
             stop_stack(again)
         assert "Panjereh is ready in" in (tmp_path / "second.out").read_text()
+        assert second["checked"] > first["checked"] > 0
+
+    @staticmethod
+    def _audit_after_a_login(stack: RunningStack, people: People) -> dict[str, object]:
+        """The platform admin logs in (the broker asks agencies, so the audit log grows),
+        then walks the audit chain: it must be whole."""
+        with httpx.Client(base_url=stack.gateway, timeout=10.0) as gateway:
+            admin = login(gateway, PLATFORM_ADMIN, people.mobile())
+            verified: dict[str, object] = gateway.get(
+                "/api/v1/audit/verify", headers=admin.headers
+            ).json()
+        assert verified["valid"] is True, verified
+        return verified
 
     def test_sigterm_stops_everything_too(self, tmp_path: Path) -> None:
         stack = start_stack(tmp_path / "var", tmp_path / "stack.out")

@@ -43,6 +43,7 @@ from panjereh.devstack.embedded import (
     free_port,
 )
 from panjereh.devstack.heads import at_head
+from panjereh.devstack.keys import stack_keys
 from panjereh.devstack.prepare import DONE_PREFIX
 
 
@@ -399,13 +400,24 @@ class Stack:
             ]
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own command
             command,
-            env=self.env,
+            env=self._environment_of(component),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent(),  # noqa: PLW1509 - only sets the death signal
         )
         log.close()
+
+    def _environment_of(self, component: Component) -> dict[str, str]:
+        """The stack's environment, with the component's own keys (see
+        :mod:`panjereh.devstack.keys`) unless the environment names them or runs production."""
+        env = dict(self.env)
+        if env.get("PANJEREH_ENV") == "prod":
+            return env
+        for name, value in stack_keys(self.config.var_dir).items():
+            if name.startswith(component.env_prefix):
+                env.setdefault(name, value)
+        return env
 
     def _spawn_extra(self, extra: ExtraProcess) -> None:
         env = self.env
