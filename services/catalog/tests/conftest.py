@@ -70,8 +70,8 @@ def app_settings(database_url: str, *, jwks_url: str, kafka: str) -> Settings:
         jwks_url=jwks_url,
         kafka_bootstrap_servers=kafka,
         kafka_idempotence=False,  # the embedded broker refuses idempotent producers
-        # one consumer group on one broker: an app sharing its database with other tests must
-        # not take the activity partitions (test_agency_activity.py owns them)
+        # activity is consumed only where a test says so (test_agency_activity.py, on a broker
+        # of its own): an app sharing the session's broker must not take its partitions
         consume_agency_activity=False,
     )
 

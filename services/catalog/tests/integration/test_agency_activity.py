@@ -4,7 +4,9 @@ consumed over a real Kafka-protocol broker into the catalog's KPI."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,8 +17,11 @@ from aiokafka import AIOKafkaProducer
 from panjereh.catalog.config import Settings
 from panjereh.catalog.main import create_app
 from panjereh.common.messaging.envelope import CloudEvent
+from panjereh.common.testing.kafka import create_topics
 from panjereh.common.testing.plugin import running_app
 from panjereh.contracts.inquiry import AgencyActive
+from panjereh.contracts.topics import PLATFORM_TOPICS
+from panjereh.devstack.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +43,19 @@ async def announce(kafka: str, *events: AgencyActive) -> list[str]:
     return ids
 
 
+@pytest.fixture
+def activity_topics(tmp_path: Path) -> Iterator[str]:
+    """A Kafka-protocol broker of this test's own: the session's carries activity that other
+    tests' brokers announced, in whatever order the tests ran, and the catalog reads
+    ``inquiry.agency.active`` from its start."""
+    broker = EmbeddedKafka(free_port(), log_path=tmp_path / "broker.log")
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
 async def agency(client: httpx.AsyncClient, code: str) -> dict[str, Any]:
     response = await client.get(f"/api/v1/catalog/agencies/{code}")
     assert response.status_code == 200
@@ -46,14 +64,15 @@ async def agency(client: httpx.AsyncClient, code: str) -> dict[str, Any]:
 
 
 async def test_an_agency_the_broker_heard_from_counts_as_connected(
-    own_catalog_url: str, jwks_url: str, platform_topics: str
+    own_catalog_url: str, jwks_url: str, activity_topics: str
 ) -> None:
+    platform_topics = activity_topics
+    await create_topics(platform_topics, PLATFORM_TOPICS)
     settings = Settings(
         database_url=own_catalog_url,
         jwks_url=jwks_url,
         kafka_bootstrap_servers=platform_topics,
         kafka_idempotence=False,
-        # the only catalog of this test run that consumes activity: it owns the partitions
         consume_agency_activity=True,
     )
     async with running_app(create_app(settings)) as client:
