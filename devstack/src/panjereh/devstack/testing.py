@@ -65,9 +65,28 @@ def _ports_free(ports: list[int]) -> bool:
     return True
 
 
+#: Stacks' ports come from below Linux's default range of ephemeral ports (32768 and up): a
+#: client's outgoing connection cannot take one of them between the pick and the bind.
+PORT_RANGE = (20000, 32760)
+
+
+def _port_range() -> tuple[int, int]:
+    """The part of :data:`PORT_RANGE` this test process picks from: with several pytest-xdist
+    workers, each its own slice, so that stacks started at once never pick the same block."""
+    low, high = PORT_RANGE
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return low, high
+    index = int(worker.removeprefix("gw")) % count
+    width = (high - low) // count // 10 * 10
+    return low + index * width, low + (index + 1) * width
+
+
 def pick_port_base() -> int:
+    low, high = _port_range()
     for _ in range(100):
-        base = random.randrange(20000, 40000, 10)  # noqa: S311 - not security relevant
+        base = random.randrange(low, high - 10, 10)  # noqa: S311 - not security relevant
         if _ports_free(list(range(base, base + 7))):  # services, broker, portal
             return base
     msg = "no block of free ports found"
