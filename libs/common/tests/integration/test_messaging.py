@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
@@ -185,6 +186,11 @@ async def write_events(
                 )
 
 
+def partition_of(key: str, partitions: int) -> int:
+    """The partition the producers' default partitioner (murmur2 of the key) gives ``key``."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 def assert_in_order_per_key(records: Sequence[Any], *, things: int, per_thing: int) -> None:
     seen: dict[str, list[int]] = defaultdict(list)
     for record in records:
@@ -264,7 +270,13 @@ class TestOutboxRelay:
     async def test_two_relays_at_once_publish_each_row_exactly_once(
         self, database: Database, tables: MessagingTables, topic: str, kafka_bootstrap_servers: str
     ) -> None:
-        await create_topics(kafka_bootstrap_servers, [topic])
+        # A partition of its own for each of the 10 keys (24 partitions spread them so): two
+        # relays holding different keys then never append to one partition at the same moment.
+        # The embedded broker (Tansu 0.6.0, memory storage) can lose an acknowledged record
+        # when two producers do (README, "External PostgreSQL and Kafka"): the broker's
+        # defect, not the relays'; Apache Kafka has no such race.
+        await create_topics(kafka_bootstrap_servers, [topic], partitions=24)
+        assert len({partition_of(f"thing-{t}", 24) for t in range(10)}) == 10
         await write_events(database, tables, topic, things=10, per_thing=30)
 
         # Each relay, after its first acknowledged batch, holds that claim (its keys' locks)
