@@ -37,17 +37,24 @@ install: $(VENV)/.synced ## create .venv with the whole workspace (locked)
 run: install ## run the whole platform locally (embedded PostgreSQL + broker), Ctrl-C stops it
 	$(PY) -m panjereh.devstack run
 
+# Test files run in TEST_WORKERS pytest-xdist workers, a whole file to one worker (its module
+# fixtures and stacks are set up once), each worker with its own embedded PostgreSQL, broker
+# and ports. Most of the suite waits on servers, so two workers on two cores take about half
+# the time of one. TEST_WORKERS=0 runs everything in this process, one test after another.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: install deploy-tools ## run the whole suite: unit, integration, e2e, deployment checks
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-unit: install deploy-tools ## unit tests only (no servers), deployment checks included
-	$(PY) -m pytest -m "not integration and not e2e"
+	$(PYTEST) -m "not integration and not e2e"
 
 test-integration: install ## integration tests (embedded PostgreSQL and broker)
-	$(PY) -m pytest -m integration
+	$(PYTEST) -m integration
 
 test-e2e: install ## end-to-end tests (the whole platform as processes)
-	$(PY) -m pytest -m e2e
+	$(PYTEST) -m e2e
 
 lint: install ## ruff (lint + format check) and mypy strict
 	$(VENV)/bin/ruff check .
